@@ -1,0 +1,401 @@
+"""Intake benchmark: events/s and latency of SOAP and REST pushes (SPEC 3.2, 6).
+
+For one store it creates a fresh database, adds an operator, starts
+``msgcenter exec serve`` on a free loopback port, drives each scenario with
+``loadgen`` and checks that the ``event`` table grew by at least the number of
+events whose ids were acknowledged. Results go to
+``bench/results/intake-<store>-<YYYYMMDD-HHMM>.json``.
+
+    python bench/intake.py --store postgresql --duration 20 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import loadgen
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+MSGCENTER = str(Path(sys.executable).with_name("msgcenter"))
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+PG_DATABASE = "msgcenter_bench"
+LOGIN, PASSWORD = "bench", "benchpw"
+
+SOAP_EVENT = (
+    '<rtEvent type="order_confirmation" email="ann@example.com" wishedChannel="0"'
+    ' emailFormat="2" externalId="42"><ctx><client firstname="Ann" lastname="Lee"/>'
+    '<order id="123" total="42.50"><article sku="A1" qty="1"/><article sku="B2" qty="2"/>'
+    "</order></ctx></rtEvent>"
+)
+SOAP_ENVELOPE = (
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
+    ' xmlns:urn="urn:nms:rtEvent"><soapenv:Body>{}</soapenv:Body></soapenv:Envelope>'
+)
+SOAP_TOKEN = f"<urn:sessiontoken>{LOGIN}/{PASSWORD}</urn:sessiontoken>"
+REST_EVENT = {
+    "type": "order_confirmation",
+    "email": "ann@example.com",
+    "external_id": "42",
+    "ctx": {
+        "client": {"firstname": "Ann", "lastname": "Lee"},
+        "order": {
+            "id": "123",
+            "total": "42.50",
+            "article": [{"sku": "A1", "qty": 1}, {"sku": "B2", "qty": 2}],
+        },
+    },
+}
+
+# Wide enough for the results table when the output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 130)
+
+
+def soap_target(port: int, batch: int) -> loadgen.Target:
+    """``PushEvent`` (batch 1) or ``PushEvents`` with ``batch`` events."""
+    if batch == 1:
+        action = "PushEvent"
+        call = (
+            f"<urn:PushEvent>{SOAP_TOKEN}<urn:domEvent>{SOAP_EVENT}</urn:domEvent></urn:PushEvent>"
+        )
+    else:
+        action = "PushEvents"
+        call = (
+            f"<urn:PushEvents>{SOAP_TOKEN}<urn:domEventCollection><Events>"
+            f"{SOAP_EVENT * batch}</Events></urn:domEventCollection></urn:PushEvents>"
+        )
+    return loadgen.Target(
+        host="127.0.0.1",
+        port=port,
+        method="POST",
+        path="/nl/jsp/soaprouter.jsp",
+        headers=(
+            ("SOAPAction", f'"nms:rtEvent#{action}"'),
+            ("Content-Type", "text/xml; charset=utf-8"),
+        ),
+        body=SOAP_ENVELOPE.format(call).encode(),
+        status=200,
+        expect="soap",
+        events=batch,
+    )
+
+
+def rest_target(port: int, batch: int) -> loadgen.Target:
+    """One JSON event (batch 1) or a JSON list of ``batch`` events."""
+    doc = REST_EVENT if batch == 1 else [REST_EVENT] * batch
+    basic = base64.b64encode(f"{LOGIN}:{PASSWORD}".encode()).decode()
+    return loadgen.Target(
+        host="127.0.0.1",
+        port=port,
+        method="POST",
+        path="/api/v1/events/rt",
+        headers=(("Authorization", f"Basic {basic}"), ("Content-Type", "application/json")),
+        body=json.dumps(doc, separators=(",", ":")).encode(),
+        status=201,
+        expect="rest",
+        events=batch,
+    )
+
+
+SCENARIOS: dict[str, Callable[[int], loadgen.Target]] = {
+    "soap-single": lambda port: soap_target(port, 1),
+    "soap-batch100": lambda port: soap_target(port, 100),
+    "rest-single": lambda port: rest_target(port, 1),
+    "rest-batch100": lambda port: rest_target(port, 100),
+}
+
+
+def fresh_database(store: str, workdir: Path) -> str:
+    """Create an empty, migrated database and return its URL."""
+    if store == "sqlite":
+        url = f"sqlite:///{workdir / 'bench.db'}"
+    else:
+        admin = sa.create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {PG_DATABASE}")
+        admin.dispose()
+        url = f"{PG_SERVER}/{PG_DATABASE}"
+    msgcenter("db", "upgrade", "--db", url)
+    msgcenter(
+        "operator",
+        "add",
+        LOGIN,
+        "--password",
+        PASSWORD,
+        "--rights",
+        "mc_push,mc_admin",
+        "--db",
+        url,
+    )
+    return url
+
+
+def msgcenter(*args: str) -> None:
+    """Run one ``msgcenter`` command, failing loudly with its output."""
+    done = subprocess.run([MSGCENTER, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(
+            f"msgcenter {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(url: str, port: int, workers: int | None, log: Path) -> Iterator[subprocess.Popen]:
+    """Run ``msgcenter exec serve`` until the block ends, whatever happens in it."""
+    command = [MSGCENTER, "exec", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", url]
+    if workers:
+        command += ["--workers", str(workers)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_healthy(proc, port, log)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def wait_healthy(proc: subprocess.Popen, port: int, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM the server's process group, then SIGKILL it after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def count_events(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM event")).scalar_one()
+
+
+def durability(engine: sa.Engine) -> dict[str, str]:
+    """The database settings that decide whether an acknowledged id survives a crash."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            # synchronous is per connection and set by the server; journal_mode persists.
+            return {"journal_mode": conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()}
+        return {
+            name: conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+            for name in ("synchronous_commit", "fsync", "server_version")
+        }
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds used so far by ``root`` and every descendant (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine since boot (/proc/stat, idle and iowait excluded)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_scenario(
+    name: str, port: int, engine: sa.Engine, proc: subprocess.Popen, args: argparse.Namespace
+) -> dict:
+    """Load one scenario and check what was acknowledged against what was stored.
+
+    CPU is given in cores over the whole run (warm-up included): the server's
+    process tree, the load generator, and the rest of the machine (mostly the
+    database).
+    """
+    target = SCENARIOS[name](port)
+    before_rows = count_events(engine)
+    cpu_before, busy_before, wall = process_tree_cpu(proc.pid), machine_busy(), time.monotonic()
+    result = loadgen.run(target, args.connections, args.duration, args.warmup, args.procs)
+    wall = time.monotonic() - wall
+    server = (process_tree_cpu(proc.pid) - cpu_before) / wall
+    machine = (machine_busy() - busy_before) / wall
+    client = result.client_cpu / wall
+    stored = count_events(engine) - before_rows
+    figures = result.summary()
+    figures["stored_delta"] = stored
+    figures["stored_ok"] = stored >= result.acknowledged
+    figures["cpu_cores"] = {
+        "server": round(server, 2),
+        "loadgen": round(client, 2),
+        "other": round(machine - server - client, 2),
+    }
+    if not figures["stored_ok"]:
+        console.print(
+            f"[bold red]MISMATCH in {name}: {result.acknowledged} event ids acknowledged "
+            f"but the event table grew by only {stored}[/]"
+        )
+    return figures
+
+
+def machine_info(workers: int | None) -> dict:
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "server_workers": workers or "default",
+        "loadgen_uvloop": loadgen.uvloop is not None,
+    }
+
+
+def print_table(store: str, report: dict) -> None:
+    table = Table(title=f"intake on {store} ({report['machine']['server_workers']} workers)")
+    columns = (
+        "scenario",
+        "events/s",
+        "requests/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "acked",
+        "stored",
+        "cores srv/gen/other",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for name, r in report["scenarios"].items():
+        cores = r["cpu_cores"]
+        table.add_row(
+            name,
+            f"{r['events_per_s']:,.0f}",
+            f"{r['requests_per_s']:,.0f}",
+            f"{r['p50_ms']}",
+            f"{r['p99_ms']}",
+            f"[red]{r['errors']}[/]" if r["errors"] else "0",
+            f"{r['acknowledged']:,}",
+            f"{r['stored_delta']:,}" if r["stored_ok"] else f"[bold red]{r['stored_delta']:,}[/]",
+            f"{cores['server']}/{cores['loadgen']}/{cores['other']}",
+        )
+    console.print(table)
+    console.print(f"durability: {report['durability']}")
+    for name, r in report["scenarios"].items():
+        for reason, sample in r["error_samples"].items():
+            console.print(f"[red]{name}: {r['error_kinds'][reason]} x {reason}[/]: {sample[:200]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], required=True)
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="measured seconds per scenario"
+    )
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
+    parser.add_argument(
+        "--workers", type=int, help="server worker processes (server default if unset)"
+    )
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    args = parser.parse_args()
+
+    started = datetime.now()
+    # The directory outlives the run so that the server log can be read after it.
+    workdir = Path(tempfile.mkdtemp(prefix="msgcenter-bench-"))
+    try:
+        url = fresh_database(args.store, workdir)
+        engine = sa.create_engine(url)
+        port = free_port()
+        report = {
+            "bench": "intake",
+            "store": args.store,
+            "started": started.isoformat(timespec="seconds"),
+            "machine": machine_info(args.workers),
+            "durability": durability(engine),
+            "server_log": str(workdir / "server.log"),
+            "scenarios": {},
+        }
+        with server(url, port, args.workers, workdir / "server.log") as proc:
+            for name in args.scenarios:
+                console.print(
+                    f"[bold]{name}[/]: {args.warmup:g} s warm-up, {args.duration:g} s measured"
+                )
+                report["scenarios"][name] = run_scenario(name, port, engine, proc, args)
+        engine.dispose()
+    finally:
+        for db_file in workdir.glob("bench.db*"):
+            db_file.unlink()
+
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"intake-{args.store}-{started:%Y%m%d-%H%M}.json"
+    if path.exists():  # two runs in one minute: keep both
+        path = path.with_name(f"{path.stem}{started:%S}.json")
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(args.store, report)
+    console.print(f"written to {path.relative_to(BENCH_DIR.parent)}")
+    scenarios = report["scenarios"].values()
+    if any(not r["stored_ok"] or r["errors"] for r in scenarios):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Operators, sessions, security zones and failed-logon throttling (SPEC §3.9)."""

@@ -1,0 +1,210 @@
+"""Who is calling: credentials and session tokens checked against operators and security zones.
+
+Every API call authenticates, so the hot path must not hash a password or read
+the database each time: verified credentials and sessions are cached in the
+process for ``security.credential_cache_seconds`` (a changed password or an
+ended session elsewhere takes effect within that delay; in this process at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from msgcenter.auth.operators import Operator
+from msgcenter.auth.passwords import verify_password
+from msgcenter.auth.throttle import FailedLogonThrottle
+from msgcenter.auth.zones import Client, SecurityZones
+from msgcenter.errors import AuthenticationError, PermissionDeniedError
+from msgcenter.settings import SecuritySettings
+from msgcenter.store import operators as operator_store
+from msgcenter.store.database import Database
+
+#: prefix of session tokens issued by Logon (tokens never contain "/", unlike ``login/password``)
+TOKEN_PREFIX = "mcs_"
+
+
+async def identify(check: Callable[..., Operator | None]) -> Operator:
+    """Run an :class:`Authenticator` check from the event loop.
+
+    ``check`` is a bound method with its arguments (a ``functools.partial``). It is
+    first tried from the caches only; the slow path (database, Argon2) runs in a
+    worker thread so that it never blocks the loop.
+    """
+    found = check(cache_only=True)
+    if found is None:
+        found = await asyncio.to_thread(check, cache_only=False)
+    assert found is not None
+    return found
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Authenticator:
+    """Identifies operators from passwords and session tokens, enforcing zones and throttling."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: SecuritySettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._zones = SecurityZones(settings)
+        self._throttle = FailedLogonThrottle(
+            settings.failed_login_limit, settings.failed_login_window_seconds, clock
+        )
+        self._clock = clock
+        self._now = now
+        self._ttl = settings.credential_cache_seconds
+        self._lock = threading.Lock()
+        # (login, digest of password) -> (operator, cached until)
+        self._verified: dict[tuple[str, str], tuple[Operator, float]] = {}
+        # digest of token -> (operator, cached until)
+        self._sessions: dict[str, tuple[Operator, float]] = {}
+
+    # -- entry points -------------------------------------------------------------------
+
+    def password(
+        self, login: str, password: str, client: Client, *, cache_only: bool = False
+    ) -> Operator | None:
+        """The operator for ``login``/``password`` (HTTP Basic, Logon).
+
+        With ``cache_only``, answers None instead of doing the slow part (a database
+        read and a password hash): see :func:`identify`.
+        """
+        self._check_transport(client)
+        if password == "":
+            zone = self._zones.zone_for(client.address)
+            if not zone.allow_empty_password:
+                raise PermissionDeniedError(
+                    f"empty passwords are not allowed from {client.address} (security zone '{zone.name}')"
+                )
+        return self._verify(login, password, client, cache_only)
+
+    def session_token(
+        self, token: str, client: Client, *, cache_only: bool = False
+    ) -> Operator | None:
+        """The operator behind a SOAP ``sessiontoken``: a Logon token, ``login/password`` or ``login/``."""
+        if not token:
+            raise AuthenticationError("no session token: send a Logon token or login/password")
+        if "/" not in token:
+            return self.bearer(token, client, cache_only=cache_only)
+        login, password = token.split("/", 1)
+        zone = self._zones.zone_for(client.address)
+        if password and not zone.allow_login_password_token:
+            raise PermissionDeniedError(
+                f"the login/password token form is not allowed from {client.address} "
+                f"(security zone '{zone.name}'); call xtk:session#Logon and use its token"
+            )
+        return self.password(login, password, client, cache_only=cache_only)
+
+    def bearer(self, token: str, client: Client, *, cache_only: bool = False) -> Operator | None:
+        """The operator of a session token issued by :meth:`logon`."""
+        self._check_transport(client)
+        self._throttle.check(f"address {client.address}")
+        digest = _digest(token)
+        cached = self._sessions.get(digest)
+        if cached is not None and cached[1] > self._clock():
+            operator = cached[0]
+        elif cache_only:
+            return None
+        else:
+            operator = self._load_session(token, digest, client)
+        self._check_trusted(operator, client)
+        return operator
+
+    def logon(self, login: str, password: str, client: Client) -> tuple[str, Operator, datetime]:
+        """Open a session: returns its token, the operator and the expiry."""
+        operator = self.password(login, password, client)
+        assert operator is not None
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self._now()
+        expires = now + timedelta(seconds=self._settings.session_ttl_seconds)
+        with self._db.write() as conn:
+            operator_store.purge_expired_sessions(conn, now)
+            operator_store.open_session(conn, _digest(token), operator.id, now, expires)
+        return token, operator, expires
+
+    def logoff(self, token: str) -> None:
+        """End a session; :class:`AuthenticationError` if there is none for ``token``."""
+        digest = _digest(token)
+        with self._lock:
+            self._sessions.pop(digest, None)
+        with self._db.write() as conn:
+            if not operator_store.close_session(conn, digest):
+                raise AuthenticationError("unknown or already ended session token")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_transport(self, client: Client) -> None:
+        if client.https:
+            return
+        zone = self._zones.zone_for(client.address)
+        if not zone.allow_http:
+            raise PermissionDeniedError(
+                f"plain HTTP is not allowed from {client.address} (security zone '{zone.name}'); use HTTPS"
+            )
+
+    def _verify(
+        self, login: str, password: str, client: Client, cache_only: bool
+    ) -> Operator | None:
+        key = (login, _digest(password))
+        cached = self._verified.get(key)
+        if cached is not None and cached[1] > self._clock():
+            self._check_trusted(cached[0], client)
+            return cached[0]
+        if cache_only:
+            return None
+        login_key, address_key = f"login '{login}'", f"address {client.address}"
+        self._throttle.check(login_key, address_key)
+        with self._db.read() as conn:
+            found = operator_store.get_with_hash(conn, login)
+        if found is None:
+            self._throttle.failed(login_key, address_key)
+            raise AuthenticationError(f"unknown login '{login}'")
+        operator, password_hash = found
+        if not verify_password(password_hash, password):
+            self._throttle.failed(login_key, address_key)
+            raise AuthenticationError(f"wrong password for login '{login}'")
+        self._throttle.succeeded(login_key)
+        self._check_trusted(operator, client)
+        with self._lock:
+            self._verified[key] = (operator, self._clock() + self._ttl)
+        return operator
+
+    def _load_session(self, token: str, digest: str, client: Client) -> Operator:
+        with self._db.read() as conn:
+            found = operator_store.session_operator(conn, digest)
+        if found is None:
+            self._throttle.failed(f"address {client.address}")
+            if token.startswith(TOKEN_PREFIX):
+                raise AuthenticationError("unknown session token (ended, or never issued)")
+            raise AuthenticationError(
+                "malformed session token: expected a Logon token or login/password"
+            )
+        operator, expires = found
+        now = self._now()
+        if expires <= now:
+            raise AuthenticationError(f"session token expired at {expires.isoformat()}")
+        until = min(self._clock() + self._ttl, self._clock() + (expires - now).total_seconds())
+        with self._lock:
+            self._sessions[digest] = (operator, until)
+        return operator
+
+    @staticmethod
+    def _check_trusted(operator: Operator, client: Client) -> None:
+        if not operator.trusts(client.address):
+            raise PermissionDeniedError(
+                f"address {client.address} is not in the trusted IP masks of operator '{operator.login}'"
+            )

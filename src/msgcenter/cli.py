@@ -1,0 +1,236 @@
+"""The ``msgcenter`` command."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from msgcenter.auth.operators import parse_login, parse_networks, parse_rights
+from msgcenter.auth.passwords import hash_password
+from msgcenter.errors import MsgcenterError
+from msgcenter.logs import configure as configure_logging
+from msgcenter.settings import Settings, load_settings
+from msgcenter.store import operators as operator_store
+from msgcenter.store.database import Database
+from msgcenter.store.schema import current_revision, head_revision, upgrade
+
+app = typer.Typer(
+    help="msgcenter: transactional messaging (events in, messages out).", no_args_is_help=True
+)
+exec_app = typer.Typer(
+    help="Execution instance: event intake and processing.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+operator_app = typer.Typer(
+    help="API operators (accounts that push events and administer).", no_args_is_help=True
+)
+app.add_typer(exec_app, name="exec")
+app.add_typer(db_app, name="db")
+app.add_typer(operator_app, name="operator")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,  # noqa: UP007 - typer needs Optional
+    typer.Option(
+        "--config", "-c", help="TOML settings file (else MSGCENTER_CONFIG, else ./msgcenter.toml)"
+    ),
+]
+DbOption = Annotated[
+    str | None,  # noqa: UP007
+    typer.Option("--db", help="database URL (else MSGCENTER_DATABASE_URL, else the settings file)"),
+]
+
+
+def _settings(config: Path | None, db: str | None) -> Settings:
+    settings = load_settings(config, database_url=db)
+    configure_logging(settings.logging)
+    return settings
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None, db: DbOption = None) -> None:
+    """Create or migrate the database schema to the newest revision."""
+    settings = _settings(config, db)
+    database = Database(settings.database_url)
+    before = current_revision(database)
+    upgrade(database)
+    after = current_revision(database)
+    database.dispose()
+    console.print(
+        f"database at revision {after}" + ("" if before == after else f" (was {before or 'empty'})")
+    )
+
+
+@db_app.command("status")
+def db_status(config: ConfigOption = None, db: DbOption = None) -> None:
+    """Show the database's schema revision and the code's."""
+    settings = _settings(config, db)
+    database = Database(settings.database_url)
+    current, head = current_revision(database), head_revision(database)
+    database.dispose()
+    console.print(f"database revision {current or 'none'}, code revision {head}")
+    if current != head:
+        raise typer.Exit(1)
+
+
+@exec_app.command("serve")
+def exec_serve(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,  # noqa: UP007
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,  # noqa: UP007
+    workers: Annotated[int | None, typer.Option(help="web worker processes")] = None,  # noqa: UP007
+) -> None:
+    """Run the execution instance's web API (SOAP, REST, health, metrics)."""
+    import uvicorn
+
+    if db:
+        os.environ["MSGCENTER_DATABASE_URL"] = db
+    if config:
+        os.environ["MSGCENTER_CONFIG"] = str(config)
+    settings = _settings(None, None)
+    server = settings.server
+    worker_count = workers or server.workers
+    if worker_count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="msgcenter-metrics-")
+    uvicorn.run(
+        "msgcenter.web.exec_app:app_from_environment",
+        factory=True,
+        host=host or server.host,
+        port=port or server.port,
+        workers=worker_count,
+        access_log=False,
+        proxy_headers=bool(server.forwarded_allow_ips),
+        forwarded_allow_ips=",".join(server.forwarded_allow_ips) or None,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@operator_app.command("add")
+def operator_add(
+    login: str,
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="password ('' for none: only usable where a zone allows it)",
+        ),
+    ],
+    rights: Annotated[str, typer.Option(help="comma-separated: mc_push, mc_admin")] = "mc_push",
+    trusted_ip: Annotated[
+        list[str] | None,
+        typer.Option("--trusted-ip", help="CIDR allowed to connect (repeatable); none means any"),
+    ] = None,  # noqa: UP007,E501
+    folder: Annotated[str | None, typer.Option(help="folder the operator is restricted to")] = None,  # noqa: UP007
+    correlation_idempotency: Annotated[
+        bool, typer.Option(help="treat SOAP correlationId as an idempotency key")
+    ] = False,  # noqa: E501
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create an operator."""
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        with database.write() as conn:
+            created = operator_store.add(
+                conn,
+                parse_login(login),
+                hash_password(password),
+                parse_rights(rights),
+                parse_networks(trusted_ip or []),
+                folder,
+                _now(),
+                correlation_idempotency=correlation_idempotency,
+            )
+        database.dispose()
+    console.print(
+        f"operator '{created.login}' created with rights {', '.join(sorted(created.rights)) or 'none'}"
+    )
+
+
+@operator_app.command("list")
+def operator_list(config: ConfigOption = None, db: DbOption = None) -> None:
+    """List operators."""
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        with database.read() as conn:
+            found = operator_store.list_all(conn)
+        database.dispose()
+    table = Table("login", "rights", "trusted IP masks", "folder", "correlationId idempotency")
+    for op in found:
+        table.add_row(
+            op.login,
+            ", ".join(sorted(op.rights)),
+            ", ".join(str(n) for n in op.trusted_networks) or "any",
+            op.folder or "",
+            "yes" if op.correlation_idempotency else "no",
+        )
+    console.print(table)
+
+
+@operator_app.command("passwd")
+def operator_passwd(
+    login: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Change an operator's password (its sessions end)."""
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        with database.write() as conn:
+            operator_store.set_password(conn, login, hash_password(password), _now())
+        database.dispose()
+    console.print(f"password of '{login}' changed; its sessions are closed")
+
+
+@operator_app.command("remove")
+def operator_remove(login: str, config: ConfigOption = None, db: DbOption = None) -> None:
+    """Delete an operator and its sessions."""
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        with database.write() as conn:
+            operator_store.remove(conn, login)
+        database.dispose()
+    console.print(f"operator '{login}' removed")
+
+
+class _operator_errors:  # noqa: N801 - used as a context manager
+    """Print a msgcenter error as one clear line and exit 1, instead of a traceback."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, _tb: object) -> bool:
+        if isinstance(exc, MsgcenterError):
+            err_console.print(
+                f"[red]error:[/red] {exc.message}"
+                + (f": {exc.detail}" if exc.detail != exc.message else "")
+            )
+            raise typer.Exit(1)
+        return False
+
+
+def main() -> None:
+    """Entry point of the ``msgcenter`` command."""
+    app()

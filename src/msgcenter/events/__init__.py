@@ -1,0 +1,1 @@
+"""Events: model, statuses and validation (no I/O)."""

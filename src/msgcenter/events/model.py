@@ -1,0 +1,106 @@
+"""What an event is: queues, channels, formats, statuses, and a validated new event (SPEC §3.1, §3.3)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Queue(enum.StrEnum):
+    """The two queues an information system chooses between."""
+
+    RT = "rt"
+    BATCH = "batch"
+
+    @property
+    def soap_element(self) -> str:
+        """Name of the event element in SOAP documents (``rtEvent`` / ``batchEvent``)."""
+        return "rtEvent" if self is Queue.RT else "batchEvent"
+
+
+class Channel(enum.IntEnum):
+    """Wished channel codes of the model product."""
+
+    EMAIL = 0
+    SMS = 1
+    IOS = 41
+    ANDROID = 42
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+#: labels accepted for ``wishedChannel`` besides the numeric codes
+CHANNEL_LABELS: dict[str, Channel] = {
+    "email": Channel.EMAIL,
+    "sms": Channel.SMS,
+    "mobile": Channel.SMS,
+    "ios": Channel.IOS,
+    "android": Channel.ANDROID,
+}
+
+
+class EmailFormat(enum.IntEnum):
+    """``emailFormat``: which parts an email carries."""
+
+    UNKNOWN = 0
+    TEXT = 1
+    HTML = 2
+
+
+class EventStatus(enum.IntEnum):
+    """Event statuses (SPEC §3.3)."""
+
+    PENDING = 0
+    PENDING_DELIVERY = 1
+    SENT = 2
+    IGNORED = 3
+    DELIVERY_FAILED = 4
+    NOT_TAKEN_INTO_ACCOUNT = 5
+    EXPIRED = 6
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str) -> EventStatus:
+        """A status from its code (``"2"``) or its name (``"sent"``)."""
+        if value.isdigit():
+            return cls(int(value))
+        return cls[value.upper()]
+
+
+class CtxFormat(enum.StrEnum):
+    """How an event's ``ctx`` was received, and so how it is stored."""
+
+    XML = "xml"
+    JSON = "json"
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """A validated event ready to be stored. ``ctx`` is kept as received (XML or JSON text)."""
+
+    type: str
+    ctx: str
+    ctx_format: CtxFormat
+    wished_channel: Channel = Channel.EMAIL
+    email_format: EmailFormat = EmailFormat.UNKNOWN
+    email: str | None = None
+    mobile_phone: str | None = None
+    registration_token: str | None = None
+    mobile_app_uuid: str | None = None
+    external_id: str | None = None
+    origin: str | None = None
+    language: str | None = None
+    country: str | None = None
+    correlation_id: str | None = None
+    scheduled: datetime | None = None
+    #: attributes the caller sent that msgcenter does not know; kept, not rejected
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the caller's idempotency key (REST header, or SOAP correlationId when enabled)
+    idempotency_key: str | None = None

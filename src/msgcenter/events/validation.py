@@ -1,0 +1,181 @@
+"""Turn raw fields (from SOAP attributes or a JSON object) into a validated :class:`NewEvent`.
+
+One validator serves both adapters so that SOAP and REST accept and refuse the
+same events with the same reasons (SPEC §3.2 "Intake rules").
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from msgcenter.errors import InvalidEventError
+from msgcenter.events.model import (
+    CHANNEL_LABELS,
+    Channel,
+    CtxFormat,
+    EmailFormat,
+    NewEvent,
+)
+
+TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
+#: E.164 is recommended, not required: digits with the usual separators and an optional "+"
+PHONE = re.compile(r"\+?[0-9][0-9 ().-]{2,30}")
+#: the longest value accepted in a free-text field
+MAX_TEXT = 255
+MAX_TOKEN = 4096
+
+#: free-text fields: stored as given (trimmed), searchable
+TEXT_FIELDS = ("external_id", "origin", "language", "country", "correlation_id", "mobile_app_uuid")
+#: every field the validator understands; anything else goes to ``extra``
+KNOWN_FIELDS = frozenset(
+    {
+        "type",
+        "email",
+        "mobile_phone",
+        "registration_token",
+        "wished_channel",
+        "email_format",
+        "scheduled",
+        *TEXT_FIELDS,
+    }
+)
+
+
+def validate_event(
+    fields: dict[str, Any],
+    ctx: str | None,
+    ctx_format: CtxFormat,
+    *,
+    idempotency_key: str | None = None,
+) -> NewEvent:
+    """Check one event's fields and return it ready to store, or raise :class:`InvalidEventError`."""
+    event_type = _text(fields, "type", required=True)
+    if not TYPE_NAME.fullmatch(event_type):
+        raise InvalidEventError(
+            "type", f"{event_type!r} is not a valid event type name (letters, digits, _ . : -)"
+        )
+    if ctx is None:
+        raise InvalidEventError("ctx", "missing: every event needs a ctx element or object")
+    channel = _channel(fields.get("wished_channel"))
+    event = NewEvent(
+        type=event_type,
+        ctx=ctx,
+        ctx_format=ctx_format,
+        wished_channel=channel,
+        email_format=_email_format(fields.get("email_format")),
+        scheduled=_timestamp(fields.get("scheduled")),
+        extra={k: v for k, v in fields.items() if k not in KNOWN_FIELDS},
+        idempotency_key=idempotency_key,
+    )
+    for name in TEXT_FIELDS:
+        setattr(event, name, _text(fields, name))
+    event.email = _email(fields.get("email"), required=channel is Channel.EMAIL)
+    event.mobile_phone = _phone(fields.get("mobile_phone"), required=channel is Channel.SMS)
+    event.registration_token = _text(
+        fields,
+        "registration_token",
+        required=channel in (Channel.IOS, Channel.ANDROID),
+        max_length=MAX_TOKEN,
+    )
+    return event
+
+
+def _text(
+    fields: dict[str, Any], name: str, *, required: bool = False, max_length: int = MAX_TEXT
+) -> Any:
+    value = fields.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidEventError(name, "missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEventError(name, f"must be a string, not {type(value).__name__}")
+    value = str(value).strip()
+    if len(value) > max_length:
+        raise InvalidEventError(name, f"longer than {max_length} characters")
+    return value
+
+
+def _channel(value: Any) -> Channel:
+    if value is None or value == "":
+        return Channel.EMAIL
+    if isinstance(value, bool):
+        raise InvalidEventError("wished_channel", "must be a channel code or label, not a boolean")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        try:
+            return Channel(int(value))
+        except ValueError:
+            raise InvalidEventError(
+                "wished_channel",
+                f"unknown channel code {value} (0 email, 1 sms, 41 ios, 42 android)",
+            ) from None
+    if isinstance(value, str) and value.strip().lower() in CHANNEL_LABELS:
+        return CHANNEL_LABELS[value.strip().lower()]
+    raise InvalidEventError(
+        "wished_channel", f"unknown channel {value!r} (email, sms, mobile, ios, android or a code)"
+    )
+
+
+def _email_format(value: Any) -> EmailFormat:
+    if value is None or value == "":
+        return EmailFormat.UNKNOWN
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return EmailFormat(int(value))
+    except (TypeError, ValueError):
+        raise InvalidEventError(
+            "email_format", f"{value!r} is out of range (0 unknown, 1 text, 2 HTML)"
+        ) from None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidEventError("scheduled", "must be an ISO 8601 timestamp string")
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidEventError(
+            "scheduled", f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-12-24T08:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _email(value: Any, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise InvalidEventError("email", "missing: required for the email channel")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEventError("email", f"must be a string, not {type(value).__name__}")
+    if len(value) > MAX_TEXT:
+        raise InvalidEventError("email", f"longer than {MAX_TEXT} characters")
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEventError("email", f"{value!r} is not a valid address: {exc}") from None
+    return checked.normalized
+
+
+def _phone(value: Any, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise InvalidEventError("mobile_phone", "missing: required for the SMS channel")
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidEventError("mobile_phone", "must be a string")
+    text = str(value).strip()
+    if not PHONE.fullmatch(text):
+        raise InvalidEventError(
+            "mobile_phone", f"{text!r} is not a phone number (E.164: +33612345678)"
+        )
+    return text

@@ -1,0 +1,1 @@
+"""Event intake: the service that stores events, and its SOAP and REST adapters."""

@@ -1,0 +1,359 @@
+"""The REST adapter: ``/api/v1`` JSON intake, event reading and search, sessions (SPEC §3.2).
+
+Errors are RFC 9457 problem+json bodies (see :mod:`msgcenter.web.problems`) whose
+``field`` is a JSON Pointer into the request body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from datetime import datetime
+from functools import partial
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from msgcenter.auth.authenticator import Authenticator, identify
+from msgcenter.auth.operators import Operator
+from msgcenter.auth.zones import Client
+from msgcenter.errors import (
+    AuthenticationError,
+    InvalidEventError,
+    InvalidInputError,
+    NotFoundError,
+)
+from msgcenter.events.model import CtxFormat, EventStatus, NewEvent, Queue
+from msgcenter.events.validation import validate_event
+from msgcenter.intake.body import read_body
+from msgcenter.intake.service import IntakeService
+from msgcenter.store import events as event_store
+from msgcenter.store.database import Database
+from msgcenter.store.events import EventFilter, StoredEvent
+
+MAX_PAGE = 500
+
+
+class EventIn(BaseModel):
+    """An event pushed over REST (unknown keys are kept with the event)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="event type name", examples=["order_confirmation"])
+    ctx: dict[str, Any] = Field(description="free-form personalisation data")
+    email: str | None = Field(None, description="required for the email channel")
+    mobile_phone: str | None = Field(None, description="required for SMS; E.164 recommended")
+    registration_token: str | None = Field(None, description="device token, required for push")
+    mobile_app_uuid: str | None = None
+    wished_channel: int | str | None = Field(
+        None, description="0 email (default), 1 sms, 41 ios, 42 android, or the label"
+    )
+    email_format: int | None = Field(None, description="0 unknown, 1 text, 2 HTML")
+    external_id: str | None = None
+    origin: str | None = None
+    language: str | None = None
+    country: str | None = None
+    correlation_id: str | None = None
+    scheduled: datetime | None = Field(None, description="not processed before this time")
+
+
+class PushResult(BaseModel):
+    """Ids of the stored events: ``id`` for one event, ``ids`` for a list (in order)."""
+
+    id: int | None = None
+    ids: list[int] | None = None
+
+
+class StatusChangeOut(BaseModel):
+    status: str
+    at: datetime
+    reason: str | None = None
+
+
+class EventOut(BaseModel):
+    """An event as stored, with its timeline."""
+
+    id: int
+    queue: Literal["rt", "batch"]
+    type: str
+    status: str
+    status_code: int
+    email: str | None
+    mobile_phone: str | None
+    registration_token: str | None
+    mobile_app_uuid: str | None
+    wished_channel: int
+    email_format: int
+    external_id: str | None
+    origin: str | None
+    language: str | None
+    country: str | None
+    correlation_id: str | None
+    scheduled: datetime | None
+    ctx: Any = Field(description="a JSON object (REST intake) or the XML text (SOAP intake)")
+    ctx_format: Literal["xml", "json"]
+    extra: dict[str, Any]
+    folder: str | None
+    error_count: int
+    process_requested_on: datetime
+    created: datetime
+    last_modified: datetime
+    publication_id: int | None
+    delivery_id: int | None
+    delivery_log_id: int | None
+    history: list[StatusChangeOut] = []
+
+
+class EventPage(BaseModel):
+    """One page of a search; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class SessionIn(BaseModel):
+    login: str
+    password: str
+
+
+class SessionOut(BaseModel):
+    token: str
+    expires: datetime
+    login: str
+
+
+PROBLEM = {"content": {"application/problem+json": {}}}
+ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM}
+
+
+def client_of(request: Request) -> Client:
+    """The calling client as the security zones see it."""
+    return Client.parse(
+        request.client.host if request.client else None, https=request.url.scheme == "https"
+    )
+
+
+def rest_router(intake: IntakeService, auth: Authenticator, db: Database) -> APIRouter:
+    """The ``/api/v1`` routes of an execution instance."""
+    router = APIRouter(prefix="/api/v1")
+
+    async def operator_of(request: Request) -> Operator:
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        client = client_of(request)
+        if scheme.lower() == "basic":
+            try:
+                login, _, password = (
+                    base64.b64decode(credentials, validate=True).decode().partition(":")
+                )
+            except (binascii.Error, UnicodeDecodeError):
+                raise AuthenticationError("malformed HTTP Basic credentials") from None
+            return await identify(partial(auth.password, login, password, client))
+        if scheme.lower() == "bearer" and credentials:
+            return await identify(partial(auth.bearer, credentials.strip(), client))
+        raise AuthenticationError(
+            "no credentials: send HTTP Basic (operator login and password) or a Bearer session token"
+        )
+
+    @router.post(
+        "/events/{queue}",
+        status_code=201,
+        response_model=PushResult,
+        responses={
+            200: {"model": PushResult, "description": "replay of an idempotent push"},
+            **ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/EventIn"},
+                                {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/EventIn"},
+                                },
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+        summary="Push one event or a list (all stored, or none)",
+    )
+    async def push(
+        queue: Queue,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> Response:
+        operator = await operator_of(request)
+        data = await read_body(request, intake.settings.max_request_bytes)
+        body = _parse_json(data)
+        if isinstance(body, dict):
+            events = [_event(body, None, idempotency_key, intake.settings.max_event_bytes)]
+        elif isinstance(body, list):
+            if not body:
+                raise InvalidInputError("no events", detail="the event list is empty")
+            events = [
+                _event(
+                    item,
+                    i,
+                    f"{idempotency_key}#{i}" if idempotency_key else None,
+                    intake.settings.max_event_bytes,
+                )
+                for i, item in enumerate(body)
+            ]
+        else:
+            raise InvalidInputError(
+                "body must be an event object or a list of them",
+                detail=f"the body is a JSON {type(body).__name__}",
+            )
+        ids = await intake.push(queue, events, operator)
+        content = {"id": ids[0]} if isinstance(body, dict) else {"ids": ids}
+        return Response(orjson.dumps(content), status_code=201, media_type="application/json")
+
+    @router.get(
+        "/events/{event_id}",
+        response_model=EventOut,
+        responses=ERRORS,
+        summary="One event with its timeline",
+    )
+    async def read_event(event_id: int, request: Request) -> Any:
+        operator = await operator_of(request)
+        with db.read() as conn:
+            stored = event_store.get(conn, event_id, folder=operator.folder)
+        if stored is None:
+            raise NotFoundError(f"no event {event_id}")
+        return _out(stored)
+
+    @router.get(
+        "/events", response_model=EventPage, responses=ERRORS, summary="Search events, newest first"
+    )
+    async def search_events(
+        request: Request,
+        queue: Queue | None = None,
+        type: str | None = None,  # noqa: A002 - the API's field name
+        status: Annotated[str | None, Query(description="code or name, e.g. 2 or sent")] = None,
+        email: str | None = None,
+        external_id: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> Any:
+        operator = await operator_of(request)
+        criteria = EventFilter(
+            queue=queue,
+            type=type,
+            status=_status(status) if status else None,
+            email=email,
+            external_id=external_id,
+            created_from=created_from,
+            created_to=created_to,
+            folder=operator.folder,
+        )
+        before_id = _decode_cursor(cursor) if cursor else None
+        with db.read() as conn:
+            found = event_store.search(conn, criteria, before_id=before_id, limit=limit + 1)
+        page = found[:limit]
+        next_cursor = _encode_cursor(page[-1].id) if len(found) > limit else None
+        return {"items": [_out(e) for e in page], "next_cursor": next_cursor}
+
+    @router.post(
+        "/sessions", status_code=201, response_model=SessionOut, responses=ERRORS, summary="Log on"
+    )
+    async def logon(credentials: SessionIn, request: Request) -> Any:
+        token, operator, expires = await asyncio.to_thread(
+            auth.logon, credentials.login, credentials.password, client_of(request)
+        )
+        return {"token": token, "expires": expires, "login": operator.login}
+
+    @router.delete("/sessions/current", status_code=204, responses=ERRORS, summary="Log off")
+    async def logoff(request: Request) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationError("log off needs the session as a Bearer token")
+        await identify(partial(auth.bearer, token.strip(), client_of(request)))
+        await asyncio.to_thread(auth.logoff, token.strip())
+        return Response(status_code=204)
+
+    return router
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(
+            "body is not valid JSON",
+            detail=f"JSON parse error at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+        ) from None
+
+
+def _event(item: Any, index: int | None, key: str | None, max_bytes: int) -> NewEvent:
+    try:
+        if not isinstance(item, dict):
+            raise InvalidEventError(
+                "", f"an event must be a JSON object, not {type(item).__name__}"
+            )
+        ctx = item.get("ctx")
+        if ctx is not None and not isinstance(ctx, dict):
+            raise InvalidEventError("ctx", f"must be a JSON object, not {type(ctx).__name__}")
+        ctx_text = orjson.dumps(ctx).decode() if ctx is not None else None
+        size = len(ctx_text or "") + sum(
+            len(k) + len(str(v)) for k, v in item.items() if k != "ctx"
+        )
+        if size > max_bytes:
+            raise InvalidEventError(
+                "", f"the event is {size} bytes; at most {max_bytes} are accepted"
+            )
+        fields = {k: v for k, v in item.items() if k != "ctx"}
+        return validate_event(fields, ctx_text, CtxFormat.JSON, idempotency_key=key)
+    except InvalidEventError as exc:
+        raise (exc.at_position(index + 1) if index is not None else exc) from None
+
+
+def _status(text: str) -> EventStatus:
+    try:
+        return EventStatus.parse(text)
+    except (KeyError, ValueError):
+        names = ", ".join(s.label for s in EventStatus)
+        raise InvalidInputError(
+            f"unknown status {text!r}", detail=f"known statuses: {names}"
+        ) from None
+
+
+def _encode_cursor(event_id: int) -> str:
+    return base64.urlsafe_b64encode(f"before:{event_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "before":
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInputError(
+            "invalid cursor", detail="pass next_cursor from a previous page unchanged"
+        ) from None
+
+
+def _out(stored: StoredEvent) -> dict[str, Any]:
+    out = {name: getattr(stored, name) for name in StoredEvent.__slots__ if name != "history"}
+    out["queue"] = stored.queue.value
+    out["status"] = stored.status.label
+    out["status_code"] = int(stored.status)
+    out["ctx"] = orjson.loads(stored.ctx) if stored.ctx_format == CtxFormat.JSON else stored.ctx
+    out["history"] = [
+        {"status": change.status.label, "at": change.at, "reason": change.reason}
+        for change in stored.history
+    ]
+    return out

@@ -1,0 +1,45 @@
+"""The intake service: check the caller's right and limits, store events, return their ids.
+
+SOAP and REST parse their own formats into :class:`NewEvent` and call this;
+it never sees HTTP and raises only :mod:`msgcenter.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from msgcenter.auth.operators import Operator, Right
+from msgcenter.errors import PayloadTooLargeError
+from msgcenter.events.model import NewEvent, Queue
+from msgcenter.intake.committer import GroupCommitter
+from msgcenter.monitoring import metrics
+from msgcenter.settings import IntakeSettings
+from msgcenter.store.events import EnqueueRequest
+
+
+class IntakeService:
+    """Stores validated events for an operator; an id is returned only once committed."""
+
+    def __init__(self, committer: GroupCommitter, settings: IntakeSettings) -> None:
+        self._committer = committer
+        self._settings = settings
+
+    @property
+    def settings(self) -> IntakeSettings:
+        """The intake limits (the adapters enforce the size limits while parsing)."""
+        return self._settings
+
+    async def push(self, queue: Queue, events: Sequence[NewEvent], operator: Operator) -> list[int]:
+        """Store ``events`` in ``queue`` all together, or none of them; return their ids in order."""
+        operator.require(Right.MC_PUSH)
+        if len(events) > self._settings.max_events_per_request:
+            raise PayloadTooLargeError(
+                "too many events in one request",
+                detail=f"{len(events)} events; at most {self._settings.max_events_per_request} per request",
+            )
+        ids = await self._committer.submit(
+            EnqueueRequest(queue, events, operator_id=operator.id, folder=operator.folder)
+        )
+        for new in events:
+            metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=new.type).inc()
+        return ids

@@ -1,0 +1,164 @@
+"""Typed settings: defaults, then a TOML file, then ``MSGCENTER_*`` environment variables.
+
+Every setting is declared once here, with its default; ``msgcenter.sample.toml``
+shows each one with a comment. Nested settings are reached from the environment
+with a double underscore: ``MSGCENTER_INTAKE__MAX_EVENT_BYTES=131072``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: the file read when neither ``--config`` nor ``MSGCENTER_CONFIG`` names one (if it exists)
+DEFAULT_CONFIG_FILE = Path("msgcenter.toml")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ServerSettings(BaseModel):
+    """Where the web process listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    #: uvicorn worker processes for the web API (each with its own group committer)
+    workers: int = Field(default=1, ge=1, le=64)
+    #: addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
+
+
+class IntakeSettings(BaseModel):
+    """Limits and behaviour of event intake (SPEC §3.2)."""
+
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
+    max_events_per_request: int = Field(default=10_000, ge=1)
+    #: deepest element nesting accepted in a SOAP document (envelope included)
+    max_xml_depth: int = Field(default=64, ge=8, le=250)
+    #: most events committed in one group-commit transaction
+    group_commit_max_events: int = Field(default=5_000, ge=1)
+    #: idle time the committer waits for more work before committing a lone request (µs);
+    #: 0 commits as soon as the previous commit ends (concurrency alone forms groups)
+    group_commit_delay_us: int = Field(default=0, ge=0, le=100_000)
+
+
+class ZoneSettings(BaseModel):
+    """A security zone: IP ranges and the authentication forms allowed from them (SPEC §3.9)."""
+
+    name: str
+    networks: list[IpNetwork]
+    #: the ``login/`` session-token form (operator with an empty password)
+    allow_empty_password: bool = False
+    #: the ``login/password`` session-token form (credentials in every request)
+    allow_login_password_token: bool = False
+    #: plain HTTP (otherwise HTTPS, or X-Forwarded-Proto https from a trusted proxy)
+    allow_http: bool = True
+
+
+def _default_zones() -> list[ZoneSettings]:
+    return [
+        ZoneSettings(
+            name="loopback",
+            networks=[ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
+            allow_empty_password=True,
+            allow_login_password_token=True,
+            allow_http=True,
+        )
+    ]
+
+
+class SecuritySettings(BaseModel):
+    """Sessions, failed-logon throttling and security zones."""
+
+    session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    #: failed logons allowed per login and per client address within the window
+    failed_login_limit: int = Field(default=5, ge=1)
+    failed_login_window_seconds: int = Field(default=300, ge=1)
+    #: how long a verified password or session stays cached in a process (seconds)
+    credential_cache_seconds: int = Field(default=30, ge=0, le=300)
+    #: first matching zone wins; an address in no zone gets ``default_zone``
+    zones: list[ZoneSettings] = Field(default_factory=_default_zones)
+    default_zone: ZoneSettings = Field(
+        default_factory=lambda: ZoneSettings(name="default", networks=[], allow_http=True)
+    )
+
+
+class LoggingSettings(BaseModel):
+    """Log format and level."""
+
+    #: "console" is readable on a terminal, "json" one object per line for production
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """Everything an instance reads at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MSGCENTER_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    #: SQLAlchemy URL; SQLite (embedded default) or postgresql+psycopg://…
+    database_url: str = "sqlite:///msgcenter.db"
+    #: name of this instance in logs and metrics
+    instance_name: str = "exec"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql+psycopg:// URL")
+        if url.startswith(("postgresql://", "postgres://")):
+            # SQLAlchemy's bare postgresql:// means psycopg2, which we do not ship.
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("MSGCENTER_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"MSGCENTER_CONFIG names {path}, which is not a file")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults, the TOML file, the environment, then explicit ``overrides``.
+
+    ``config_file`` takes the place of ``MSGCENTER_CONFIG``; ``overrides`` whose value
+    is None are ignored so that CLI options left unset do not mask the file.
+    """
+    if config_file is not None:
+        os.environ["MSGCENTER_CONFIG"] = str(config_file)
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

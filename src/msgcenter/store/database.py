@@ -1,0 +1,90 @@
+"""The database handle: engines for SQLite and PostgreSQL, transactions, error translation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy.exc
+from sqlalchemy import Connection, create_engine, event
+
+from msgcenter.errors import StoreUnavailableError
+
+#: SQLite pragmas: WAL lets readers run beside the writer; NORMAL is durable in WAL mode
+#: except for the last transactions on power loss (not on a process crash).
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+class Database:
+    """One instance's database: a write path and a read path over a pooled engine.
+
+    On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so that concurrent
+    writers queue on the busy timeout instead of failing on a lock upgrade; reads
+    use plain deferred transactions and run beside the writer thanks to WAL.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=8)
+            self._writer_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=8, pool_pre_ping=True
+            )
+            self._writer_engine = self.engine
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction, committed on exit, rolled back on error."""
+        with translate_errors(), self._writer_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only unit of work (its transaction is rolled back on exit)."""
+        with translate_errors(), self.engine.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver-level connection and lock failures into :class:`StoreUnavailableError`."""
+    try:
+        yield
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        raise StoreUnavailableError(
+            "the database is unavailable", detail=f"database error: {exc.orig or exc}"
+        ) from exc
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,227 @@
+"""Named queries on the event queues: enqueue, read one with its history, search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, RowMapping, and_, func, insert, select, tuple_
+
+from msgcenter.events.model import EventStatus, NewEvent, Queue
+from msgcenter.store.tables import event, event_status_change
+
+
+@dataclass(slots=True)
+class EnqueueRequest:
+    """The events of one intake call: all stored together or not at all."""
+
+    queue: Queue
+    events: Sequence[NewEvent]
+    operator_id: int | None = None
+    folder: str | None = None
+
+
+@dataclass(slots=True)
+class StatusChange:
+    """One step of an event's timeline."""
+
+    status: EventStatus
+    at: datetime
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """An event as stored, with its timeline when it was asked for."""
+
+    id: int
+    queue: Queue
+    type: str
+    status: EventStatus
+    email: str | None
+    mobile_phone: str | None
+    registration_token: str | None
+    mobile_app_uuid: str | None
+    wished_channel: int
+    email_format: int
+    external_id: str | None
+    origin: str | None
+    language: str | None
+    country: str | None
+    correlation_id: str | None
+    scheduled: datetime | None
+    ctx: str
+    ctx_format: str
+    extra: dict[str, Any]
+    folder: str | None
+    error_count: int
+    process_requested_on: datetime
+    created: datetime
+    last_modified: datetime
+    publication_id: int | None
+    delivery_id: int | None
+    delivery_log_id: int | None
+    history: list[StatusChange] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> StoredEvent:
+        """Build from an ``event`` row."""
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        values["queue"] = Queue(row["queue"])
+        values["status"] = EventStatus(row["status"])
+        values["extra"] = orjson.loads(row["extra"]) if row["extra"] else {}
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class EventFilter:
+    """Criteria of an event search; None means "any"."""
+
+    queue: Queue | None = None
+    type: str | None = None
+    status: EventStatus | None = None
+    email: str | None = None
+    external_id: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    #: restricts the search to one folder (operators bound to a folder)
+    folder: str | None = None
+
+
+def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime) -> list[list[int]]:
+    """Insert the events of ``requests`` in one statement and return their ids, request by request.
+
+    An event whose idempotency key its operator already used gets the first id
+    and is not stored again, whether the first push was earlier or in the same
+    group.
+    """
+    known = _known_idempotency_keys(conn, requests)
+    rows: list[dict[str, Any]] = []
+    # per event: ("id", existing id) or ("row", index of the row inserted for it)
+    slots: list[list[tuple[str, int]]] = []
+    placed: dict[tuple[int | None, str], int] = {}
+    for request in requests:
+        request_slots = []
+        for new in request.events:
+            key = (request.operator_id, new.idempotency_key) if new.idempotency_key else None
+            if key is not None and key in known:
+                request_slots.append(("id", known[key]))
+                continue
+            if key is not None and key in placed:
+                request_slots.append(("row", placed[key]))
+                continue
+            if key is not None:
+                placed[key] = len(rows)
+            request_slots.append(("row", len(rows)))
+            rows.append(_row(request, new, now))
+        slots.append(request_slots)
+    inserted: list[int] = []
+    if rows:
+        result = conn.execute(
+            insert(event).returning(event.c.id, sort_by_parameter_order=True), rows
+        )
+        inserted = [r[0] for r in result]
+    return [
+        [value if kind == "id" else inserted[value] for kind, value in request_slots]
+        for request_slots in slots
+    ]
+
+
+def _known_idempotency_keys(
+    conn: Connection, requests: Sequence[EnqueueRequest]
+) -> dict[tuple[int | None, str], int]:
+    wanted = {
+        (r.operator_id, e.idempotency_key) for r in requests for e in r.events if e.idempotency_key
+    }
+    if not wanted:
+        return {}
+    query = select(event.c.operator_id, event.c.idempotency_key, event.c.id).where(
+        tuple_(event.c.operator_id, event.c.idempotency_key).in_(list(wanted))
+    )
+    return {(op, key): event_id for op, key, event_id in conn.execute(query)}
+
+
+def _row(request: EnqueueRequest, new: NewEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "queue": request.queue.value,
+        "type": new.type,
+        "status": EventStatus.PENDING.value,
+        "email": new.email,
+        "mobile_phone": new.mobile_phone,
+        "registration_token": new.registration_token,
+        "mobile_app_uuid": new.mobile_app_uuid,
+        "wished_channel": int(new.wished_channel),
+        "email_format": int(new.email_format),
+        "external_id": new.external_id,
+        "origin": new.origin,
+        "language": new.language,
+        "country": new.country,
+        "correlation_id": new.correlation_id,
+        "scheduled": new.scheduled,
+        "ctx": new.ctx,
+        "ctx_format": new.ctx_format.value,
+        "extra": orjson.dumps(new.extra).decode() if new.extra else None,
+        "idempotency_key": new.idempotency_key,
+        "operator_id": request.operator_id,
+        "folder": request.folder,
+        "error_count": 0,
+        "process_requested_on": new.scheduled if new.scheduled and new.scheduled > now else now,
+        "created": now,
+        "last_modified": now,
+        "publication_id": None,
+        "delivery_id": None,
+        "delivery_log_id": None,
+    }
+
+
+def get(conn: Connection, event_id: int, *, folder: str | None = None) -> StoredEvent | None:
+    """One event with its timeline, or None (also when it lies outside ``folder``)."""
+    query = select(event).where(event.c.id == event_id)
+    if folder is not None:
+        query = query.where(event.c.folder == folder)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    stored = StoredEvent.from_row(row)
+    stored.history = [StatusChange(EventStatus.PENDING, stored.created)]
+    changes = conn.execute(
+        select(event_status_change.c.status, event_status_change.c.at, event_status_change.c.reason)
+        .where(event_status_change.c.event_id == event_id)
+        .order_by(event_status_change.c.at, event_status_change.c.id)
+    )
+    stored.history += [StatusChange(EventStatus(s), at, reason) for s, at, reason in changes]
+    return stored
+
+
+def search(
+    conn: Connection, criteria: EventFilter, *, before_id: int | None, limit: int
+) -> list[StoredEvent]:
+    """Events matching ``criteria``, newest first, with ids below ``before_id`` (keyset paging)."""
+    conditions = []
+    for name in ("type", "email", "external_id", "folder"):
+        value = getattr(criteria, name)
+        if value is not None:
+            conditions.append(event.c[name] == value)
+    if criteria.queue is not None:
+        conditions.append(event.c.queue == criteria.queue.value)
+    if criteria.status is not None:
+        conditions.append(event.c.status == int(criteria.status))
+    if criteria.created_from is not None:
+        conditions.append(event.c.created >= criteria.created_from)
+    if criteria.created_to is not None:
+        conditions.append(event.c.created < criteria.created_to)
+    if before_id is not None:
+        conditions.append(event.c.id < before_id)
+    query = select(event).where(and_(True, *conditions)).order_by(event.c.id.desc()).limit(limit)
+    return [StoredEvent.from_row(row) for row in conn.execute(query).mappings()]
+
+
+def queue_sizes(conn: Connection) -> dict[tuple[str, int], int]:
+    """Number of events per (queue, status)."""
+    query = select(event.c.queue, event.c.status, func.count()).group_by(
+        event.c.queue, event.c.status
+    )
+    return {(q, s): n for q, s, n in conn.execute(query)}

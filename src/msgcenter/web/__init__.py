@@ -1,0 +1,1 @@
+"""The ASGI applications and what they share (error rendering, health, metrics)."""

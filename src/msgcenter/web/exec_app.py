@@ -1,0 +1,101 @@
+"""The execution instance's ASGI application: intake (SOAP, REST), health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.responses import Response
+
+from msgcenter import __version__
+from msgcenter.auth.authenticator import Authenticator
+from msgcenter.errors import MsgcenterError
+from msgcenter.intake.committer import GroupCommitter
+from msgcenter.intake.rest import rest_router
+from msgcenter.intake.service import IntakeService
+from msgcenter.intake.soap import SoapRouter
+from msgcenter.logs import configure as configure_logging
+from msgcenter.monitoring import metrics
+from msgcenter.settings import Settings, load_settings
+from msgcenter.store import events as event_store
+from msgcenter.store.database import Database
+from msgcenter.store.schema import require_current
+from msgcenter.web import problems
+
+
+def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """An execution instance on ``db`` (by default the database of ``settings``)."""
+    database = db or Database(settings.database_url)
+    committer = GroupCommitter(
+        database,
+        max_events=settings.intake.group_commit_max_events,
+        delay_seconds=settings.intake.group_commit_delay_us / 1e6,
+        on_commit=metrics.record_group_commit,
+    )
+    intake = IntakeService(committer, settings.intake)
+    authenticator = Authenticator(database, settings.security)
+    soap = SoapRouter(intake, authenticator)
+
+    def read_queue_sizes() -> dict[tuple[str, int], int]:
+        with database.read() as conn:
+            return event_store.queue_sizes(conn)
+
+    queue_sizes = metrics.QueueSizeCollector(read_queue_sizes)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        require_current(database)
+        committer.start()
+        try:
+            yield
+        finally:
+            committer.stop()
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="msgcenter execution instance",
+        version=__version__,
+        description="Event intake (SOAP compatibility and REST) of a msgcenter execution instance.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.add_api_route(
+        "/nl/jsp/soaprouter.jsp",
+        soap.route,
+        methods=["POST"],
+        name="soap_router",
+        include_in_schema=False,
+    )
+    app.add_api_route("/nl/jsp/schemawsdl.jsp", soap.wsdl, methods=["GET"], include_in_schema=False)
+    app.include_router(rest_router(intake, authenticator, database))
+
+    @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["monitoring"], summary="Ready to serve: database reachable")
+    async def readyz() -> Response:
+        try:
+            with database.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except MsgcenterError as exc:
+            return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics")
+    async def metrics_page(_request: Request) -> Response:
+        body, content_type = metrics.exposition([queue_sizes])
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the file and ``MSGCENTER_*`` variables."""
+    settings = load_settings()
+    configure_logging(settings.logging)
+    return create_exec_app(settings)

@@ -1,0 +1,174 @@
+"""Shared fixtures: a fresh database on each store, operators, a real HTTP server on loopback.
+
+Storage-touching tests take the ``database_url`` fixture and so run on SQLite and
+on PostgreSQL. PostgreSQL comes from ``MSGCENTER_TEST_PG_URL`` (default: the local
+server, trust auth); when it is unreachable those tests are skipped, unless
+``MSGCENTER_TEST_PG=required`` (as in CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+import uvicorn
+
+from msgcenter.auth.operators import Operator, parse_networks, parse_rights
+from msgcenter.auth.passwords import hash_password
+from msgcenter.settings import Settings
+from msgcenter.store import operators as operator_store
+from msgcenter.store.database import Database
+from msgcenter.store.schema import upgrade
+from msgcenter.store.tables import metadata
+from msgcenter.web.exec_app import create_exec_app
+
+PG_ADMIN_URL = os.environ.get(
+    "MSGCENTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PG_REQUIRED = os.environ.get("MSGCENTER_TEST_PG", "").lower() == "required"
+STORES = ["sqlite", "postgresql"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database for this test session, migrated once, dropped at the end."""
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.OperationalError as exc:
+        admin.dispose()
+        message = f"PostgreSQL unreachable at {PG_ADMIN_URL}: {exc.orig}"
+        if PG_REQUIRED:
+            pytest.fail(message + " (MSGCENTER_TEST_PG=required)")
+        pytest.skip(message)
+    name = f"msgcenter_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    database = Database(url)
+    upgrade(database)
+    database.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    engine = sqlalchemy.create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"TRUNCATE {tables} RESTART IDENTITY"))
+    engine.dispose()
+
+
+@pytest.fixture(params=STORES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: a new SQLite file, or the session's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'msgcenter.db'}"
+        database = Database(url)
+        upgrade(database)
+        database.dispose()
+        return url
+    url = request.getfixturevalue("pg_database")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """A :class:`Database` on ``database_url``."""
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+def add_operator(
+    db: Database,
+    login: str,
+    password: str,
+    rights: str = "mc_push,mc_admin",
+    *,
+    trusted: str = "",
+    folder: str | None = None,
+    correlation_idempotency: bool = False,
+) -> Operator:
+    """Create an operator directly in the store."""
+    with db.write() as conn:
+        return operator_store.add(
+            conn,
+            login,
+            hash_password(password),
+            parse_rights(rights),
+            parse_networks(trusted),
+            folder,
+            datetime.now(UTC),
+            correlation_idempotency=correlation_idempotency,
+        )
+
+
+@dataclass
+class RunningServer:
+    """A server started by a test: its base URL and what it runs on."""
+
+    url: str
+    db: Database
+    settings: Settings
+
+
+class ThreadedServer:
+    """Runs an ASGI app with uvicorn on a free loopback port in a background thread."""
+
+    def __init__(self, app: object) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def start_exec_server(db: Database, **overrides: object) -> tuple[ThreadedServer, RunningServer]:
+    """An execution instance on ``db`` with settings ``overrides``; use the first item as a context."""
+    settings = Settings(database_url=db.url, **overrides)  # type: ignore[arg-type]
+    threaded = ThreadedServer(create_exec_app(settings, db))
+    return threaded, RunningServer(f"http://127.0.0.1:{threaded.port}", db, settings)
+
+
+@pytest.fixture
+def exec_server(db: Database) -> Iterator[RunningServer]:
+    """An execution instance with default settings on a fresh database (both stores)."""
+    threaded, running = start_exec_server(db)
+    with threaded:
+        yield running

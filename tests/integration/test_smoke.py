@@ -1,0 +1,19 @@
+"""A first end-to-end check that the fixtures work on both stores."""
+
+import httpx
+
+from tests.conftest import add_operator
+
+
+def test_push_and_read_back(exec_server):
+    add_operator(exec_server.db, "mc", "secret")
+    response = httpx.post(
+        f"{exec_server.url}/api/v1/events/rt",
+        json={"type": "order_confirmation", "email": "ann@example.com", "ctx": {"a": 1}},
+        auth=("mc", "secret"),
+    )
+    assert response.status_code == 201, response.text
+    event_id = response.json()["id"]
+    read = httpx.get(f"{exec_server.url}/api/v1/events/{event_id}", auth=("mc", "secret"))
+    assert read.json()["ctx"] == {"a": 1}
+    assert read.json()["status"] == "pending"
