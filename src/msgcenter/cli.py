@@ -60,6 +60,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@app.command("up")
+def up(
+    demo: Annotated[bool, typer.Option("--demo", help="push sample events and show them")] = False,
+    data_dir: Annotated[Path, typer.Option(help="where the SQLite database lives")] = Path("msgcenter-data"),
+    port: Annotated[int, typer.Option(help="listen port (loopback)")] = 8080,
+    config: ConfigOption = None,
+) -> None:
+    """Start msgcenter on the embedded default (SQLite, one process) — the first thing to run."""
+    from msgcenter import embedded
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = _settings(config, f"sqlite:///{data_dir / 'exec.db'}")
+    settings.server.host, settings.server.port = "127.0.0.1", port
+    embedded.run(settings, demo=demo, console=console)
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None, db: DbOption = None) -> None:
     """Create or migrate the database schema to the newest revision."""
@@ -118,6 +134,19 @@ def exec_serve(
         log_config=None,
         timeout_graceful_shutdown=10,
     )
+
+
+@exec_app.command("openapi")
+def exec_openapi() -> None:
+    """Print the execution instance's OpenAPI document (committed as docs/openapi-exec.json)."""
+    import json
+
+    from msgcenter.web.exec_app import create_exec_app
+
+    # The app is only built, never started: the database is not opened.
+    unused = Path(tempfile.gettempdir()) / "msgcenter-openapi.db"
+    document = create_exec_app(Settings(database_url=f"sqlite:///{unused}")).openapi()
+    typer.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
 @operator_app.command("add")

@@ -58,5 +58,5 @@ def configure(settings: LoggingSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.upper())
-    for noisy in ("uvicorn.access", "alembic.runtime.migration"):
+    for noisy in ("uvicorn.access", "alembic.runtime.migration", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -124,7 +124,8 @@ def _email_format(value: Any) -> EmailFormat:
     if value is None or value == "":
         return EmailFormat.UNKNOWN
     try:
-        if isinstance(value, bool):
+        # int() would silently truncate 1.5 to 1 (and accept True as 1)
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
         return EmailFormat(int(value))
     except (TypeError, ValueError):

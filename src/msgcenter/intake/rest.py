@@ -174,11 +174,8 @@ def rest_router(intake: IntakeService, auth: Authenticator, db: Database) -> API
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                {"$ref": "#/components/schemas/EventIn"},
-                                {
-                                    "type": "array",
-                                    "items": {"$ref": "#/components/schemas/EventIn"},
-                                },
+                                EventIn.model_json_schema(),
+                                {"type": "array", "items": EventIn.model_json_schema()},
                             ]
                         }
                     }

@@ -1,0 +1,5 @@
+"""``python -m msgcenter`` is the ``msgcenter`` command."""
+
+from msgcenter.cli import main
+
+main()
