@@ -160,7 +160,12 @@ class ThreadedServer:
 
 
 def start_exec_server(db: Database, **overrides: object) -> tuple[ThreadedServer, RunningServer]:
-    """An execution instance on ``db`` with settings ``overrides``; use the first item as a context."""
+    """An execution instance on ``db`` with settings ``overrides``; use the first item as a context.
+
+    The technical workflows stay off (intake tests see events as pushed) unless
+    ``processing`` overrides say otherwise.
+    """
+    overrides.setdefault("processing", {"workflows_in_web_process": False})
     settings = Settings(database_url=db.url, **overrides)  # type: ignore[arg-type]
     threaded = ThreadedServer(create_exec_app(settings, db))
     return threaded, RunningServer(f"http://127.0.0.1:{threaded.port}", db, settings)
@@ -172,3 +177,36 @@ def exec_server(db: Database) -> Iterator[RunningServer]:
     threaded, running = start_exec_server(db)
     with threaded:
         yield running
+
+
+#: processing settings that make retries and wake-ups fast enough for tests
+FAST_PROCESSING = {
+    "workflows_in_web_process": True,
+    "retry_base_seconds": 0.2,
+    "retry_max_seconds": 0.5,
+    "poll_interval_seconds": 0.1,
+    "status_copy_interval_seconds": 0.2,
+    "claim_lease_seconds": 5,
+}
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, message: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def smtp_server():  # type: ignore[no-untyped-def]
+    """A recording aiosmtpd server on loopback."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()

@@ -12,14 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from msgcenter.auth.operators import parse_login, parse_networks, parse_rights
+from msgcenter.auth.operators import Operator, Right, parse_login, parse_networks, parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.errors import MsgcenterError
 from msgcenter.logs import configure as configure_logging
 from msgcenter.settings import Settings, load_settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
-from msgcenter.store.schema import current_revision, head_revision, upgrade
+from msgcenter.store.schema import current_revision, head_revision, require_current, upgrade
 
 app = typer.Typer(
     help="msgcenter: transactional messaging (events in, messages out).", no_args_is_help=True
@@ -31,7 +31,13 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 operator_app = typer.Typer(
     help="API operators (accounts that push events and administer).", no_args_is_help=True
 )
+workflow_app = typer.Typer(
+    help="Technical workflows: list, start, pause, stop.", no_args_is_help=True
+)
+publication_app = typer.Typer(help="Publications on this execution instance.", no_args_is_help=True)
+exec_app.add_typer(publication_app, name="publication")
 app.add_typer(exec_app, name="exec")
+app.add_typer(workflow_app, name="workflow")
 app.add_typer(db_app, name="db")
 app.add_typer(operator_app, name="operator")
 
@@ -56,6 +62,10 @@ def _settings(config: Path | None, db: str | None) -> Settings:
     return settings
 
 
+#: the CLI acts as a local administrator of the database it is given
+LOCAL_ADMIN = Operator(id=0, login="cli", rights=frozenset(Right))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -63,7 +73,9 @@ def _now() -> datetime:
 @app.command("up")
 def up(
     demo: Annotated[bool, typer.Option("--demo", help="push sample events and show them")] = False,
-    data_dir: Annotated[Path, typer.Option(help="where the SQLite database lives")] = Path("msgcenter-data"),
+    data_dir: Annotated[Path, typer.Option(help="where the SQLite database lives")] = Path(
+        "msgcenter-data"
+    ),
     port: Annotated[int, typer.Option(help="listen port (loopback)")] = 8080,
     config: ConfigOption = None,
 ) -> None:
@@ -136,6 +148,132 @@ def exec_serve(
     )
 
 
+@exec_app.command("worker")
+def exec_worker(config: ConfigOption = None, db: DbOption = None) -> None:
+    """Run the technical workflows (routing, sending, status, cleanup, stats) without the web API."""
+    import asyncio
+
+    from msgcenter.workflows.worker import run_worker
+
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        require_current(database)
+        console.print(
+            f"worker on {database.url.split('@')[-1]}: workflows running (Ctrl+C to stop)"
+        )
+        try:
+            asyncio.run(run_worker(settings, database))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            database.dispose()
+
+
+@publication_app.command("load")
+def publication_load(
+    file: Annotated[
+        Path, typer.Argument(help="a publication as TOML or JSON (see docs/publications.md)")
+    ],
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Publish a template from a file (both flavours), as the control instance would."""
+    from msgcenter.publications import load_spec
+    from msgcenter.web.admin import publish
+
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        stored = publish(database, load_spec(file), LOCAL_ADMIN)
+        database.dispose()
+    first = stored[0]
+    console.print(
+        f"published {first.template} v{first.version} for type '{first.event_type}' "
+        f"({first.channel.label}) as publications {', '.join(str(p.id) for p in stored)}"
+    )
+
+
+@publication_app.command("list")
+def publication_list(config: ConfigOption = None, db: DbOption = None) -> None:
+    """List active publications."""
+    from msgcenter.store import publications as publication_store
+
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        with database.read() as conn:
+            found = publication_store.list_active(conn, any_folder=True)
+        database.dispose()
+    table = Table(
+        "id", "template", "event type", "channel", "queue", "version", "folder", "published"
+    )
+    for p in found:
+        table.add_row(
+            str(p.id),
+            p.template,
+            p.event_type,
+            p.channel.label,
+            p.queue.value,
+            str(p.version),
+            p.folder or "",
+            p.published_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+
+
+@workflow_app.command("list")
+def workflow_list(config: ConfigOption = None, db: DbOption = None) -> None:
+    """List workflows with their state, last run and last error."""
+    from msgcenter.store import workflows as workflow_store
+
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        with database.read() as conn:
+            states = workflow_store.list_all(conn)
+        database.dispose()
+    table = Table("workflow", "state", "last run", "last error")
+    for w in states:
+        table.add_row(
+            w.name,
+            w.state,
+            w.last_run.isoformat(timespec="seconds") if w.last_run else "never",
+            (w.last_error or "")[:80],
+        )
+    console.print(table)
+
+
+def _set_workflow(name: str, state: str, config: Path | None, db: str | None) -> None:
+    from msgcenter.store import workflows as workflow_store
+
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        with database.write() as conn:
+            workflow_store.set_state(conn, name, state, _now())
+        database.dispose()
+    console.print(f"workflow {name}: {state}")
+
+
+@workflow_app.command("start")
+def workflow_start(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
+    """Start (or resume) a workflow."""
+    _set_workflow(name, "running", config, db)
+
+
+@workflow_app.command("pause")
+def workflow_pause(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
+    """Pause a workflow: it does no work until started again."""
+    _set_workflow(name, "paused", config, db)
+
+
+@workflow_app.command("stop")
+def workflow_stop(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
+    """Stop a workflow: it does no work until started again, and the instance reports unready."""
+    _set_workflow(name, "stopped", config, db)
+
+
 @exec_app.command("openapi")
 def exec_openapi() -> None:
     """Print the execution instance's OpenAPI document (committed as docs/openapi-exec.json)."""
@@ -145,7 +283,8 @@ def exec_openapi() -> None:
 
     # The app is only built, never started: the database is not opened.
     unused = Path(tempfile.gettempdir()) / "msgcenter-openapi.db"
-    document = create_exec_app(Settings(database_url=f"sqlite:///{unused}")).openapi()
+    settings = Settings(database_url=f"sqlite:///{unused}", processing={"workflows_in_web_process": False})
+    document = create_exec_app(settings).openapi()
     typer.echo(json.dumps(document, indent=2, sort_keys=True))
 
 

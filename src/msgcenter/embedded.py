@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import uvicorn
@@ -30,8 +29,16 @@ from msgcenter.web.exec_app import create_exec_app
 DEMO_LOGIN = "demo"
 DEMO_PASSWORD = "demo"
 DEMO_EVENTS = (
-    ("order_confirmation", "ann@example.com", '<client firstname="Ann"/><order id="1001" total="42.50"/>'),
-    ("password_reset", "bob@example.com", '<client firstname="Bob"/><link>https://shop.example/reset/x1</link>'),
+    (
+        "order_confirmation",
+        "ann@example.com",
+        '<client firstname="Ann"/><order id="1001" total="42.50"/>',
+    ),
+    (
+        "password_reset",
+        "bob@example.com",
+        '<client firstname="Bob"/><link>https://shop.example/reset/x1</link>',
+    ),
     ("parcel_shipped", "cleo@example.com", '<client firstname="Cleo"/><parcel tracking="FR123"/>'),
 )
 SOAP_PUSH = (
@@ -68,11 +75,20 @@ def run(settings: Settings, *, demo: bool, console: Console) -> None:
     host, port = settings.server.host, settings.server.port
     base = f"http://{host}:{port}"
     server = uvicorn.Server(
-        uvicorn.Config(create_exec_app(settings, database), host=host, port=port, log_config=None,
-                       access_log=False)
+        uvicorn.Config(
+            create_exec_app(settings, database),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
     )
-    console.print(f"[bold]msgcenter[/bold] execution instance on {base} (database {settings.database_url})")
-    console.print(f"operator [bold]{DEMO_LOGIN}[/bold] / password [bold]{DEMO_PASSWORD}[/bold] (loopback only)")
+    console.print(
+        f"[bold]msgcenter[/bold] execution instance on {base} (database {settings.database_url})"
+    )
+    console.print(
+        f"operator [bold]{DEMO_LOGIN}[/bold] / password [bold]{DEMO_PASSWORD}[/bold] (loopback only)"
+    )
     if demo:
         threading.Thread(target=_demo, args=(server, base, console), daemon=True).start()
     try:
@@ -92,16 +108,35 @@ def _demo(server: uvicorn.Server, base: str, console: Console) -> None:
         for event_type, email, ctx in DEMO_EVENTS:
             answer = client.post(
                 "/nl/jsp/soaprouter.jsp",
-                content=SOAP_PUSH.format(login=DEMO_LOGIN, password=DEMO_PASSWORD, type=event_type,
-                                         email=email, ctx=ctx),
-                headers={"SOAPAction": '"nms:rtEvent#PushEvent"', "Content-Type": "text/xml; charset=utf-8"},
+                content=SOAP_PUSH.format(
+                    login=DEMO_LOGIN, password=DEMO_PASSWORD, type=event_type, email=email, ctx=ctx
+                ),
+                headers={
+                    "SOAPAction": '"nms:rtEvent#PushEvent"',
+                    "Content-Type": "text/xml; charset=utf-8",
+                },
             )
             answer.raise_for_status()
             ids.append(int(answer.text.split('xsi:type="xsd:long">')[1].split("<")[0]))
-        table = Table("id", "type", "email", "status", "received", title="events pushed over SOAP, read over REST")
+        table = Table(
+            "id",
+            "type",
+            "email",
+            "status",
+            "received",
+            title="events pushed over SOAP, read over REST",
+        )
         for event_id in ids:
-            stored = client.get(f"/api/v1/events/{event_id}", auth=(DEMO_LOGIN, DEMO_PASSWORD)).json()
-            table.add_row(str(stored["id"]), stored["type"], stored["email"], stored["status"], stored["created"])
+            stored = client.get(
+                f"/api/v1/events/{event_id}", auth=(DEMO_LOGIN, DEMO_PASSWORD)
+            ).json()
+            table.add_row(
+                str(stored["id"]),
+                stored["type"],
+                stored["email"],
+                stored["status"],
+                stored["created"],
+            )
     console.print(table)
     console.print(
         "Look further:\n"

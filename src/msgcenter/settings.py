@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,13 +20,21 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings
+
 #: the file read when neither ``--config`` nor ``MSGCENTER_CONFIG`` names one (if it exists)
 DEFAULT_CONFIG_FILE = Path("msgcenter.toml")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class ServerSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section: a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
     """Where the web process listens."""
 
     host: str = "127.0.0.1"
@@ -37,7 +45,7 @@ class ServerSettings(BaseModel):
     forwarded_allow_ips: list[str] = Field(default_factory=list)
 
 
-class IntakeSettings(BaseModel):
+class IntakeSettings(Section):
     """Limits and behaviour of event intake (SPEC §3.2)."""
 
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -52,7 +60,7 @@ class IntakeSettings(BaseModel):
     group_commit_delay_us: int = Field(default=0, ge=0, le=100_000)
 
 
-class ZoneSettings(BaseModel):
+class ZoneSettings(Section):
     """A security zone: IP ranges and the authentication forms allowed from them (SPEC §3.9)."""
 
     name: str
@@ -77,7 +85,7 @@ def _default_zones() -> list[ZoneSettings]:
     ]
 
 
-class SecuritySettings(BaseModel):
+class SecuritySettings(Section):
     """Sessions, failed-logon throttling and security zones."""
 
     session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
@@ -93,7 +101,41 @@ class SecuritySettings(BaseModel):
     )
 
 
-class LoggingSettings(BaseModel):
+class ProcessingSettings(Section):
+    """Routing and delivery by the processing workflows (SPEC §3.4, §3.7, §3.8)."""
+
+    #: run the technical workflows inside the web process (else: `msgcenter exec worker`)
+    workflows_in_web_process: bool = True
+    #: real-time events claimed per transaction
+    rt_claim_size: int = Field(default=200, ge=1, le=10_000)
+    #: batch events claimed per transaction
+    batch_claim_size: int = Field(default=1_000, ge=1, le=50_000)
+    #: messages being rendered and sent at once by one worker process
+    send_concurrency: int = Field(default=32, ge=1, le=1_000)
+    #: how long a claimed message stays with its sender before another may retry it (seconds);
+    #: a message accepted by the relay just before a crash is sent again after this delay
+    claim_lease_seconds: int = Field(default=120, ge=1)
+    #: delivery validity period: temporary failures are retried until it ends (seconds)
+    rt_validity_seconds: int = Field(default=3_600, ge=1)
+    batch_validity_seconds: int = Field(default=86_400, ge=1)
+    #: first retry delay after a temporary failure; doubles at each attempt, up to the maximum
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    retry_max_seconds: float = Field(default=3_600.0, gt=0)
+    #: fallback wake-up of the processing workflows (new events wake them at once)
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: outcomes are written in groups at least this often (milliseconds)
+    outcome_flush_ms: int = Field(default=20, ge=1, le=5_000)
+    #: updateEventStatus: how often it reconciles events with late delivery-log changes
+    status_copy_interval_seconds: float = Field(default=5.0, gt=0)
+    #: statsSampler: how often queue sizes and throughput are sampled
+    stats_interval_seconds: float = Field(default=5.0, gt=0)
+    #: cleanup: how often it runs, and what it keeps
+    cleanup_interval_seconds: float = Field(default=3_600.0, gt=0)
+    event_retention_days: float = Field(default=30.0, gt=0)
+    stats_retention_days: float = Field(default=90.0, gt=0)
+
+
+class LoggingSettings(Section):
     """Log format and level."""
 
     #: "console" is readable on a terminal, "json" one object per line for production
@@ -110,21 +152,27 @@ class Settings(BaseSettings):
 
     #: SQLAlchemy URL; SQLite (embedded default) or postgresql+psycopg://…
     database_url: str = "sqlite:///msgcenter.db"
-    #: name of this instance in logs and metrics
+    #: name of this instance in logs, metrics and Message-IDs
     instance_name: str = "exec"
+    #: signs VERP bounce addresses; set a long random value in production (shared by all
+    #: processes of an instance). Empty uses a fixed development key and says so in the log.
+    secret_key: SecretStr = SecretStr("")
     server: ServerSettings = Field(default_factory=ServerSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, url: str) -> str:
-        if not url.startswith(("sqlite", "postgresql")):
-            raise ValueError("database_url must be a sqlite:// or postgresql+psycopg:// URL")
         if url.startswith(("postgresql://", "postgres://")):
             # SQLAlchemy's bare postgresql:// means psycopg2, which we do not ship.
             return "postgresql+psycopg://" + url.split("://", 1)[1]
+        if not url.startswith(("sqlite", "postgresql+psycopg")):
+            raise ValueError("database_url must be a sqlite:// or postgresql+psycopg:// URL")
         return url
 
     @classmethod

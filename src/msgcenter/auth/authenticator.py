@@ -70,6 +70,8 @@ class Authenticator:
         self._lock = threading.Lock()
         # (login, digest of password) -> (operator, cached until)
         self._verified: dict[tuple[str, str], tuple[Operator, float]] = {}
+        # (login, digest of password) -> lock held while that pair is being checked
+        self._verifying: dict[tuple[str, str], threading.Lock] = {}
         # digest of token -> (operator, cached until)
         self._sessions: dict[str, tuple[Operator, float]] = {}
 
@@ -166,6 +168,22 @@ class Authenticator:
             return cached[0]
         if cache_only:
             return None
+        # One check per credentials at a time: concurrent first calls wait for it
+        # instead of hashing the same password in parallel.
+        with self._lock:
+            key_lock = self._verifying.setdefault(key, threading.Lock())
+        try:
+            with key_lock:
+                cached = self._verified.get(key)
+                if cached is not None and cached[1] > self._clock():
+                    self._check_trusted(cached[0], client)
+                    return cached[0]
+                return self._check_password(login, password, client, key)
+        finally:
+            with self._lock:
+                self._verifying.pop(key, None)
+
+    def _check_password(self, login: str, password: str, client: Client, key: tuple[str, str]) -> Operator:
         login_key, address_key = f"login '{login}'", f"address {client.address}"
         self._throttle.check(login_key, address_key)
         with self._db.read() as conn:

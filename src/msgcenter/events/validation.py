@@ -45,6 +45,19 @@ KNOWN_FIELDS = frozenset(
 )
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages ("array", not "list")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 def validate_event(
     fields: dict[str, Any],
     ctx: str | None,
@@ -93,7 +106,7 @@ def _text(
             raise InvalidEventError(name, "missing")
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidEventError(name, f"must be a string, not {type(value).__name__}")
+        raise InvalidEventError(name, f"must be a string, not {json_type(value)}")
     value = str(value).strip()
     if len(value) > max_length:
         raise InvalidEventError(name, f"longer than {max_length} characters")
@@ -157,7 +170,7 @@ def _email(value: Any, *, required: bool) -> str | None:
             raise InvalidEventError("email", "missing: required for the email channel")
         return None
     if not isinstance(value, str):
-        raise InvalidEventError("email", f"must be a string, not {type(value).__name__}")
+        raise InvalidEventError("email", f"must be a string, not {json_type(value)}")
     if len(value) > MAX_TEXT:
         raise InvalidEventError("email", f"longer than {MAX_TEXT} characters")
     try:

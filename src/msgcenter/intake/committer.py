@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import structlog
 
 from msgcenter.errors import MsgcenterError, StoreUnavailableError
+from msgcenter.events.model import Queue
 from msgcenter.store import events as event_store
 from msgcenter.store.database import Database
 from msgcenter.store.events import EnqueueRequest
@@ -36,7 +37,11 @@ class _Pending:
 
 
 class GroupCommitter:
-    """Owns the writer thread. ``submit`` returns ids only once their events are committed."""
+    """Owns the writer thread. ``submit`` returns ids only once their events are committed.
+
+    ``on_commit(queues, events, seconds)`` is called after each commit (from the
+    writer thread): metrics, and waking the processing workflows of this process.
+    """
 
     def __init__(
         self,
@@ -44,7 +49,7 @@ class GroupCommitter:
         *,
         max_events: int = 5_000,
         delay_seconds: float = 0.0,
-        on_commit: Callable[[int, int], None] | None = None,
+        on_commit: Callable[[set[Queue], int, float], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._db = db
@@ -101,7 +106,10 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             with self._db.write() as conn:
-                ids = event_store.enqueue(conn, [p.request for p in group], self._now())
+                requests = [p.request for p in group]
+                ids = event_store.enqueue(conn, requests, self._now())
+                queues = {r.queue for r in requests}
+                event_store.notify_enqueued(conn, queues)
         except Exception as exc:  # noqa: BLE001 - every waiting caller must hear of it
             if len(group) > 1 and not isinstance(exc, StoreUnavailableError):
                 # One request may be at fault (say a key raced in from another process):
@@ -123,7 +131,10 @@ class GroupCommitter:
         for pending, request_ids in zip(group, ids, strict=True):
             _settle(pending, result=request_ids)
         if self._on_commit is not None:
-            self._on_commit(sum(len(i) for i in ids), int((time.perf_counter() - started) * 1e6))
+            try:
+                self._on_commit(queues, sum(len(i) for i in ids), time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - bookkeeping must never stop the writer
+                log.exception("commit callback failed", action="intake.callback_failed")
 
 
 def _settle(

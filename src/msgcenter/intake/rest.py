@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -28,7 +28,7 @@ from msgcenter.errors import (
     NotFoundError,
 )
 from msgcenter.events.model import CtxFormat, EventStatus, NewEvent, Queue
-from msgcenter.events.validation import validate_event
+from msgcenter.events.validation import json_type, validate_event
 from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
 from msgcenter.store import events as event_store
@@ -209,7 +209,7 @@ def rest_router(intake: IntakeService, auth: Authenticator, db: Database) -> API
         else:
             raise InvalidInputError(
                 "body must be an event object or a list of them",
-                detail=f"the body is a JSON {type(body).__name__}",
+                detail=f"the body is a JSON {json_type(body)}",
             )
         ids = await intake.push(queue, events, operator)
         content = {"id": ids[0]} if isinstance(body, dict) else {"ids": ids}
@@ -251,8 +251,8 @@ def rest_router(intake: IntakeService, auth: Authenticator, db: Database) -> API
             status=_status(status) if status else None,
             email=email,
             external_id=external_id,
-            created_from=created_from,
-            created_to=created_to,
+            created_from=_utc(created_from),
+            created_to=_utc(created_to),
             folder=operator.folder,
         )
         before_id = _decode_cursor(cursor) if cursor else None
@@ -296,24 +296,27 @@ def _parse_json(data: bytes) -> Any:
 def _event(item: Any, index: int | None, key: str | None, max_bytes: int) -> NewEvent:
     try:
         if not isinstance(item, dict):
-            raise InvalidEventError(
-                "", f"an event must be a JSON object, not {type(item).__name__}"
-            )
+            raise InvalidEventError("", f"an event must be a JSON object, not {json_type(item)}")
         ctx = item.get("ctx")
         if ctx is not None and not isinstance(ctx, dict):
-            raise InvalidEventError("ctx", f"must be a JSON object, not {type(ctx).__name__}")
-        ctx_text = orjson.dumps(ctx).decode() if ctx is not None else None
-        size = len(ctx_text or "") + sum(
-            len(k) + len(str(v)) for k, v in item.items() if k != "ctx"
-        )
+            raise InvalidEventError("ctx", f"must be a JSON object, not {json_type(ctx)}")
+        ctx_json = orjson.dumps(ctx) if ctx is not None else b""
+        fields = {k: v for k, v in item.items() if k != "ctx"}
+        # UTF-8 bytes of the event as JSON: the limit is in bytes, not characters
+        size = len(ctx_json) + len(orjson.dumps(fields))
         if size > max_bytes:
             raise InvalidEventError(
                 "", f"the event is {size} bytes; at most {max_bytes} are accepted"
             )
-        fields = {k: v for k, v in item.items() if k != "ctx"}
+        ctx_text = ctx_json.decode() if ctx is not None else None
         return validate_event(fields, ctx_text, CtxFormat.JSON, idempotency_key=key)
     except InvalidEventError as exc:
         raise (exc.at_position(index + 1) if index is not None else exc) from None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A query-string timestamp without a zone is UTC (as ``scheduled`` at intake)."""
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
 def _status(text: str) -> EventStatus:

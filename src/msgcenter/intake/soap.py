@@ -216,7 +216,7 @@ class SoapRouter:
             methods = sorted(m for s, m in handlers if s == call.service)
             raise UnknownOperationError(
                 f"unknown method {call.service}#{call.method}",
-                detail=f"{call.service} offers {', '.join(methods)}",
+                detail=f"{call.service} has no method {call.method}; it offers {', '.join(methods)}",
             )
         return await handler(call, request, client)
 

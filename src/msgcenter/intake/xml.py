@@ -14,7 +14,12 @@ from lxml import etree
 
 from msgcenter.errors import HostileXmlError, MalformedXmlError
 
+#: what may precede a document type declaration (XML 1.0 §2.8: XMLDecl? Misc*): a UTF-8
+#: byte-order mark, the XML declaration, comments, processing instructions, white space
+_PROLOG = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+#: libxml2 repeats the position at the end of its message; the error states it once
+_POSITION_SUFFIX = re.compile(r",?\s*line \d+, column \d+\s*$")
 
 
 def _parser() -> etree.XMLParser:
@@ -36,7 +41,10 @@ def _deeper_than(limit: int) -> etree.XPath:
 
 def parse_document(data: bytes, *, max_depth: int) -> etree._Element:
     """Parse ``data`` into its root element, or raise a :class:`MalformedXmlError` / :class:`HostileXmlError`."""
-    found = _DECLARATION.search(data)
+    # A declaration can only come before the root element; further on, "<!DOCTYPE" is
+    # text (CDATA, comments, e.g. an HTML page in ctx) or a syntax error for libxml2.
+    prolog = _PROLOG.match(data)
+    found = _DECLARATION.match(data, prolog.end() if prolog else 0)
     if found is not None:
         line = data.count(b"\n", 0, found.start()) + 1
         column = found.start() - (data.rfind(b"\n", 0, found.start()) + 1) + 1
@@ -49,7 +57,8 @@ def parse_document(data: bytes, *, max_depth: int) -> etree._Element:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
         line, column = exc.position
-        raise MalformedXmlError(exc.msg, line=line, column=column) from None
+        reason = _POSITION_SUFFIX.sub("", exc.msg.strip())
+        raise MalformedXmlError(reason, line=line, column=column) from None
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
         # Reached only for encodings the byte scan cannot read (UTF-16 and the like).

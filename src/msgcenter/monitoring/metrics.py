@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -48,10 +49,32 @@ GROUP_COMMIT_SECONDS = Histogram(
 )
 
 
-def record_group_commit(events: int, micros: int) -> None:
+MESSAGES = Counter(
+    "msgcenter_messages",
+    "Send attempts by channel and resulting delivery-log status",
+    ["channel", "outcome"],
+)
+PROCESSING_LATENCY = Histogram(
+    "msgcenter_processing_latency_seconds",
+    "From event intake to a successful send",
+    ["channel"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
+
+
+def record_outcome(channel: str, outcome: str, event_created: datetime) -> None:
+    """Account one attempt (called by the dispatcher)."""
+    MESSAGES.labels(channel=channel, outcome=outcome).inc()
+    if outcome == "sent":
+        PROCESSING_LATENCY.labels(channel=channel).observe(
+            (datetime.now(UTC) - event_created).total_seconds()
+        )
+
+
+def record_group_commit(events: int, seconds: float) -> None:
     """Account one committed group (called by the group committer)."""
     GROUP_COMMIT_EVENTS.observe(events)
-    GROUP_COMMIT_SECONDS.observe(micros / 1e6)
+    GROUP_COMMIT_SECONDS.observe(seconds)
 
 
 class QueueSizeCollector(Collector):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
 from msgcenter.errors import StoreUnavailableError
 
@@ -32,7 +35,12 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # SQLite has one writer at a time. Threads of this process queue on a lock
+        # instead of in SQLite's busy handler, which polls with sleeps of up to
+        # 100 ms; other processes still wait on the busy timeout.
+        self._write_lock: threading.Lock | nullcontext[None] = nullcontext()
         if self.is_sqlite:
+            self._write_lock = threading.Lock()
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=8)
             self._writer_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
             event.listen(self.engine, "connect", _sqlite_connect)
@@ -51,7 +59,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction, committed on exit, rolled back on error."""
-        with translate_errors(), self._writer_engine.begin() as conn:
+        with self._write_lock, translate_errors(), self._writer_engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -74,6 +82,22 @@ def translate_errors() -> Iterator[None]:
         raise StoreUnavailableError(
             "the database is unavailable", detail=f"database error: {exc.orig or exc}"
         ) from exc
+
+
+def dialect_insert(conn: Connection, table: Table) -> Insert:
+    """An INSERT of the connection's dialect, which offers ``on_conflict_do_*`` on both stores."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def insert_or_ignore(
+    conn: Connection, table: Table, values: dict[str, Any], index_elements: list[str]
+) -> None:
+    """Insert one row unless it conflicts on ``index_elements`` (a unique index)."""
+    conn.execute(
+        dialect_insert(conn, table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=index_elements)
+    )
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

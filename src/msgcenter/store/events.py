@@ -8,10 +8,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, RowMapping, and_, func, insert, select, tuple_
+from sqlalchemy import Connection, RowMapping, and_, func, insert, select, text, tuple_
 
 from msgcenter.events.model import EventStatus, NewEvent, Queue
 from msgcenter.store.tables import event, event_status_change
+
+#: the PostgreSQL NOTIFY channel that wakes the processing workflows
+NOTIFY_CHANNEL = "msgcenter_events"
 
 
 @dataclass(slots=True)
@@ -128,6 +131,19 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
         [value if kind == "id" else inserted[value] for kind, value in request_slots]
         for request_slots in slots
     ]
+
+
+def notify_enqueued(conn: Connection, queues: set[Queue]) -> None:
+    """On PostgreSQL, tell listening workers (in any process) that ``queues`` have new events.
+
+    The notification is sent when the transaction commits, never before.
+    """
+    if conn.dialect.name == "postgresql":
+        for queue in sorted(queues):
+            conn.execute(
+                text("SELECT pg_notify(:channel, :queue)"),
+                {"channel": NOTIFY_CHANNEL, "queue": queue.value},
+            )
 
 
 def _known_idempotency_keys(

@@ -125,3 +125,136 @@ operator_session = Table(
     Column("created", UtcDateTime, nullable=False),
     Column("expires", UtcDateTime, nullable=False, index=True),
 )
+
+# -- processing (execution instance) -----------------------------------------------------
+
+# A published template flavour. Rows are immutable: publishing a new version
+# inserts a row and deactivates the previous ones of the same (template, queue,
+# folder); unpublishing deactivates them all. Delivery logs keep pointing at the
+# version that was actually sent.
+publication = Table(
+    "publication",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("template", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("folder", String(64)),
+    # "rt" or "batch" flavour
+    Column("queue", String(5), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    # the frozen content as JSON: message parts, sender, attachments, blocks inlined
+    Column("content", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("created", UtcDateTime, nullable=False),
+    Column("retired", UtcDateTime),
+)
+Index("ix_publication_route", publication.c.event_type, publication.c.channel, publication.c.queue)
+Index("ix_publication_template", publication.c.template, publication.c.folder)
+
+# One delivery per template flavour, channel, folder and calendar month (SPEC §1).
+delivery = Table(
+    "delivery",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("template", String(64), nullable=False),
+    Column("queue", String(5), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("folder", String(64), nullable=False, server_default=text("''")),
+    # "YYYY-MM"
+    Column("month", String(7), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+)
+Index(
+    "uq_delivery_key",
+    delivery.c.template,
+    delivery.c.queue,
+    delivery.c.channel,
+    delivery.c.folder,
+    delivery.c.month,
+    unique=True,
+)
+
+# One row per message sent or attempted.
+delivery_log = Table(
+    "delivery_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("publication_id", BigInteger, nullable=False),
+    Column("queue", String(5), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("address", String(255), nullable=False),
+    Column("folder", String(64)),
+    # see msgcenter.delivery.model.DeliveryStatus
+    Column("status", SmallInteger, nullable=False),
+    Column("failure_type", String(32)),
+    Column("failure_reason", Text),
+    Column("attempts", SmallInteger, nullable=False, server_default=text("0")),
+    # pending: when the next attempt is due; sending: until when the claim holds
+    Column("due", UtcDateTime, nullable=False),
+    # the end of the delivery validity period
+    Column("valid_until", UtcDateTime, nullable=False),
+    Column("message_id", String(255)),
+    Column("created", UtcDateTime, nullable=False),
+    Column("last_modified", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+)
+# The senders' claim: due attempts (status pending) and lapsed claims (status sending).
+Index(
+    "ix_delivery_log_due",
+    delivery_log.c.queue,
+    delivery_log.c.due,
+    postgresql_where=delivery_log.c.status.in_([0, 4]),
+    sqlite_where=delivery_log.c.status.in_([0, 4]),
+)
+Index("ix_delivery_log_event_id", delivery_log.c.event_id)
+Index("ix_delivery_log_last_modified", delivery_log.c.last_modified)
+
+# Addresses that must not be sent to (SPEC §1, §3.7).
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("address", String(255), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("failure_type", String(32), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("delivery_log_id", BigInteger),
+    Column("created", UtcDateTime, nullable=False),
+    Column("last_modified", UtcDateTime, nullable=False),
+)
+Index("uq_quarantine_address", quarantine.c.address, quarantine.c.channel, unique=True)
+Index("ix_quarantine_last_modified", quarantine.c.last_modified)
+
+# Technical workflows: the state operators set, and what the runners report.
+workflow = Table(
+    "workflow",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    # running, paused, stopped or failed
+    Column("state", String(16), nullable=False),
+    Column("last_run", UtcDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UtcDateTime),
+    # workflow-specific progress marker (e.g. updateEventStatus's last copied log)
+    Column("watermark", BigInteger),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+# Queue sizes and throughput sampled every few seconds (statsSampler) for reports.
+stats_sample = Table(
+    "stats_sample",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("queue", String(5), nullable=False),
+    Column("pending_events", Integer, nullable=False),
+    Column("pending_messages", Integer, nullable=False),
+    Column("events_received", Integer, nullable=False),
+    Column("messages_sent", Integer, nullable=False),
+    Column("messages_failed", Integer, nullable=False),
+)

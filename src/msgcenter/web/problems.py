@@ -65,8 +65,9 @@ def install(app: FastAPI) -> None:
         status = next((s for kind, s in STATUSES if isinstance(exc, kind)), 500)
         extra: dict[str, Any] = {}
         if isinstance(exc, InvalidEventError):
+            # RFC 6901: "" is the whole body; "/" would be a member named ""
             pointer = f"/{exc.position - 1}" if exc.position is not None else ""
-            extra["field"] = f"{pointer}/{exc.field}" if exc.field else pointer or "/"
+            extra["field"] = f"{pointer}/{exc.field}" if exc.field else pointer
             extra["position"] = exc.position
         if isinstance(exc, TooManyFailedLoginsError):
             extra["retry_after"] = exc.retry_after

@@ -1,0 +1,116 @@
+"""Publications: frozen, versioned templates as an execution instance receives them (SPEC §1, §4).
+
+The control instance pushes a :class:`PublicationSpec`; the execution instance
+stores one immutable row per flavour (real-time and batch) and routes events
+to the newest active one.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from msgcenter.errors import InvalidInputError
+from msgcenter.events.model import Channel, Queue
+from msgcenter.events.validation import TYPE_NAME
+
+TEMPLATE_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
+
+
+class AttachmentSpec(BaseModel):
+    """An attachment: a fixed URL, or a URL read from the event's ctx at send time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, description="fixed https URL")
+    ctx_url: str | None = Field(
+        None, description="dotted ctx path holding the URL, e.g. order.invoice_url"
+    )
+    filename: str | None = Field(
+        None, description="name shown to the recipient (default: from the URL)"
+    )
+
+
+class PublishedContent(BaseModel):
+    """The content of a message template, blocks included (frozen at publication)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = ""
+    html: str = ""
+    text: str = ""
+    sms: str = ""
+    push_title: str = ""
+    push_body: str = ""
+    sender: str = Field("", description='"Name <address>" or an address; required for email')
+    reply_to: str | None = None
+    attachments: list[AttachmentSpec] = Field(default_factory=list)
+    tracking: bool = False
+    list_unsubscribe: str | None = Field(
+        None, description="mailto: or https: URL for List-Unsubscribe"
+    )
+    blocks: dict[str, str] = Field(
+        default_factory=dict, description="personalisation blocks by name"
+    )
+
+
+class PublicationSpec(BaseModel):
+    """What a control instance publishes: one template, both flavours created from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(pattern=TEMPLATE_NAME, description="the template's internal name")
+    event_type: str = Field(description="the event type it serves")
+    channel: Channel = Channel.EMAIL
+    folder: str | None = Field(None, max_length=64)
+    version: int = Field(ge=1)
+    published_at: datetime | None = Field(None, description="default: now")
+    content: PublishedContent
+
+    @field_validator("event_type")
+    @classmethod
+    def _type_name(cls, value: str) -> str:
+        if not TYPE_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid event type name")
+        return value
+
+
+def load_spec(path: Path) -> PublicationSpec:
+    """A publication from a TOML or JSON file; :class:`InvalidInputError` naming the problem."""
+    try:
+        text = path.read_text("utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return PublicationSpec.model_validate(data)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}", detail=str(exc)) from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(
+            f"{path} is not valid {path.suffix[1:].upper() or 'JSON'}", detail=str(exc)
+        ) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(
+            f"{path}: invalid publication", detail=f"{where}: {first['msg']}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One stored flavour of a published template."""
+
+    id: int
+    template: str
+    event_type: str
+    channel: Channel
+    folder: str | None
+    queue: Queue
+    version: int
+    published_at: datetime
+    content: PublishedContent
+    active: bool = True

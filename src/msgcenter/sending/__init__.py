@@ -1,0 +1,1 @@
+"""Turning claimed messages into attempts: render, hand to a channel, record the outcome."""

@@ -1,0 +1,235 @@
+"""The dispatcher: a priority queue of claimed messages served by concurrent senders.
+
+Real-time messages always leave before batch ones (SPEC §3.8). Each message is
+rendered with its publication's compiled content and handed to its channel's
+sender; outcomes are written in groups (one transaction every
+``processing.outcome_flush_ms``), not one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from datetime import UTC, datetime
+
+import structlog
+
+from msgcenter.deliveries import DeliveryStatus, FailureType
+from msgcenter.events.model import Channel, Queue
+from msgcenter.monitoring import metrics
+from msgcenter.publications import Publication
+from msgcenter.render import (
+    CompiledContent,
+    MessageContent,
+    RenderProblem,
+    TemplateSyntaxProblem,
+    compile_content,
+    load_ctx,
+)
+from msgcenter.sending.attempts import ChannelSender, failed, outcome_of
+from msgcenter.settings import ProcessingSettings
+from msgcenter.store import processing as processing_store
+from msgcenter.store import publications as publication_store
+from msgcenter.store.database import Database
+from msgcenter.store.processing import ClaimedMessage, Outcome
+
+log = structlog.get_logger(__name__)
+
+PRIORITY = {Queue.RT: 0, Queue.BATCH: 1}
+
+
+class ContentCache:
+    """Compiled publications by id (publications are immutable, so entries never go stale)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._compiled: dict[int, tuple[Publication, CompiledContent]] = {}
+
+    async def get(self, publication_id: int) -> tuple[Publication, CompiledContent]:
+        """The publication and its compiled content; raises :class:`TemplateSyntaxProblem` if it does not compile."""
+        found = self._compiled.get(publication_id)
+        if found is None:
+            found = await asyncio.to_thread(self._load, publication_id)
+            self._compiled[publication_id] = found
+        return found
+
+    def _load(self, publication_id: int) -> tuple[Publication, CompiledContent]:
+        with self._db.read() as conn:
+            publication = publication_store.get(conn, publication_id)
+        if publication is None:
+            raise LookupError(f"publication {publication_id} vanished")
+        return publication, compile_publication(publication)
+
+
+def compile_publication(publication: Publication) -> CompiledContent:
+    """Compile a publication's message parts with its frozen blocks."""
+    content = publication.content
+    parts = MessageContent(
+        subject=content.subject,
+        html=content.html,
+        text=content.text,
+        sms=content.sms,
+        push_title=content.push_title,
+        push_body=content.push_body,
+    )
+    return compile_content(parts, content.blocks)
+
+
+class Dispatcher:
+    """Runs ``send_concurrency`` sender tasks over a real-time-first priority queue."""
+
+    def __init__(
+        self, db: Database, senders: dict[Channel, ChannelSender], settings: ProcessingSettings
+    ) -> None:
+        self._db = db
+        self._senders = senders
+        self._settings = settings
+        self._contents = ContentCache(db)
+        self._queue: asyncio.PriorityQueue[tuple[int, int, ClaimedMessage]] = (
+            asyncio.PriorityQueue()
+        )
+        self._sequence = itertools.count()
+        self._queued = {queue: 0 for queue in Queue}
+        self._room_changed = asyncio.Event()
+        self._outcomes: list[Outcome] = []
+        self._flush_now = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- what the processing workflows use --------------------------------------------
+
+    def submit(self, messages: list[ClaimedMessage]) -> None:
+        """Queue claimed messages for sending."""
+        for message in messages:
+            self._queued[message.queue] += 1
+            self._queue.put_nowait((PRIORITY[message.queue], next(self._sequence), message))
+
+    def waiting(self, queue: Queue) -> bool:
+        """Whether messages of ``queue`` are queued or being sent."""
+        return self._queued[queue] > 0
+
+    def room(self, queue: Queue, claim_size: int) -> int:
+        """How many more messages of ``queue`` a workflow should claim now."""
+        return claim_size - self._queued[queue]
+
+    async def drained(self, queue: Queue) -> None:
+        """Wait until some messages of ``queue`` have left."""
+        self._room_changed.clear()
+        await self._room_changed.wait()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sender tasks and the outcome writer."""
+        self._tasks = [
+            asyncio.create_task(self._sender(), name=f"sender-{i}")
+            for i in range(self._settings.send_concurrency)
+        ]
+        self._tasks.append(asyncio.create_task(self._writer(), name="outcome-writer"))
+
+    async def stop(self) -> None:
+        """Stop sending; write the outcomes already known (queued messages are retried after their lease)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self._write()
+        for sender in self._senders.values():
+            await sender.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while True:
+            _priority, _seq, message = await self._queue.get()
+            try:
+                outcome = await self._attempt(message)
+            except Exception as exc:  # noqa: BLE001 - one message never stops the senders
+                log.exception(
+                    "attempt crashed", action="send.crashed", delivery_log=message.delivery_log_id
+                )
+                outcome = outcome_of_crash(message, exc)
+            finally:
+                self._queued[message.queue] -= 1
+                self._room_changed.set()
+            self._outcomes.append(outcome)
+            metrics.record_outcome(
+                message.channel.label, outcome.status.label, message.event["created"]
+            )
+            if len(self._outcomes) >= 500:
+                self._flush_now.set()
+
+    async def _attempt(self, message: ClaimedMessage) -> Outcome:
+        now = datetime.now(UTC)
+        if now >= message.valid_until:
+            return outcome_of_expiry(message)
+        sender = self._senders.get(message.channel)
+        if sender is None:
+            return failed(
+                message,
+                FailureType.NO_CHANNEL,
+                f"this instance has no {message.channel.label} connector",
+            )
+        try:
+            publication, compiled = await self._contents.get(message.publication_id)
+            ctx = load_ctx(message.ctx, message.ctx_format)
+            rendered = compiled.render(message.event, ctx)
+        except (RenderProblem, TemplateSyntaxProblem) as problem:
+            return failed(message, FailureType.RENDER, problem.detail)
+        attempt = await sender.send(message, publication, rendered, ctx)
+        return outcome_of(
+            message,
+            attempt,
+            datetime.now(UTC),
+            base=self._settings.retry_base_seconds,
+            maximum=self._settings.retry_max_seconds,
+        )
+
+    async def _writer(self) -> None:
+        interval = self._settings.outcome_flush_ms / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), interval)
+            self._flush_now.clear()
+            try:
+                await self._write()
+            except Exception as exc:  # noqa: BLE001 - keep the outcomes and try again
+                log.warning(
+                    "outcomes not written yet", action="send.outcomes_deferred", error=str(exc)
+                )
+                await asyncio.sleep(1.0)
+
+    async def _write(self) -> None:
+        if not self._outcomes:
+            return
+        batch, self._outcomes = self._outcomes, []
+        try:
+            await asyncio.to_thread(self._record, batch)
+        except BaseException:
+            self._outcomes[:0] = batch
+            raise
+
+    def _record(self, batch: list[Outcome]) -> None:
+        with self._db.write() as conn:
+            processing_store.record_outcomes(conn, batch, datetime.now(UTC))
+
+
+def outcome_of_expiry(message: ClaimedMessage) -> Outcome:
+    """The validity period ended before this attempt could start."""
+    return Outcome(
+        message.delivery_log_id,
+        message.event["id"],
+        DeliveryStatus.EXPIRED,
+        failure_type=FailureType.EXPIRED,
+        reason=f"validity period ended after {message.attempts} attempts",
+    )
+
+
+def outcome_of_crash(message: ClaimedMessage, exc: Exception) -> Outcome:
+    """An unexpected error while attempting: the message fails with the error as its reason."""
+    return failed(
+        message, FailureType.HARD, f"internal error while sending: {type(exc).__name__}: {exc}"
+    )

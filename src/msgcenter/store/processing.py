@@ -1,0 +1,593 @@
+"""Named queries of the processing workflows: claim and route events, claim due attempts,
+record send outcomes, copy final statuses, purge old data.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so that any number of worker
+processes share one database without waiting on each other; on SQLite the
+write transaction (``BEGIN IMMEDIATE``) already makes a claim exclusive.
+Status predicates are written as SQL literals so that PostgreSQL can use the
+partial indexes whatever plan it caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+
+from msgcenter.deliveries import FINAL_EVENT_STATUS, DeliveryStatus, FailureType
+from msgcenter.events.model import Channel, EventStatus, Queue
+from msgcenter.publications import Publication
+from msgcenter.routing import RoutingTable
+from msgcenter.store.database import dialect_insert, insert_or_ignore
+from msgcenter.store.tables import (
+    delivery,
+    delivery_log,
+    event,
+    event_status_change,
+    quarantine,
+    stats_sample,
+)
+
+PENDING = literal_column("0")
+#: delivery-log statuses a sender may claim: pending (due) and sending (claim lapsed)
+CLAIMABLE = [literal_column("0"), literal_column("4")]
+
+#: the event fields a template sees as ``event``
+EVENT_FIELDS = (
+    "id",
+    "type",
+    "email",
+    "mobile_phone",
+    "registration_token",
+    "mobile_app_uuid",
+    "wished_channel",
+    "email_format",
+    "external_id",
+    "origin",
+    "language",
+    "country",
+    "correlation_id",
+    "scheduled",
+    "created",
+    "folder",
+)
+EVENT_COLUMNS = [event.c[name] for name in EVENT_FIELDS] + [
+    event.c.ctx,
+    event.c.ctx_format,
+]
+
+
+@dataclass(slots=True)
+class ClaimedMessage:
+    """One message a sender must attempt now: its delivery log, its event, its publication."""
+
+    delivery_log_id: int
+    publication_id: int
+    queue: Queue
+    channel: Channel
+    address: str
+    attempts: int
+    valid_until: datetime
+    event: dict[str, Any]
+    ctx: str
+    ctx_format: str
+
+
+@dataclass(slots=True)
+class Claim:
+    """What one claim of pending events produced."""
+
+    messages: list[ClaimedMessage] = field(default_factory=list)
+    not_routed: int = 0
+    ignored: int = 0
+
+    @property
+    def events(self) -> int:
+        return len(self.messages) + self.not_routed + self.ignored
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one attempt, to be recorded on its delivery log (and event, when final)."""
+
+    delivery_log_id: int
+    event_id: int
+    status: DeliveryStatus
+    failure_type: FailureType | None = None
+    reason: str | None = None
+    #: next attempt (status pending)
+    due: datetime | None = None
+    message_id: str | None = None
+    #: (address, channel) to quarantine
+    quarantine: tuple[str, Channel] | None = None
+
+
+class DeliveryCache:
+    """Delivery ids by (template, queue, channel, folder, month), created on first use."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str, int, str, str], int] = {}
+
+    def id_for(self, conn: Connection, publication: Publication, now: datetime) -> int:
+        """The id of this month's delivery for ``publication`` (created if needed)."""
+        key = (
+            publication.template,
+            publication.queue.value,
+            int(publication.channel),
+            publication.folder or "",
+            now.strftime("%Y-%m"),
+        )
+        found = self._ids.get(key)
+        if found is None:
+            values = dict(
+                zip(("template", "queue", "channel", "folder", "month"), key, strict=True)
+            )
+            insert_or_ignore(conn, delivery, {**values, "created": now}, list(values))
+            found = conn.execute(
+                select(delivery.c.id).where(*(delivery.c[k] == v for k, v in values.items()))
+            ).scalar_one()
+            self._ids[key] = found
+        return found
+
+
+def _address(row: Any, channel: Channel) -> str | None:
+    if channel is Channel.EMAIL:
+        return row["email"]
+    if channel is Channel.SMS:
+        return row["mobile_phone"]
+    return row["registration_token"]
+
+
+def claim_events(
+    conn: Connection,
+    queue: Queue,
+    limit: int,
+    now: datetime,
+    routing: RoutingTable,
+    deliveries: DeliveryCache,
+    *,
+    lease: timedelta,
+    validity: timedelta,
+) -> Claim:
+    """Take up to ``limit`` due pending events of ``queue``, route them, and create their delivery logs.
+
+    Routed events become ``pending_delivery`` with a delivery log claimed by the
+    caller (status sending until ``now + lease``); events with no publication
+    become ``not_taken_into_account``; events without an address for their
+    channel, and quarantined addresses, become ``ignored``.
+    """
+    rows = (
+        conn.execute(
+            select(*EVENT_COLUMNS)
+            .where(
+                event.c.queue == queue.value,
+                event.c.status == PENDING,
+                event.c.process_requested_on <= now,
+            )
+            .order_by(event.c.process_requested_on)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        .mappings()
+        .all()
+    )
+    claim = Claim()
+    if not rows:
+        return claim
+    history: list[dict[str, Any]] = []
+    routed: list[tuple[Any, Publication, str]] = []
+    final: dict[int, list[int]] = {}
+    for row in rows:
+        channel = Channel(row["wished_channel"])
+        publication = routing.route(row["type"], channel, queue, row["folder"])
+        if publication is None:
+            final.setdefault(EventStatus.NOT_TAKEN_INTO_ACCOUNT, []).append(row["id"])
+            history.append(
+                _change(
+                    row["id"],
+                    EventStatus.NOT_TAKEN_INTO_ACCOUNT,
+                    now,
+                    f"no published template for type '{row['type']}', channel {channel.label}"
+                    + (f", folder '{row['folder']}'" if row["folder"] else ""),
+                )
+            )
+            claim.not_routed += 1
+            continue
+        address = _address(row, channel)
+        if not address:
+            final.setdefault(EventStatus.IGNORED, []).append(row["id"])
+            history.append(
+                _change(
+                    row["id"],
+                    EventStatus.IGNORED,
+                    now,
+                    f"no address for the {channel.label} channel",
+                )
+            )
+            claim.ignored += 1
+            continue
+        routed.append((row, publication, address))
+    quarantined = _quarantined(conn, [(address, pub.channel) for _, pub, address in routed])
+    logs = []
+    for row, publication, address in routed:
+        held = (address.lower(), int(publication.channel)) in quarantined
+        logs.append(
+            {
+                "delivery_id": deliveries.id_for(conn, publication, now),
+                "event_id": row["id"],
+                "publication_id": publication.id,
+                "queue": queue.value,
+                "channel": int(publication.channel),
+                "address": address,
+                "folder": row["folder"],
+                "status": int(DeliveryStatus.IGNORED if held else DeliveryStatus.SENDING),
+                "failure_type": FailureType.QUARANTINED.value if held else None,
+                "failure_reason": "the address is in quarantine" if held else None,
+                "attempts": 0,
+                "due": now + lease,
+                "valid_until": now + validity,
+                "message_id": None,
+                "created": now,
+                "last_modified": now,
+                "sent_at": None,
+            }
+        )
+    if logs:
+        log_ids = [
+            r[0]
+            for r in conn.execute(
+                insert(delivery_log).returning(delivery_log.c.id, sort_by_parameter_order=True),
+                logs,
+            )
+        ]
+        links = []
+        for (row, publication, address), log, log_id in zip(routed, logs, log_ids, strict=True):
+            held = log["status"] == DeliveryStatus.IGNORED
+            status = EventStatus.IGNORED if held else EventStatus.PENDING_DELIVERY
+            links.append(
+                {
+                    "b_id": row["id"],
+                    "b_status": int(status),
+                    "b_publication": publication.id,
+                    "b_delivery": log["delivery_id"],
+                    "b_log": log_id,
+                }
+            )
+            history.append(
+                _change(
+                    row["id"],
+                    EventStatus.PENDING_DELIVERY,
+                    now,
+                    f"routed to {publication.template} v{publication.version}",
+                )
+            )
+            if held:
+                history.append(
+                    _change(row["id"], EventStatus.IGNORED, now, "the address is in quarantine")
+                )
+                claim.ignored += 1
+            else:
+                claim.messages.append(
+                    ClaimedMessage(
+                        delivery_log_id=log_id,
+                        publication_id=publication.id,
+                        queue=queue,
+                        channel=publication.channel,
+                        address=address,
+                        attempts=0,
+                        valid_until=log["valid_until"],
+                        event={name: row[name] for name in EVENT_FIELDS},
+                        ctx=row["ctx"],
+                        ctx_format=row["ctx_format"],
+                    )
+                )
+        conn.execute(
+            update(event)
+            .where(event.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                publication_id=bindparam("b_publication"),
+                delivery_id=bindparam("b_delivery"),
+                delivery_log_id=bindparam("b_log"),
+                last_modified=now,
+            ),
+            links,
+        )
+    for status, ids in final.items():
+        conn.execute(
+            update(event).where(event.c.id.in_(ids)).values(status=int(status), last_modified=now)
+        )
+    conn.execute(insert(event_status_change), history)
+    return claim
+
+
+def _change(
+    event_id: int, status: EventStatus, at: datetime, reason: str | None = None
+) -> dict[str, Any]:
+    return {"event_id": event_id, "status": int(status), "at": at, "reason": reason}
+
+
+def _quarantined(
+    conn: Connection, candidates: Sequence[tuple[str, Channel]]
+) -> set[tuple[str, int]]:
+    if not candidates:
+        return set()
+    addresses = sorted({address.lower() for address, _ in candidates})
+    rows = conn.execute(
+        select(quarantine.c.address, quarantine.c.channel).where(
+            quarantine.c.active.is_(True), quarantine.c.address.in_(addresses)
+        )
+    )
+    return {(address, channel) for address, channel in rows}
+
+
+def claim_due_attempts(
+    conn: Connection, queue: Queue, limit: int, now: datetime, *, lease: timedelta
+) -> list[ClaimedMessage]:
+    """Take delivery logs of ``queue`` whose next attempt is due, or whose sender's claim lapsed."""
+    rows = (
+        conn.execute(
+            select(
+                delivery_log.c.id.label("log_id"),
+                delivery_log.c.publication_id,
+                delivery_log.c.channel,
+                delivery_log.c.address,
+                delivery_log.c.attempts,
+                delivery_log.c.valid_until,
+                *EVENT_COLUMNS,
+            )
+            .join(event, event.c.id == delivery_log.c.event_id)
+            .where(
+                delivery_log.c.queue == queue.value,
+                delivery_log.c.status.in_(CLAIMABLE),
+                delivery_log.c.due <= now,
+            )
+            .order_by(delivery_log.c.due)
+            .limit(limit)
+            .with_for_update(of=delivery_log, skip_locked=True)
+        )
+        .mappings()
+        .all()
+    )
+    if not rows:
+        return []
+    conn.execute(
+        update(delivery_log)
+        .where(delivery_log.c.id.in_([r["log_id"] for r in rows]))
+        .values(status=int(DeliveryStatus.SENDING), due=now + lease, last_modified=now)
+    )
+    return [
+        ClaimedMessage(
+            delivery_log_id=row["log_id"],
+            publication_id=row["publication_id"],
+            queue=queue,
+            channel=Channel(row["channel"]),
+            address=row["address"],
+            attempts=row["attempts"],
+            valid_until=row["valid_until"],
+            event={name: row[name] for name in EVENT_FIELDS},
+            ctx=row["ctx"],
+            ctx_format=row["ctx_format"],
+        )
+        for row in rows
+    ]
+
+
+def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Write attempt outcomes; final ones are copied onto their events at once, with a timeline step."""
+    if not outcomes:
+        return
+    conn.execute(
+        update(delivery_log)
+        .where(delivery_log.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            failure_type=bindparam("b_type"),
+            failure_reason=bindparam("b_reason"),
+            attempts=delivery_log.c.attempts + 1,
+            due=func.coalesce(
+                bindparam("b_due", type_=delivery_log.c.due.type), delivery_log.c.due
+            ),
+            message_id=func.coalesce(
+                bindparam("b_message_id", type_=delivery_log.c.message_id.type),
+                delivery_log.c.message_id,
+            ),
+            sent_at=bindparam("b_sent_at", type_=delivery_log.c.sent_at.type),
+            last_modified=now,
+        ),
+        [
+            {
+                "b_id": o.delivery_log_id,
+                "b_status": int(o.status),
+                "b_type": o.failure_type.value if o.failure_type else None,
+                "b_reason": o.reason,
+                "b_due": o.due,
+                "b_message_id": o.message_id,
+                "b_sent_at": now if o.status is DeliveryStatus.SENT else None,
+            }
+            for o in outcomes
+        ],
+    )
+    finals = [o for o in outcomes if o.status.is_final]
+    if finals:
+        _copy_to_events(
+            conn,
+            [
+                (o.event_id, o.delivery_log_id, FINAL_EVENT_STATUS[o.status], o.reason)
+                for o in finals
+            ],
+            now,
+        )
+    for o in outcomes:
+        if o.quarantine is not None:
+            _quarantine(conn, o, now)
+
+
+def _copy_to_events(
+    conn: Connection, changes: Sequence[tuple[int, int, EventStatus, str | None]], now: datetime
+) -> None:
+    conn.execute(
+        update(event)
+        .where(event.c.id == bindparam("b_id"), event.c.delivery_log_id == bindparam("b_log"))
+        .values(status=bindparam("b_status"), last_modified=now),
+        [{"b_id": e, "b_log": log, "b_status": int(status)} for e, log, status, _ in changes],
+    )
+    conn.execute(
+        insert(event_status_change),
+        [_change(e, status, now, reason) for e, _, status, reason in changes],
+    )
+
+
+def _quarantine(conn: Connection, outcome: Outcome, now: datetime) -> None:
+    address, channel = outcome.quarantine  # type: ignore[misc]
+    values = {
+        "address": address.lower(),
+        "channel": int(channel),
+        "reason": outcome.reason or "",
+        "failure_type": (outcome.failure_type or FailureType.HARD).value,
+        "active": True,
+        "delivery_log_id": outcome.delivery_log_id,
+        "created": now,
+        "last_modified": now,
+    }
+    statement = dialect_insert(conn, quarantine).values(values)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["address", "channel"],
+            set_={
+                k: statement.excluded[k]
+                for k in ("reason", "failure_type", "active", "delivery_log_id", "last_modified")
+            },
+        )
+    )
+
+
+def copy_final_statuses(
+    conn: Connection, since: datetime, now: datetime, limit: int
+) -> tuple[int, datetime | None]:
+    """Copy final delivery-log statuses changed since ``since`` onto events whose status differs.
+
+    Returns how many events changed and the newest ``last_modified`` scanned (the
+    next watermark), or None when nothing was scanned.
+    """
+    final_codes = [literal_column(str(int(s))) for s in FINAL_EVENT_STATUS]
+    rows = conn.execute(
+        select(
+            delivery_log.c.id,
+            delivery_log.c.event_id,
+            delivery_log.c.status,
+            delivery_log.c.failure_reason,
+            delivery_log.c.last_modified,
+            event.c.status.label("event_status"),
+        )
+        .join(
+            event,
+            and_(
+                event.c.id == delivery_log.c.event_id, event.c.delivery_log_id == delivery_log.c.id
+            ),
+        )
+        .where(delivery_log.c.last_modified >= since, delivery_log.c.status.in_(final_codes))
+        .order_by(delivery_log.c.last_modified)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return 0, None
+    changes = []
+    for log_id, event_id, status, reason, _modified, event_status in rows:
+        wanted = FINAL_EVENT_STATUS[DeliveryStatus(status)]
+        if event_status != wanted:
+            changes.append(
+                (
+                    event_id,
+                    log_id,
+                    wanted,
+                    reason or f"delivery log now {DeliveryStatus(status).label}",
+                )
+            )
+    if changes:
+        _copy_to_events(conn, changes, now)
+    return len(changes), rows[-1][4]
+
+
+def purge(conn: Connection, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` events in a final status created before ``before``, with their logs and history."""
+    finals = [
+        literal_column(str(int(s)))
+        for s in EventStatus
+        if s not in (EventStatus.PENDING, EventStatus.PENDING_DELIVERY)
+    ]
+    ids = [
+        r[0]
+        for r in conn.execute(
+            select(event.c.id)
+            .where(event.c.created < before, event.c.status.in_(finals))
+            .limit(limit)
+        )
+    ]
+    if not ids:
+        return 0
+    conn.execute(delete(event_status_change).where(event_status_change.c.event_id.in_(ids)))
+    conn.execute(delete(delivery_log).where(delivery_log.c.event_id.in_(ids)))
+    conn.execute(delete(event).where(event.c.id.in_(ids)))
+    return len(ids)
+
+
+def purge_stats(conn: Connection, before: datetime) -> int:
+    """Delete statistics samples older than ``before``."""
+    return conn.execute(delete(stats_sample).where(stats_sample.c.at < before)).rowcount
+
+
+def sample_stats(conn: Connection, since: datetime, now: datetime) -> list[dict[str, Any]]:
+    """Queue sizes now and throughput since ``since``, per queue, stored as samples and returned."""
+    samples = []
+    for queue in Queue:
+        pending_events = conn.execute(
+            select(func.count()).where(event.c.queue == queue.value, event.c.status == PENDING)
+        ).scalar_one()
+        pending_messages = conn.execute(
+            select(func.count()).where(
+                delivery_log.c.queue == queue.value, delivery_log.c.status.in_(CLAIMABLE)
+            )
+        ).scalar_one()
+        received = conn.execute(
+            select(func.count()).where(
+                event.c.queue == queue.value, event.c.created >= since, event.c.created < now
+            )
+        ).scalar_one()
+        sent, failed = (
+            conn.execute(
+                select(func.count()).where(
+                    delivery_log.c.queue == queue.value,
+                    delivery_log.c.status == literal_column(str(int(s))),
+                    delivery_log.c.last_modified >= since,
+                    delivery_log.c.last_modified < now,
+                )
+            ).scalar_one()
+            for s in (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+        )
+        samples.append(
+            {
+                "at": now,
+                "queue": queue.value,
+                "pending_events": pending_events,
+                "pending_messages": pending_messages,
+                "events_received": received,
+                "messages_sent": sent,
+                "messages_failed": failed,
+            }
+        )
+    conn.execute(insert(stats_sample), samples)
+    return samples

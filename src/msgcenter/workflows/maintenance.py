@@ -1,0 +1,65 @@
+"""cleanup and statsSampler: the execution instance's housekeeping workflows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from msgcenter.settings import ProcessingSettings
+from msgcenter.store import processing as processing_store
+from msgcenter.store.database import Database
+from msgcenter.workflows.runner import Workflow
+
+PURGE_BATCH = 5_000
+
+
+class Cleanup(Workflow):
+    """Purges events (with their delivery logs and history) and statistics past their retention."""
+
+    name = "cleanup"
+    required = False
+
+    def __init__(self, db: Database, settings: ProcessingSettings) -> None:
+        super().__init__()
+        self._db = db
+        self._settings = settings
+
+    async def run_once(self) -> float:
+        more = await asyncio.to_thread(self.purge)
+        return 0 if more else self._settings.cleanup_interval_seconds
+
+    def purge(self) -> bool:
+        """Delete one batch past retention; True when a full batch went (more may remain)."""
+        now = datetime.now(UTC)
+        with self._db.write() as conn:
+            purged = processing_store.purge(
+                conn, now - timedelta(days=self._settings.event_retention_days), PURGE_BATCH
+            )
+            processing_store.purge_stats(
+                conn, now - timedelta(days=self._settings.stats_retention_days)
+            )
+        return purged >= PURGE_BATCH
+
+
+class StatsSampler(Workflow):
+    """Records queue sizes and throughput every few seconds for the reports."""
+
+    name = "statsSampler"
+    required = False
+
+    def __init__(self, db: Database, settings: ProcessingSettings) -> None:
+        super().__init__()
+        self._db = db
+        self._interval = settings.stats_interval_seconds
+        self._since = datetime.now(UTC)
+
+    async def run_once(self) -> float:
+        await asyncio.to_thread(self.sample)
+        return self._interval
+
+    def sample(self) -> None:
+        """Store one sample per queue."""
+        now = datetime.now(UTC)
+        with self._db.write() as conn:
+            processing_store.sample_stats(conn, self._since, now)
+        self._since = now

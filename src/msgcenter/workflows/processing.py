@@ -1,0 +1,118 @@
+"""rtEventsProcessing and batchEventsProcessing: claim due events, route them, hand them to the senders.
+
+Both are the same loop on a different queue. Real-time work always goes first:
+the dispatcher serves real-time messages before batch ones, and the batch
+workflow claims a new chunk only when no real-time message is waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from msgcenter.events.model import Queue
+from msgcenter.routing import RoutingTable
+from msgcenter.sending.dispatcher import Dispatcher
+from msgcenter.settings import ProcessingSettings
+from msgcenter.store import processing as processing_store
+from msgcenter.store import publications as publication_store
+from msgcenter.store.database import Database
+from msgcenter.workflows.runner import Workflow
+from msgcenter.workflows.wakeup import Wakeup
+
+#: how often the routing table checks whether the publication set changed
+ROUTING_REFRESH_SECONDS = 1.0
+
+
+class RoutingSource:
+    """The current routing table, rebuilt when publications change (checked at most once a second)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._table = RoutingTable()
+        self._marker: tuple[int, int] | None = None
+        self._checked = 0.0
+
+    def invalidate(self) -> None:
+        """Force a check at the next use (after a publication changed in this process)."""
+        self._checked = 0.0
+
+    def current(self) -> RoutingTable:
+        """The routing table (called from a worker thread, inside no transaction)."""
+        if time.monotonic() - self._checked < ROUTING_REFRESH_SECONDS:
+            return self._table
+        with self._db.read() as conn:
+            marker = publication_store.change_marker(conn)
+            if marker != self._marker:
+                self._table = RoutingTable(publication_store.list_active(conn, any_folder=True))
+                self._marker = marker
+        self._checked = time.monotonic()
+        return self._table
+
+
+class EventsProcessing(Workflow):
+    """Takes pending events of one queue that are due and turns them into messages being sent."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        db: Database,
+        routing: RoutingSource,
+        dispatcher: Dispatcher,
+        settings: ProcessingSettings,
+        wakeup: Wakeup,
+    ) -> None:
+        super().__init__()
+        self.name = "rtEventsProcessing" if queue is Queue.RT else "batchEventsProcessing"
+        self.queue = queue
+        self.wake = wakeup.event(queue)
+        self._db = db
+        self._routing = routing
+        self._dispatcher = dispatcher
+        self._settings = settings
+        self._deliveries = processing_store.DeliveryCache()
+        self._claim_size = (
+            settings.rt_claim_size if queue is Queue.RT else settings.batch_claim_size
+        )
+        validity = (
+            settings.rt_validity_seconds if queue is Queue.RT else settings.batch_validity_seconds
+        )
+        self._validity = timedelta(seconds=validity)
+        self._lease = timedelta(seconds=settings.claim_lease_seconds)
+
+    async def run_once(self) -> float:
+        if self.queue is Queue.BATCH and self._dispatcher.waiting(Queue.RT):
+            return 0.01  # real-time messages are waiting: let them go first
+        room = self._dispatcher.room(self.queue, self._claim_size)
+        if room <= 0:
+            await self._dispatcher.drained(self.queue)
+            return 0
+        claimed, taken = await asyncio.to_thread(self._claim, room)
+        self._dispatcher.submit(claimed)
+        return 0 if taken >= room else self._settings.poll_interval_seconds
+
+    def _claim(self, room: int) -> tuple[list[processing_store.ClaimedMessage], int]:
+        """Claim new events, then due retries with the room left; returns the messages and how many items were taken."""
+        routing = self._routing.current()
+        now = datetime.now(UTC)
+        with self._db.write() as conn:
+            claim = processing_store.claim_events(
+                conn,
+                self.queue,
+                room,
+                now,
+                routing,
+                self._deliveries,
+                lease=self._lease,
+                validity=self._validity,
+            )
+        messages, taken = claim.messages, claim.events
+        if taken < room:
+            with self._db.write() as conn:
+                retries = processing_store.claim_due_attempts(
+                    conn, self.queue, room - taken, now, lease=self._lease
+                )
+            messages += retries
+            taken += len(retries)
+        return messages, taken

@@ -1,0 +1,177 @@
+"""The workflow runner: drives each workflow's loop, honours the state operators set, reports health.
+
+A workflow is a small object with ``run_once()``; the runner calls it in a loop,
+waits between rounds (or until woken), skips rounds while the workflow is
+paused or stopped, and records a heartbeat and any unexpected error in the
+``workflow`` table. An unexpected error marks the workflow failed and is
+retried with backoff; it never ends the loop.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+
+import structlog
+
+from msgcenter.store import workflows as workflow_store
+from msgcenter.store.database import Database
+
+log = structlog.get_logger(__name__)
+
+#: how often the runner re-reads the states operators set
+STATE_REFRESH_SECONDS = 1.0
+#: how often a healthy workflow records that it ran
+HEARTBEAT_SECONDS = 5.0
+#: a running workflow whose last heartbeat is older than this is reported as not running
+HEARTBEAT_TIMEOUT_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class Workflow(abc.ABC):
+    """One technical workflow."""
+
+    #: internal name, as in the model product (rtEventsProcessing …)
+    name: str
+    #: whether the instance is unready when this workflow is not running
+    required: bool = True
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+
+    @abc.abstractmethod
+    async def run_once(self) -> float:
+        """Do one round of work; return the seconds to wait before the next round (0: go on at once)."""
+
+
+class WorkflowRunner:
+    """Runs workflows concurrently in the current event loop."""
+
+    def __init__(self, db: Database, workflows: list[Workflow]) -> None:
+        self._db = db
+        self.workflows = {w.name: w for w in workflows}
+        self._states: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Register the workflows (new ones start running) and start their loops."""
+        await asyncio.to_thread(self._ensure)
+        await self._refresh_states()
+        self._tasks = [asyncio.create_task(self._states_loop(), name="workflow-states")]
+        self._tasks += [
+            asyncio.create_task(self._loop(w), name=f"workflow-{w.name}")
+            for w in self.workflows.values()
+        ]
+
+    async def stop(self) -> None:
+        """Cancel every loop."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def _ensure(self) -> None:
+        with self._db.write() as conn:
+            workflow_store.ensure(conn, list(self.workflows), datetime.now(UTC))
+
+    async def _refresh_states(self) -> None:
+        def read() -> dict[str, str]:
+            with self._db.read() as conn:
+                return {w.name: w.state for w in workflow_store.list_all(conn)}
+
+        self._states = await asyncio.to_thread(read)
+
+    async def _states_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATE_REFRESH_SECONDS)
+            try:
+                await self._refresh_states()
+            except Exception as exc:  # noqa: BLE001 - keep the last known states
+                log.warning(
+                    "workflow states unreadable",
+                    action="workflow.states_unreadable",
+                    error=str(exc),
+                )
+
+    async def _loop(self, workflow: Workflow) -> None:
+        failures = 0
+        last_heartbeat = 0.0
+        while True:
+            if self._states.get(workflow.name, "running") not in ("running", "failed"):
+                await _wait(workflow.wake, STATE_REFRESH_SECONDS)
+                continue
+            workflow.wake.clear()  # a wake-up during the round triggers the next one at once
+            try:
+                delay = await workflow.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a workflow never dies of one error
+                failures += 1
+                log.exception(
+                    "workflow round failed", action="workflow.failed", workflow=workflow.name
+                )
+                await _quietly(self._record_failure, workflow.name, f"{type(exc).__name__}: {exc}")
+                delay = min(2.0**failures, MAX_BACKOFF_SECONDS)
+            else:
+                recovered = failures > 0 or self._states.get(workflow.name) == "failed"
+                if recovered or time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
+                    await _quietly(self._heartbeat, workflow.name, recovered)
+                    last_heartbeat = time.monotonic()
+                    if recovered:
+                        self._states[workflow.name] = "running"
+                failures = 0
+            if delay > 0:
+                await _wait(workflow.wake, delay)
+
+    def _heartbeat(self, name: str, recovered: bool) -> None:
+        with self._db.write() as conn:
+            workflow_store.heartbeat(conn, name, datetime.now(UTC), recovered=recovered)
+
+    def _record_failure(self, name: str, error: str) -> None:
+        with self._db.write() as conn:
+            workflow_store.record_failure(conn, name, error, datetime.now(UTC))
+        self._states[name] = "failed"
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
+
+async def _quietly(function, *args) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await asyncio.to_thread(function, *args)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not kill the loop
+        log.warning(
+            "workflow bookkeeping failed", action="workflow.bookkeeping_failed", error=str(exc)
+        )
+
+
+def unready_workflows(
+    states: list[workflow_store.WorkflowState], required: set[str], now: datetime
+) -> list[str]:
+    """Names (with the reason) of required workflows that are not running right now."""
+    by_name = {s.name: s for s in states}
+    problems = []
+    for name in sorted(required):
+        state = by_name.get(name)
+        if state is None:
+            problems.append(f"{name}: never started")
+        elif state.state != "running":
+            problems.append(
+                f"{name}: {state.state}"
+                + (f" ({state.last_error})" if state.state == "failed" else "")
+            )
+        elif (
+            state.last_run is None
+            or (now - state.last_run).total_seconds() > HEARTBEAT_TIMEOUT_SECONDS
+        ):
+            problems.append(
+                f"{name}: no heartbeat for over {int(HEARTBEAT_TIMEOUT_SECONDS)} s (no worker running?)"
+            )
+    return problems
