@@ -283,6 +283,10 @@ def run_scenario(
     figures["stored_delta"] = stored
     figures["stored_ok"] = stored >= result.acknowledged
     figures["cpu_cores"] = {k: round(v, 2) for k, v in cpu.items()}
+    # CPU per event is far less sensitive to a busy machine than events/s.
+    figures["server_cpu_us_per_event"] = (
+        round(cpu["server"] * wall / result.acknowledged * 1e6) if result.acknowledged else None
+    )
     if not figures["stored_ok"]:
         console.print(
             f"[bold red]MISMATCH in {name}: {result.acknowledged} event ids acknowledged "
@@ -327,6 +331,7 @@ def print_table(store: str, report: dict) -> None:
         "errors",
         "acked",
         "stored",
+        "srv µs/event",
         "cores srv/pg/gen/other",
     )
     for column in columns:
@@ -342,6 +347,7 @@ def print_table(store: str, report: dict) -> None:
             f"[red]{r['errors']}[/]" if r["errors"] else "0",
             f"{r['acknowledged']:,}",
             f"{r['stored_delta']:,}" if r["stored_ok"] else f"[bold red]{r['stored_delta']:,}[/]",
+            f"{r['server_cpu_us_per_event']}",
             "/".join(str(cores[k]) for k in ("server", "postgres", "loadgen", "other")),
         )
     console.print(table)

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 import uvicorn
+from argon2 import PasswordHasher
 
 from msgcenter.auth.operators import Operator, parse_networks, parse_rights
-from msgcenter.auth.passwords import hash_password
 from msgcenter.settings import Settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
@@ -36,6 +36,9 @@ PG_ADMIN_URL = os.environ.get(
 )
 PG_REQUIRED = os.environ.get("MSGCENTER_TEST_PG", "").lower() == "required"
 STORES = ["sqlite", "postgresql"]
+#: real Argon2id at its lowest cost: the server verifies whatever parameters a hash carries,
+#: and the production cost (~0.1-0.5 s per hash here) would dominate the suite's time
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def free_port() -> int:
@@ -116,7 +119,7 @@ def add_operator(
         return operator_store.add(
             conn,
             login,
-            hash_password(password),
+            TEST_HASHER.hash(password),
             parse_rights(rights),
             parse_networks(trusted),
             folder,

@@ -24,7 +24,7 @@ from msgcenter.errors import MsgcenterError, StoreUnavailableError
 from msgcenter.events.model import Queue
 from msgcenter.store import events as event_store
 from msgcenter.store.database import Database
-from msgcenter.store.events import EnqueueRequest
+from msgcenter.store.events import Enqueued, EnqueueRequest
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 @dataclass(slots=True)
 class _Pending:
     request: EnqueueRequest
-    future: asyncio.Future[list[int]]
+    future: asyncio.Future[Enqueued]
     loop: asyncio.AbstractEventLoop
 
 
@@ -72,12 +72,12 @@ class GroupCommitter:
             self._thread.join()
             self._thread = None
 
-    async def submit(self, request: EnqueueRequest) -> list[int]:
-        """Store ``request``'s events (all or none) and return their ids in order."""
+    async def submit(self, request: EnqueueRequest) -> Enqueued:
+        """Store ``request``'s events (all or none); their ids come back in order."""
         if self._thread is None:
             raise StoreUnavailableError("intake is not running (the committer is stopped)")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[int]] = loop.create_future()
+        future: asyncio.Future[Enqueued] = loop.create_future()
         self._queue.put(_Pending(request, future, loop))
         return await future
 
@@ -128,17 +128,17 @@ class GroupCommitter:
             for pending in group:
                 _settle(pending, error=error)
             return
-        for pending, request_ids in zip(group, ids, strict=True):
-            _settle(pending, result=request_ids)
+        for pending, enqueued in zip(group, ids, strict=True):
+            _settle(pending, result=enqueued)
         if self._on_commit is not None:
             try:
-                self._on_commit(queues, sum(len(i) for i in ids), time.perf_counter() - started)
+                self._on_commit(queues, sum(len(e.ids) for e in ids), time.perf_counter() - started)
             except Exception:  # noqa: BLE001 - bookkeeping must never stop the writer
                 log.exception("commit callback failed", action="intake.callback_failed")
 
 
 def _settle(
-    pending: _Pending, *, result: list[int] | None = None, error: Exception | None = None
+    pending: _Pending, *, result: Enqueued | None = None, error: Exception | None = None
 ) -> None:
     def settle() -> None:
         if pending.future.done():  # the caller went away; its events are stored regardless

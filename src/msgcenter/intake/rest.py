@@ -211,9 +211,12 @@ def rest_router(intake: IntakeService, auth: Authenticator, db: Database) -> API
                 "body must be an event object or a list of them",
                 detail=f"the body is a JSON {json_type(body)}",
             )
-        ids = await intake.push(queue, events, operator)
-        content = {"id": ids[0]} if isinstance(body, dict) else {"ids": ids}
-        return Response(orjson.dumps(content), status_code=201, media_type="application/json")
+        enqueued = await intake.push(queue, events, operator)
+        content = {"id": enqueued.ids[0]} if isinstance(body, dict) else {"ids": enqueued.ids}
+        # A replay (every event already stored under its key) answers 200 with the first ids.
+        return Response(
+            orjson.dumps(content), status_code=200 if enqueued.replay else 201, media_type="application/json"
+        )
 
     @router.get(
         "/events/{event_id}",

@@ -14,7 +14,7 @@ from msgcenter.events.model import NewEvent, Queue
 from msgcenter.intake.committer import GroupCommitter
 from msgcenter.monitoring import metrics
 from msgcenter.settings import IntakeSettings
-from msgcenter.store.events import EnqueueRequest
+from msgcenter.store.events import Enqueued, EnqueueRequest
 
 
 class IntakeService:
@@ -29,17 +29,18 @@ class IntakeService:
         """The intake limits (the adapters enforce the size limits while parsing)."""
         return self._settings
 
-    async def push(self, queue: Queue, events: Sequence[NewEvent], operator: Operator) -> list[int]:
-        """Store ``events`` in ``queue`` all together, or none of them; return their ids in order."""
+    async def push(self, queue: Queue, events: Sequence[NewEvent], operator: Operator) -> Enqueued:
+        """Store ``events`` in ``queue`` all together, or none of them; their ids come back in order."""
         operator.require(Right.MC_PUSH)
         if len(events) > self._settings.max_events_per_request:
             raise PayloadTooLargeError(
                 "too many events in one request",
                 detail=f"{len(events)} events; at most {self._settings.max_events_per_request} per request",
             )
-        ids = await self._committer.submit(
+        enqueued = await self._committer.submit(
             EnqueueRequest(queue, events, operator_id=operator.id, folder=operator.folder)
         )
-        for new in events:
-            metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=new.type).inc()
-        return ids
+        for new, fresh in zip(events, enqueued.fresh, strict=True):
+            if fresh:
+                metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=new.type).inc()
+        return enqueued

@@ -237,7 +237,7 @@ class SoapRouter:
                 "no event", detail=f"domEvent must hold one <{queue.soap_element}> element"
             )
         event = self._event(element, queue, operator)
-        (event_id,) = await self._intake.push(queue, [event], operator)
+        (event_id,) = (await self._intake.push(queue, [event], operator)).ids
         return _response(call, f'<urn:plId xsi:type="xsd:long">{event_id}</urn:plId>\n')
 
     async def _push_events(self, call: SoapCall, request: Request, client: Client) -> str:
@@ -258,7 +258,7 @@ class SoapRouter:
                 raise exc.at_position(position) from None
         if not events:
             raise InvalidInputError("no events", detail="the event collection is empty")
-        ids = await self._intake.push(queue, events, operator)
+        ids = (await self._intake.push(queue, events, operator)).ids
         return _response(
             call, "".join(f'<urn:plId xsi:type="xsd:long">{i}</urn:plId>\n' for i in ids)
         )
@@ -269,12 +269,13 @@ class SoapRouter:
                 "element", f"expected <{queue.soap_element}>, found <{etree.QName(element).text}>"
             )
         fields = {ATTRIBUTE_FIELDS.get(k, k): v for k, v in element.attrib.items()}
-        size = sum(len(k) + len(v) for k, v in fields.items())
+        size = sum(len(k) + len(v.encode()) for k, v in fields.items())
         ctx = None
         for child in element.iterchildren(etree.Element):
             if child.tag == "ctx":
-                ctx = etree.tostring(child, method="c14n", exclusive=True).decode()
-                size += len(ctx)
+                serialised = etree.tostring(child, method="c14n", exclusive=True)
+                ctx = serialised.decode()
+                size += len(serialised)
             elif child.tag == "mobileApp":
                 fields["mobile_app_uuid"] = child.get("uuid")
         limit = self._intake.settings.max_event_bytes

@@ -69,7 +69,7 @@ class Ctx:
     no public attributes on purpose: every name a template writes is data.
     """
 
-    __slots__ = ("_nodes", "_parent", "_name")
+    __slots__ = ("_nodes", "_parent", "_name", "_kids")
 
     def __init__(
         self, nodes: tuple[_Node, ...] = (), parent: Ctx | None = None, name: Any = "ctx"
@@ -77,17 +77,27 @@ class Ctx:
         self._nodes = nodes
         self._parent = parent
         self._name = name
+        #: children already reached, by name: a template reads the same paths many times
+        self._kids: dict[str, Ctx] | None = None
 
     # -- navigation --------------------------------------------------------------------
 
     def _child(self, name: str) -> Ctx:
+        kids = self._kids
+        if kids is None:
+            kids = self._kids = {}
+        else:
+            found = kids.get(name)
+            if found is not None:
+                return found
         nodes = self._nodes
         if len(nodes) == 1:
             children = nodes[0].children
-            found = children.get(name, ()) if children else ()
+            occurrences = children.get(name, ()) if children else ()
         else:
-            found = tuple(c for n in nodes if n.children for c in n.children.get(name, ()))
-        return Ctx(found, self, name)
+            occurrences = tuple(c for n in nodes if n.children for c in n.children.get(name, ()))
+        found = kids[name] = Ctx(occurrences, self, name)
+        return found
 
     def __getitem__(self, key: Any) -> Ctx:
         if type(key) is str:

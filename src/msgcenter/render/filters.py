@@ -27,7 +27,6 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from babel import Locale
 from babel import dates as babel_dates
 from jinja2 import Undefined, pass_environment, pass_eval_context
 from jinja2 import filters as jinja_filters
@@ -38,6 +37,7 @@ from markupsafe import escape
 from msgcenter.render import formats
 from msgcenter.render.ctx import Ctx, arith, is_blank, items_of, number_of, path_of, raw_of
 from msgcenter.render.errors import TemplateFault
+from msgcenter.render.formats import FormatLocale
 from msgcenter.render.limits import (
     RenderLimits,
     as_text,
@@ -97,7 +97,7 @@ class RequiredValueMissing(TemplateFault):
     """``|required`` met a missing or empty value."""
 
 
-def _locale() -> Locale:
+def _locale() -> FormatLocale:
     return current_state().locale
 
 

@@ -20,17 +20,39 @@ from babel import Locale, UnknownLocaleError
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 
-DEFAULT_LOCALE = Locale.parse("en")
+
+class FormatLocale:
+    """A babel locale with its prepared number formats (one instance per language, cached)."""
+
+    __slots__ = ("babel", "_numbers")
+
+    def __init__(self, locale: Locale) -> None:
+        self.babel = locale
+        self._numbers: dict[tuple[str | None, int | None], _NumberFormat | None] = {}
+
+    def __repr__(self) -> str:
+        return f"<FormatLocale {self.babel}>"
+
+    def number_format(self, currency: str | None, digits: int | None) -> _NumberFormat | None:
+        """The prepared pattern for an amount of ``currency`` or a number, ``None`` for babel's."""
+        key = (currency, digits)
+        if key not in self._numbers:
+            self._numbers[key] = _prepare(self.babel, currency, digits)
+        return self._numbers[key]
 
 
 @lru_cache(maxsize=512)
-def locale_for(language: str | None, country: str | None = None) -> Locale:
+def locale_for(language: str | None, country: str | None = None) -> FormatLocale:
     """The locale for an event's ``language`` (``fr``, ``fr-BE``, ``pt_BR``), refined by ``country``.
 
     An unknown or empty language gives ``en``: formatting must never fail an event.
     """
+    return FormatLocale(_babel_locale(language, country))
+
+
+def _babel_locale(language: str | None, country: str | None) -> Locale:
     if not language:
-        return DEFAULT_LOCALE
+        return Locale.parse("en")
     parts = re.split(r"[-_]", language.strip())
     candidates = []
     if len(parts) > 1:
@@ -43,7 +65,7 @@ def locale_for(language: str | None, country: str | None = None) -> Locale:
             return Locale.parse(candidate)
         except (ValueError, UnknownLocaleError, TypeError):
             continue
-    return DEFAULT_LOCALE
+    return Locale.parse("en")
 
 
 class _NumberFormat:
@@ -103,13 +125,12 @@ def _plain(pattern: Any) -> bool:
     )
 
 
-@lru_cache(maxsize=1024)
-def _number_format(locale: Locale, currency: str | None, digits: int | None) -> _NumberFormat | None:
+def _prepare(locale: Locale, currency: str | None, digits: int | None) -> _NumberFormat | None:
     if currency is not None:
         pattern = locale.currency_formats["standard"]
         frac = (babel_numbers.get_currency_precision(currency),) * 2
     elif digits is not None:
-        pattern = babel_numbers.parse_pattern("#,##0" + ("." + "0" * digits if digits else ""))
+        pattern = babel_numbers.parse_pattern(_digits_pattern(digits))
         frac = pattern.frac_prec
     else:
         pattern = locale.decimal_formats[None]
@@ -117,49 +138,53 @@ def _number_format(locale: Locale, currency: str | None, digits: int | None) -> 
     return _NumberFormat(pattern, locale, currency, frac) if _plain(pattern) else None
 
 
+def _digits_pattern(digits: int) -> str:
+    return "#,##0" + ("." + "0" * digits if digits else "")
+
+
 def _as_decimal(value: int | float | Decimal) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def format_number(value: int | float | Decimal, locale: Locale, digits: int | None = None) -> str:
+def format_number(value: int | float | Decimal, locale: FormatLocale, digits: int | None = None) -> str:
     """``value`` with the locale's separators; ``digits`` fraction digits, or up to 3."""
     number = _as_decimal(value)
-    prepared = _number_format(locale, None, digits)
-    if prepared is None or not number.is_finite():
-        pattern = None if digits is None else "#,##0" + ("." + "0" * digits if digits else "")
-        return babel_numbers.format_decimal(number, format=pattern, locale=locale)
-    try:
-        return prepared.format(number)
-    except InvalidOperation:  # more digits than the decimal context holds: babel decides
-        return babel_numbers.format_decimal(number, locale=locale)
+    prepared = locale.number_format(None, digits)
+    if prepared is not None and number.is_finite():
+        try:
+            return prepared.format(number)
+        except InvalidOperation:  # more digits than the decimal context holds: babel decides
+            pass
+    pattern = None if digits is None else _digits_pattern(digits)
+    return babel_numbers.format_decimal(number, format=pattern, locale=locale.babel)
 
 
-def format_currency(value: int | float | Decimal, currency: str, locale: Locale) -> str:
+def format_currency(value: int | float | Decimal, currency: str, locale: FormatLocale) -> str:
     """``value`` as an amount of ``currency``, with that currency's usual precision."""
     number = _as_decimal(value)
-    prepared = _number_format(locale, currency, None)
-    if prepared is None or not number.is_finite():
-        return babel_numbers.format_currency(number, currency, locale=locale)
-    try:
-        return prepared.format(number)
-    except InvalidOperation:
-        return babel_numbers.format_currency(number, currency, locale=locale)
+    prepared = locale.number_format(currency, None)
+    if prepared is not None and number.is_finite():
+        try:
+            return prepared.format(number)
+        except InvalidOperation:
+            pass
+    return babel_numbers.format_currency(number, currency, locale=locale.babel)
 
 
 # Many messages show the same dates (today's orders, a campaign's deadline): cache the text.
 @lru_cache(maxsize=4096)
-def format_date(moment: date, format: str, locale: Locale) -> str:
+def format_date(moment: date, format: str, locale: FormatLocale) -> str:
     """A date in the locale: ``short``, ``medium``, ``long``, ``full`` or an LDML pattern."""
-    return babel_dates.format_date(moment, format=format, locale=locale)
+    return babel_dates.format_date(moment, format=format, locale=locale.babel)
 
 
 @lru_cache(maxsize=4096)
-def format_datetime(moment: datetime, format: str, locale: Locale) -> str:
+def format_datetime(moment: datetime, format: str, locale: FormatLocale) -> str:
     """A date and time in the locale, in the moment's own time zone."""
-    return babel_dates.format_datetime(moment, format=format, tzinfo=None, locale=locale)
+    return babel_dates.format_datetime(moment, format=format, tzinfo=None, locale=locale.babel)
 
 
 @lru_cache(maxsize=4096)
-def format_time(moment: time, format: str, locale: Locale) -> str:
+def format_time(moment: time, format: str, locale: FormatLocale) -> str:
     """A time of day in the locale."""
-    return babel_dates.format_time(moment, format=format, locale=locale)
+    return babel_dates.format_time(moment, format=format, locale=locale.babel)

@@ -14,12 +14,12 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from babel import Locale
 from jinja2 import Undefined
 from pydantic import BaseModel, ConfigDict, Field
 
 from msgcenter.render.ctx import Ctx
 from msgcenter.render.errors import TemplateFault
+from msgcenter.render.formats import FormatLocale
 
 #: text written into intermediate buffers may reach this many times the output limit
 WORK_FACTOR = 4
@@ -47,7 +47,7 @@ class RenderState:
 
     __slots__ = ("limits", "locale", "ticks_left", "work_left")
 
-    def __init__(self, limits: RenderLimits, locale: Locale) -> None:
+    def __init__(self, limits: RenderLimits, locale: FormatLocale) -> None:
         self.limits = limits
         self.locale = locale
         self.ticks_left = limits.max_iterations

@@ -4,7 +4,8 @@ On top of :class:`jinja2.sandbox.ImmutableSandboxedEnvironment` (no ``_``
 attributes, no internals, no mutation of lists and dicts):
 
 - an unsafe attribute is an error at once, not an empty value that renders as "";
-- ``ctx`` and ``event`` values (:class:`Ctx`) expose data only, never Python attributes;
+- ``ctx`` and ``event`` values (:class:`Ctx`) expose data only, never Python
+  attributes (``ctx.a.b.c`` is one call, the hottest path of a render);
 - the generated code counts every loop iteration and macro call, and every
   character written into a buffer (macros, ``{% set %}`` and filter blocks), so
   nested loops and recursion stop at :class:`RenderLimits` instead of hanging;
@@ -76,6 +77,20 @@ class _GuardedCodeGenerator(CodeGenerator):
             self.writeline("environment.guard_tick()", node)
         else:
             super().visit_ExprStmt(node, frame)
+
+    @optimizeconst
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        attributes = []
+        base: nodes.Node = node
+        while isinstance(base, nodes.Getattr):
+            attributes.append(base.attr)
+            base = base.node
+        if len(attributes) == 1:
+            super().visit_Getattr(node, frame)
+            return
+        self.write("environment.getattr_path(")
+        self.visit(base, frame)
+        self.write(f", {tuple(reversed(attributes))!r})")
 
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
@@ -195,12 +210,19 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
             if attribute.startswith("_"):
                 # Data keys starting with "_" are reached with ctx["_name"].
                 raise SecurityError(f"access to attribute {attribute!r} of 'Ctx' object is unsafe")
-            nodes = obj._nodes
-            if len(nodes) == 1:  # the common case, inlined: this runs for every {{ a.b }}
-                children = nodes[0].children
-                return Ctx(children.get(attribute, ()) if children else (), obj, attribute)
             return obj._child(attribute)
         return super().getattr(obj, attribute)
+
+    def getattr_path(self, obj: Any, attributes: tuple[str, ...]) -> Any:
+        """``obj.a.b.c`` in one call (the generated code's most frequent operation)."""
+        for attribute in attributes:
+            if type(obj) is Ctx and attribute[0] != "_":
+                kids = obj._kids
+                found = kids.get(attribute) if kids is not None else None
+                obj = found if found is not None else obj._child(attribute)
+            else:
+                obj = self.getattr(obj, attribute)
+        return obj
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if type(obj) is Ctx:

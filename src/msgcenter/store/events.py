@@ -94,7 +94,20 @@ class EventFilter:
     folder: str | None = None
 
 
-def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime) -> list[list[int]]:
+@dataclass(slots=True)
+class Enqueued:
+    """The ids of one request's events, and which of them this request stored (not replays)."""
+
+    ids: list[int]
+    fresh: list[bool]
+
+    @property
+    def replay(self) -> bool:
+        """Whether every event was already stored under its idempotency key."""
+        return not any(self.fresh)
+
+
+def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime) -> list[Enqueued]:
     """Insert the events of ``requests`` in one statement and return their ids, request by request.
 
     An event whose idempotency key its operator already used gets the first id
@@ -103,32 +116,32 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
     """
     known = _known_idempotency_keys(conn, requests)
     rows: list[dict[str, Any]] = []
-    # per event: ("id", existing id) or ("row", index of the row inserted for it)
-    slots: list[list[tuple[str, int]]] = []
+    # per event: (existing id or None, index of the row inserted for it or None, fresh)
+    slots: list[list[tuple[int | None, int | None, bool]]] = []
     placed: dict[tuple[int | None, str], int] = {}
     for request in requests:
         request_slots = []
         for new in request.events:
             key = (request.operator_id, new.idempotency_key) if new.idempotency_key else None
             if key is not None and key in known:
-                request_slots.append(("id", known[key]))
-                continue
-            if key is not None and key in placed:
-                request_slots.append(("row", placed[key]))
-                continue
-            if key is not None:
-                placed[key] = len(rows)
-            request_slots.append(("row", len(rows)))
-            rows.append(_row(request, new, now))
+                request_slots.append((known[key], None, False))
+            elif key is not None and key in placed:
+                request_slots.append((None, placed[key], False))
+            else:
+                if key is not None:
+                    placed[key] = len(rows)
+                request_slots.append((None, len(rows), True))
+                rows.append(_row(request, new, now))
         slots.append(request_slots)
     inserted: list[int] = []
     if rows:
-        result = conn.execute(
-            insert(event).returning(event.c.id, sort_by_parameter_order=True), rows
-        )
+        result = conn.execute(insert(event).returning(event.c.id, sort_by_parameter_order=True), rows)
         inserted = [r[0] for r in result]
     return [
-        [value if kind == "id" else inserted[value] for kind, value in request_slots]
+        Enqueued(
+            ids=[existing if existing is not None else inserted[row] for existing, row, _ in request_slots],  # type: ignore[index]
+            fresh=[fresh for _, _, fresh in request_slots],
+        )
         for request_slots in slots
     ]
 

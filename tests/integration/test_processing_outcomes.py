@@ -1,0 +1,243 @@
+"""What becomes of a message: retries, permanent failures and quarantine, an absent relay,
+expiry, scheduling, real-time before batch, and late status changes (SPEC §3.3, §3.4, §3.7, §3.8).
+
+Every test runs on SQLite and PostgreSQL with a real SMTP server on loopback and
+real HTTP intake; the relay's replies are scripted per recipient.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from msgcenter.store.tables import delivery_log, quarantine
+from tests.conftest import wait_for
+from tests.processing import (
+    all_final,
+    delivery_logs,
+    event_json,
+    order_publication,
+    processing_server,
+    publish,
+    push_rest,
+    statuses,
+)
+from tests.smtp import SmtpServer
+
+CTX = {"client": {"firstname": "Ann"}, "order": {"id": "1001"}}
+
+
+def order_event(email: str, **fields: object) -> dict[str, object]:
+    return {"type": "order_confirmation", "email": email, "ctx": CTX, **fields}
+
+
+def timeline(server, event_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """The statuses of an event's history, checking that its timestamps never go backwards."""
+    history = event_json(server, event_id)["history"]
+    stamps = [datetime.fromisoformat(step["at"]) for step in history]
+    assert stamps == sorted(stamps), history
+    return [step["status"] for step in history]
+
+
+def test_temporary_refusal_then_acceptance_is_sent_after_a_retry(db, smtp_server):
+    smtp_server.handler.scripted["busy@example.com"] = ["450 4.2.1 mailbox busy, try later", "250 OK"]
+    with processing_server(db, smtp_server.port) as server:
+        publish(server, order_publication())
+        (event_id,) = push_rest(server, order_event("busy@example.com"))
+        wait_for(lambda: all_final(db, [event_id]), message="the event to be final")
+
+        assert event_json(server, event_id)["status"] == "sent"
+        assert timeline(server, event_id) == ["pending", "pending_delivery", "sent"]
+        (log,) = delivery_logs(db, event_id)
+        assert log["status"] == 1 and log["attempts"] == 2
+        assert log["sent_at"] is not None and log["failure_type"] is None
+        assert len(smtp_server.handler.to("busy@example.com")) == 1
+
+
+def test_user_unknown_fails_quarantines_and_the_next_event_is_ignored_without_a_connection(db, smtp_server):
+    smtp_server.handler.scripted["gone@example.com"] = ["550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown"]
+    with processing_server(db, smtp_server.port) as server:
+        publish(server, order_publication())
+        (first,) = push_rest(server, order_event("gone@example.com"))
+        wait_for(lambda: all_final(db, [first]), message="the first event to be final")
+
+        stored = event_json(server, first)
+        assert stored["status"] == "delivery_failed"
+        assert timeline(server, first) == ["pending", "pending_delivery", "delivery_failed"]
+        assert "550 5.1.1" in stored["history"][-1]["reason"]
+        (log,) = delivery_logs(db, first)
+        assert (log["status"], log["failure_type"], log["attempts"]) == (2, "user_unknown", 1)
+        with db.read() as conn:
+            held = conn.execute(select(quarantine).where(quarantine.c.address == "gone@example.com")).mappings().all()
+        assert [(q["active"], q["failure_type"], q["delivery_log_id"]) for q in held] == [(True, "user_unknown", log["id"])]
+        assert smtp_server.handler.received == []
+
+        # A fresh relay on the same port: the pooled connection to the old one is gone, so
+        # any attempt to send the next event would have to open a session on this one.
+        smtp_server.stop()
+        relay = SmtpServer(port=smtp_server.port).start()
+        try:
+            sessions_before = relay.handler.sessions
+            (second,) = push_rest(server, order_event("gone@example.com"))
+            wait_for(lambda: all_final(db, [second]), message="the second event to be final")
+            assert event_json(server, second)["status"] == "ignored"
+            assert timeline(server, second) == ["pending", "pending_delivery", "ignored"]
+            assert "quarantine" in event_json(server, second)["history"][-1]["reason"]
+            (ignored_log,) = delivery_logs(db, second)
+            assert (ignored_log["status"], ignored_log["failure_type"], ignored_log["attempts"]) == (3, "quarantined", 0)
+            assert relay.handler.sessions == sessions_before
+            assert relay.handler.received == []
+
+            # the same relay does see a session for an address that is not quarantined
+            (control,) = push_rest(server, order_event("fine@example.com"))
+            wait_for(lambda: all_final(db, [control]), message="the control event to be final")
+            assert statuses(db, [control]) == {control: "sent"}
+            assert relay.handler.sessions == sessions_before + 1
+            assert len(relay.handler.to("fine@example.com")) == 1
+        finally:
+            relay.stop()
+
+
+def test_events_wait_while_the_relay_is_down_and_are_all_sent_when_it_returns(db, smtp_server):
+    port = smtp_server.port
+    with processing_server(db, port) as server:
+        publish(server, order_publication())
+        (warm,) = push_rest(server, order_event("before@example.com"))
+        wait_for(lambda: all_final(db, [warm]), message="the first event to be sent")
+        smtp_server.stop()  # the pool now holds a connection to a relay that is gone
+
+        addresses = [f"down{i}@example.com" for i in range(5)]
+        ids = push_rest(server, [order_event(a) for a in addresses])
+
+        def retried() -> bool:
+            logs = [log for event_id in ids for log in delivery_logs(db, event_id)]
+            return len(logs) == len(ids) and all(log["attempts"] >= 2 for log in logs)
+
+        wait_for(retried, message="every message to have failed at least twice")
+        assert set(statuses(db, ids).values()) == {"pending_delivery"}
+        for event_id in ids:
+            (log,) = delivery_logs(db, event_id)
+            assert log["status"] in (0, 4), log  # waiting for its next attempt, or being attempted
+            assert log["failure_type"] == "soft"
+            assert f"127.0.0.1:{port}" in log["failure_reason"]
+
+        relay = SmtpServer(port=port).start()
+        try:
+            wait_for(lambda: all_final(db, ids), message="every event to be final once the relay is back")
+            assert set(statuses(db, ids).values()) == {"sent"}
+            for event_id, address in zip(ids, addresses, strict=True):
+                assert len(relay.handler.to(address)) == 1, address
+                assert timeline(server, event_id) == ["pending", "pending_delivery", "sent"]
+                (log,) = delivery_logs(db, event_id)
+                assert log["status"] == 1 and log["attempts"] >= 3
+            assert len(relay.handler.received) == len(ids)
+        finally:
+            relay.stop()
+
+
+def test_messages_expire_after_the_validity_period(db, smtp_server):
+    smtp_server.handler.scripted["full@example.com"] = ["452 4.2.2 mailbox full"]
+    with processing_server(db, smtp_server.port, rt_validity_seconds=1, batch_validity_seconds=1) as server:
+        publish(server, order_publication())
+        started = time.monotonic()
+        (rt_id,) = push_rest(server, order_event("full@example.com"))
+        (batch_id,) = push_rest(server, order_event("full@example.com"), queue="batch")
+        wait_for(lambda: all_final(db, [rt_id, batch_id]), message="both events to be final")
+        assert time.monotonic() - started < 10
+
+        for event_id in (rt_id, batch_id):
+            assert event_json(server, event_id)["status"] == "expired"
+            assert timeline(server, event_id) == ["pending", "pending_delivery", "expired"]
+            (log,) = delivery_logs(db, event_id)
+            assert (log["status"], log["failure_type"]) == (5, "expired")
+            assert log["attempts"] >= 2
+            assert "validity period ended" in log["failure_reason"] and "452 4.2.2" in log["failure_reason"]
+            assert log["created"] + timedelta(seconds=1) == log["valid_until"]
+        assert smtp_server.handler.received == []
+
+
+def test_scheduled_events_are_untouched_until_due(db, smtp_server):
+    with processing_server(db, smtp_server.port) as server:
+        publish(server, order_publication())
+        due = datetime.now(UTC) + timedelta(seconds=2.5)
+        scheduled = [
+            push_rest(server, order_event("later-rt@example.com", scheduled=due.isoformat()))[0],
+            push_rest(server, order_event("later-batch@example.com", scheduled=due.isoformat()), queue="batch")[0],
+        ]
+        (now_id,) = push_rest(server, order_event("now@example.com"))
+        wait_for(lambda: all_final(db, [now_id]), message="the unscheduled event to be sent")
+
+        # the workflows ran after the scheduled events were stored, and left them alone
+        assert datetime.now(UTC) < due
+        for event_id in scheduled:
+            stored = event_json(server, event_id)
+            assert (stored["status"], stored["error_count"]) == ("pending", 0)
+            assert datetime.fromisoformat(stored["process_requested_on"]) == due
+            assert timeline(server, event_id) == ["pending"]
+            assert delivery_logs(db, event_id) == []
+        assert [r.rcpt_tos for r in smtp_server.handler.received] == [["now@example.com"]]
+
+        wait_for(lambda: all_final(db, scheduled), message="the scheduled events to be sent once due")
+        assert set(statuses(db, scheduled).values()) == {"sent"}
+        for event_id in scheduled:
+            assert timeline(server, event_id) == ["pending", "pending_delivery", "sent"]
+            (log,) = delivery_logs(db, event_id)
+            assert log["created"] >= due
+        assert len(smtp_server.handler.received) == 3
+
+
+def test_real_time_events_are_all_sent_before_the_batch_queue_drains(db, smtp_server):
+    import os
+    with processing_server(db, smtp_server.port, claim_lease_seconds=int(os.environ.get("LEASE", "5"))) as server:
+        publish(server, order_publication())
+        small = {"client": {"firstname": "B"}, "order": {"id": "1"}}
+        batch_ids = push_rest(
+            server,
+            [{"type": "order_confirmation", "email": f"batch{i}@example.com", "ctx": small} for i in range(1_000)],
+            queue="batch",
+        )
+        rt_ids = push_rest(server, [order_event(f"rt{i}@example.com") for i in range(50)])
+        assert len(batch_ids) == 1_000 and len(rt_ids) == 50
+        ids = batch_ids + rt_ids
+        wait_for(lambda: all_final(db, ids), timeout=90, interval=0.2, message="all 1,050 events to be final")
+
+        assert set(statuses(db, ids).values()) == {"sent"}
+        with smtp_server.handler.lock:
+            order = [r.rcpt_tos[0] for r in smtp_server.handler.received]
+        assert sorted(order) == sorted([f"batch{i}@example.com" for i in range(1_000)] + [f"rt{i}@example.com" for i in range(50)])
+        last_rt = max(i for i, address in enumerate(order) if address.startswith("rt"))
+        last_batch = max(i for i, address in enumerate(order) if address.startswith("batch"))
+        assert last_rt < last_batch, f"last real-time message at {last_rt}, last batch message at {last_batch}"
+
+
+def test_late_delivery_log_changes_are_copied_onto_events(db, smtp_server):
+    with processing_server(db, smtp_server.port) as server:
+        publish(server, order_publication())
+        bounced, kept = push_rest(server, [order_event("bounces@example.com"), order_event("stays@example.com")])
+        wait_for(lambda: all_final(db, [bounced, kept]), message="both events to be sent")
+        assert set(statuses(db, [bounced, kept]).values()) == {"sent"}
+
+        # an asynchronous bounce, hours later, turns the sent message into a failed one
+        (log,) = delivery_logs(db, bounced)
+        with db.write() as conn:
+            conn.execute(
+                update(delivery_log)
+                .where(delivery_log.c.id == log["id"])
+                .values(
+                    status=2,
+                    failure_type="user_unknown",
+                    failure_reason="bounce: 550 5.1.1 user unknown",
+                    last_modified=datetime.now(UTC),
+                )
+            )
+        wait_for(lambda: statuses(db, [bounced])[bounced] == "delivery_failed", message="the bounce to reach the event")
+
+        stored = event_json(server, bounced)
+        assert timeline(server, bounced) == ["pending", "pending_delivery", "sent", "delivery_failed"]
+        assert stored["history"][-1]["reason"] == "bounce: 550 5.1.1 user unknown"
+        assert statuses(db, [kept]) == {kept: "sent"}
+        assert timeline(server, kept) == ["pending", "pending_delivery", "sent"]
+        time.sleep(0.5)  # further passes of updateEventStatus add nothing
+        assert timeline(server, bounced) == ["pending", "pending_delivery", "sent", "delivery_failed"]
