@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from msgcenter.auth.operators import Operator, Right, parse_login, parse_networks, parse_rights
+from msgcenter.auth.operators import parse_login, parse_networks, parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.errors import MsgcenterError
 from msgcenter.logs import configure as configure_logging
@@ -62,30 +62,31 @@ def _settings(config: Path | None, db: str | None) -> Settings:
     return settings
 
 
-#: the CLI acts as a local administrator of the database it is given
-LOCAL_ADMIN = Operator(id=0, login="cli", rights=frozenset(Right))
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 @app.command("up")
 def up(
-    demo: Annotated[bool, typer.Option("--demo", help="push sample events and show them")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="publish a sample template, push events, show them sent")
+    ] = False,
     data_dir: Annotated[Path, typer.Option(help="where the SQLite database lives")] = Path(
         "msgcenter-data"
     ),
-    port: Annotated[int, typer.Option(help="listen port (loopback)")] = 8080,
+    port: Annotated[int, typer.Option(help="web port (loopback)")] = 8080,
+    smtp_port: Annotated[
+        int, typer.Option(help="port of the built-in SMTP catcher (loopback)")
+    ] = 2525,
     config: ConfigOption = None,
 ) -> None:
-    """Start msgcenter on the embedded default (SQLite, one process) — the first thing to run."""
+    """Start msgcenter on the embedded default (SQLite, one process, SMTP catcher) — the first thing to run."""
     from msgcenter import embedded
 
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(config, f"sqlite:///{data_dir / 'exec.db'}")
     settings.server.host, settings.server.port = "127.0.0.1", port
-    embedded.run(settings, demo=demo, console=console)
+    embedded.run(settings, demo=demo, smtp_port=smtp_port, console=console)
 
 
 @db_app.command("upgrade")
@@ -179,13 +180,14 @@ def publication_load(
     db: DbOption = None,
 ) -> None:
     """Publish a template from a file (both flavours), as the control instance would."""
+    from msgcenter.embedded import LOCAL_ADMIN
     from msgcenter.publications import load_spec
     from msgcenter.web.admin import publish
 
     with _operator_errors():
         settings = _settings(config, db)
         database = Database(settings.database_url)
-        stored = publish(database, load_spec(file), LOCAL_ADMIN)
+        stored = publish(database, load_spec(file), LOCAL_ADMIN)  # the CLI administers its database
         database.dispose()
     first = stored[0]
     console.print(
@@ -283,7 +285,9 @@ def exec_openapi() -> None:
 
     # The app is only built, never started: the database is not opened.
     unused = Path(tempfile.gettempdir()) / "msgcenter-openapi.db"
-    settings = Settings(database_url=f"sqlite:///{unused}", processing={"workflows_in_web_process": False})
+    settings = Settings(
+        database_url=f"sqlite:///{unused}", processing={"workflows_in_web_process": False}
+    )
     document = create_exec_app(settings).openapi()
     typer.echo(json.dumps(document, indent=2, sort_keys=True))
 

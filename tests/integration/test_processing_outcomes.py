@@ -189,8 +189,9 @@ def test_scheduled_events_are_untouched_until_due(db, smtp_server):
 
 
 def test_real_time_events_are_all_sent_before_the_batch_queue_drains(db, smtp_server):
-    import os
-    with processing_server(db, smtp_server.port, claim_lease_seconds=int(os.environ.get("LEASE", "5"))) as server:
+    # A one-second claim lease, far shorter than the batch takes to drain: messages that
+    # wait in the dispatcher must keep their claims, or they are claimed again and sent twice.
+    with processing_server(db, smtp_server.port, claim_lease_seconds=1) as server:
         publish(server, order_publication())
         small = {"client": {"firstname": "B"}, "order": {"id": "1"}}
         batch_ids = push_rest(
@@ -198,6 +199,7 @@ def test_real_time_events_are_all_sent_before_the_batch_queue_drains(db, smtp_se
             [{"type": "order_confirmation", "email": f"batch{i}@example.com", "ctx": small} for i in range(1_000)],
             queue="batch",
         )
+        wait_for(lambda: len(smtp_server.handler.received) >= 20, message="the batch to start leaving")
         rt_ids = push_rest(server, [order_event(f"rt{i}@example.com") for i in range(50)])
         assert len(batch_ids) == 1_000 and len(rt_ids) == 50
         ids = batch_ids + rt_ids
@@ -206,7 +208,8 @@ def test_real_time_events_are_all_sent_before_the_batch_queue_drains(db, smtp_se
         assert set(statuses(db, ids).values()) == {"sent"}
         with smtp_server.handler.lock:
             order = [r.rcpt_tos[0] for r in smtp_server.handler.received]
-        assert sorted(order) == sorted([f"batch{i}@example.com" for i in range(1_000)] + [f"rt{i}@example.com" for i in range(50)])
+        expected = [f"batch{i}@example.com" for i in range(1_000)] + [f"rt{i}@example.com" for i in range(50)]
+        assert sorted(order) == sorted(expected), "every message exactly once"
         last_rt = max(i for i, address in enumerate(order) if address.startswith("rt"))
         last_batch = max(i for i, address in enumerate(order) if address.startswith("batch"))
         assert last_rt < last_batch, f"last real-time message at {last_rt}, last batch message at {last_batch}"

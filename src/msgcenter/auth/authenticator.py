@@ -183,7 +183,9 @@ class Authenticator:
             with self._lock:
                 self._verifying.pop(key, None)
 
-    def _check_password(self, login: str, password: str, client: Client, key: tuple[str, str]) -> Operator:
+    def _check_password(
+        self, login: str, password: str, client: Client, key: tuple[str, str]
+    ) -> Operator:
         login_key, address_key = f"login '{login}'", f"address {client.address}"
         self._throttle.check(login_key, address_key)
         with self._db.read() as conn:

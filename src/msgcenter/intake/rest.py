@@ -215,7 +215,9 @@ def rest_router(intake: IntakeService, auth: Authenticator, db: Database) -> API
         content = {"id": enqueued.ids[0]} if isinstance(body, dict) else {"ids": enqueued.ids}
         # A replay (every event already stored under its key) answers 200 with the first ids.
         return Response(
-            orjson.dumps(content), status_code=200 if enqueued.replay else 201, media_type="application/json"
+            orjson.dumps(content),
+            status_code=200 if enqueued.replay else 201,
+            media_type="application/json",
         )
 
     @router.get(

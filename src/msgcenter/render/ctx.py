@@ -49,15 +49,20 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,6})
 _NUMBER_TYPES = (int, float, Decimal)
 
 
+_UNPARSED = object()
+
+
 class _Node:
     """One element, attribute or JSON value: its own value and its named children."""
 
-    __slots__ = ("raw", "text", "children")
+    __slots__ = ("raw", "text", "children", "number")
 
     def __init__(self, raw: Any, text: str, children: dict[str, tuple[_Node, ...]] | None):
         self.raw = raw
         self.text = text
         self.children = children
+        #: the value as a number (None if it is not one), parsed on first use
+        self.number: Any = _UNPARSED
 
 
 class Ctx:
@@ -390,12 +395,17 @@ def raw_of(value: Ctx) -> Any:
 
 
 def _node_number(node: _Node) -> int | float | Decimal | None:
-    raw = node.raw
-    if isinstance(raw, _NUMBER_TYPES) and not isinstance(raw, bool | enum.Enum):
-        return raw
-    if isinstance(raw, str):
-        return _parse_number(raw)
-    return None
+    number = node.number
+    if number is _UNPARSED:
+        raw = node.raw
+        if isinstance(raw, _NUMBER_TYPES) and not isinstance(raw, bool | enum.Enum):
+            number = raw
+        elif isinstance(raw, str):
+            number = _parse_number(raw)
+        else:
+            number = None
+        node.number = number
+    return number
 
 
 def _parse_number(text: str) -> int | Decimal | None:

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from babel import dates as babel_dates
@@ -148,10 +149,15 @@ def currency(value: Any, code: str) -> str:
     """An amount in currency ``code`` (ISO 4217) in the event's locale."""
     if _is_missing(value):
         return ""
-    code = as_text(code).strip().upper()
+    return formats.format_currency(_decimal(value), _currency_code(as_text(code)), _locale())
+
+
+@lru_cache(maxsize=256)
+def _currency_code(code: str) -> str:
+    code = code.strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", code):
         raise TemplateFault(f"{code!r} is not an ISO 4217 currency code")
-    return formats.format_currency(_decimal(value), code, _locale())
+    return code
 
 
 def _moment(value: Any) -> date | datetime | time:

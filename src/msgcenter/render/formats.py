@@ -71,7 +71,16 @@ def _babel_locale(language: str | None, country: str | None) -> Locale:
 class _NumberFormat:
     """A CLDR number pattern prepared for one locale (and currency): prefix, grouping, fraction."""
 
-    __slots__ = ("_prefix", "_suffix", "_quantum", "_frac", "_min_int", "_grouping", "_group", "_decimal")
+    __slots__ = (
+        "_prefix",
+        "_suffix",
+        "_quantum",
+        "_frac",
+        "_min_int",
+        "_grouping",
+        "_group",
+        "_decimal",
+    )
 
     def __init__(self, pattern: Any, locale: Locale, currency: str | None, frac: tuple[int, int]):
         symbol = babel_numbers.get_currency_symbol(currency, locale) if currency else ""
@@ -89,7 +98,12 @@ class _NumberFormat:
         negative = int(value.is_signed())
         rounded = abs(value).normalize().quantize(self._quantum)
         whole, _, fraction = f"{rounded:f}".partition(".")
-        return self._prefix[negative] + self._int(whole) + self._fraction(fraction or "0") + self._suffix[negative]
+        return (
+            self._prefix[negative]
+            + self._int(whole)
+            + self._fraction(fraction or "0")
+            + self._suffix[negative]
+        )
 
     def _int(self, digits: str) -> str:
         if len(digits) < self._min_int:
@@ -146,7 +160,9 @@ def _as_decimal(value: int | float | Decimal) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def format_number(value: int | float | Decimal, locale: FormatLocale, digits: int | None = None) -> str:
+def format_number(
+    value: int | float | Decimal, locale: FormatLocale, digits: int | None = None
+) -> str:
     """``value`` with the locale's separators; ``digits`` fraction digits, or up to 3."""
     number = _as_decimal(value)
     prepared = locale.number_format(None, digits)

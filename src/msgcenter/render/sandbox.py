@@ -92,6 +92,21 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.visit(base, frame)
         self.write(f", {tuple(reversed(attributes))!r})")
 
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        # One call per {{ … }}: finalize and escape together (see MessageEnvironment.write_html).
+        if frame.eval_ctx.volatile:
+            super()._output_child_pre(node, frame, finalize)
+        elif frame.eval_ctx.autoescape:
+            self.write("environment.write_html(")
+        else:
+            self.write("environment.write_text(")
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.volatile:
+            super()._output_child_post(node, frame, finalize)
+        else:
+            self.write(")")
+
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
         self.writeline(f"{frame.buffer} = environment.guard_buffer()")
@@ -161,6 +176,19 @@ def _finalize(value: Any) -> Any:
     raise TemplateFault(
         f"a {type(value).__name__} cannot be written out; loop over it or use |join"
     )
+
+
+def _escape(text: str) -> str:
+    """HTML-escape ``text`` exactly as markupsafe does, without building a Markup object."""
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return (
+            text.replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&#34;")
+            .replace("'", "&#39;")
+        )
+    return text
 
 
 class MessageEnvironment(ImmutableSandboxedEnvironment):
@@ -287,6 +315,31 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
         return items
 
     # -- hooks called by the generated code ----------------------------------------------
+
+    def write_html(self, value: Any) -> str:
+        """What ``{{ value }}`` writes in an HTML part: its text, escaped unless already markup."""
+        kind = type(value)
+        if kind is Ctx:
+            text = value._nodes[0].text if value._nodes else ""
+        elif kind is str:
+            text = value
+        elif kind is Markup:
+            return value
+        else:
+            value = _finalize(value)
+            if hasattr(value, "__html__"):
+                return value.__html__()
+            text = str(value)
+        return _escape(text)
+
+    def write_text(self, value: Any) -> str:
+        """What ``{{ value }}`` writes in a subject, text, SMS or push part."""
+        kind = type(value)
+        if kind is Ctx:
+            return value._nodes[0].text if value._nodes else ""
+        if kind is str:
+            return value
+        return str(_finalize(value))
 
     def guard_tick(self) -> None:
         current_state().tick()

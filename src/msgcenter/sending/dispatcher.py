@@ -3,7 +3,9 @@
 Real-time messages always leave before batch ones (SPEC §3.8). Each message is
 rendered with its publication's compiled content and handed to its channel's
 sender; outcomes are written in groups (one transaction every
-``processing.outcome_flush_ms``), not one by one.
+``processing.outcome_flush_ms``), not one by one. The claims of messages in
+hand (queued, being attempted, or with an outcome not yet written) are renewed
+every third of the lease, so that no other sender takes them while they wait.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -95,12 +97,15 @@ class Dispatcher:
         self._outcomes: list[Outcome] = []
         self._flush_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: delivery logs this dispatcher holds a claim on
+        self._held: set[int] = set()
 
     # -- what the processing workflows use --------------------------------------------
 
     def submit(self, messages: list[ClaimedMessage]) -> None:
         """Queue claimed messages for sending."""
         for message in messages:
+            self._held.add(message.delivery_log_id)
             self._queued[message.queue] += 1
             self._queue.put_nowait((PRIORITY[message.queue], next(self._sequence), message))
 
@@ -126,6 +131,7 @@ class Dispatcher:
             for i in range(self._settings.send_concurrency)
         ]
         self._tasks.append(asyncio.create_task(self._writer(), name="outcome-writer"))
+        self._tasks.append(asyncio.create_task(self._renewer(), name="claim-renewer"))
 
     async def stop(self) -> None:
         """Stop sending; write the outcomes already known (queued messages are retried after their lease)."""
@@ -211,10 +217,27 @@ class Dispatcher:
         except BaseException:
             self._outcomes[:0] = batch
             raise
+        self._held.difference_update(o.delivery_log_id for o in batch)
 
     def _record(self, batch: list[Outcome]) -> None:
         with self._db.write() as conn:
             processing_store.record_outcomes(conn, batch, datetime.now(UTC))
+
+    async def _renewer(self) -> None:
+        lease = self._settings.claim_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            if not self._held:
+                continue
+            until = datetime.now(UTC) + timedelta(seconds=lease)
+            try:
+                await asyncio.to_thread(self._renew, sorted(self._held), until)
+            except Exception as exc:  # noqa: BLE001 - try again at the next round
+                log.warning("claims not renewed", action="send.renew_failed", error=str(exc))
+
+    def _renew(self, log_ids: list[int], until: datetime) -> None:
+        with self._db.write() as conn:
+            processing_store.extend_claims(conn, log_ids, until)
 
 
 def outcome_of_expiry(message: ClaimedMessage) -> Outcome:

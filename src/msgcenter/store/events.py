@@ -135,11 +135,16 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
         slots.append(request_slots)
     inserted: list[int] = []
     if rows:
-        result = conn.execute(insert(event).returning(event.c.id, sort_by_parameter_order=True), rows)
+        result = conn.execute(
+            insert(event).returning(event.c.id, sort_by_parameter_order=True), rows
+        )
         inserted = [r[0] for r in result]
     return [
         Enqueued(
-            ids=[existing if existing is not None else inserted[row] for existing, row, _ in request_slots],  # type: ignore[index]
+            ids=[
+                existing if existing is not None else inserted[row]
+                for existing, row, _ in request_slots
+            ],  # type: ignore[index]
             fresh=[fresh for _, _, fresh in request_slots],
         )
         for request_slots in slots

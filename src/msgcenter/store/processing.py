@@ -386,6 +386,24 @@ def claim_due_attempts(
     ]
 
 
+def extend_claims(conn: Connection, log_ids: Sequence[int], until: datetime) -> None:
+    """Keep the claims of messages still in a sender's hands (status sending) until ``until``.
+
+    A claim's lease only protects against a crashed worker: without renewal, messages
+    queued behind a slow relay for longer than the lease would be claimed again and
+    sent twice.
+    """
+    for start in range(0, len(log_ids), 1_000):
+        conn.execute(
+            update(delivery_log)
+            .where(
+                delivery_log.c.id.in_(log_ids[start : start + 1_000]),
+                delivery_log.c.status == literal_column(str(int(DeliveryStatus.SENDING))),
+            )
+            .values(due=until)
+        )
+
+
 def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
     """Write attempt outcomes; final ones are copied onto their events at once, with a timeline step."""
     if not outcomes:

@@ -7,7 +7,6 @@ the CLI) to start, pause and stop workflows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -79,9 +78,7 @@ def publish(db: Database, spec: PublicationSpec, operator: Operator) -> list[Pub
         return publication_store.put(conn, spec, now)
 
 
-def admin_router(
-    auth: Authenticator, db: Database, on_publication_change: Callable[[], None]
-) -> APIRouter:
+def admin_router(auth: Authenticator, db: Database) -> APIRouter:
     """Routes under ``/api/v1/admin``."""
     router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -99,7 +96,6 @@ def admin_router(
     async def put_publication(spec: PublicationSpec, request: Request) -> Any:
         operator = await admin(request)
         stored = await asyncio.to_thread(publish, db, spec, operator)
-        on_publication_change()
         return [_out(p) for p in stored]
 
     @router.get("/publications", response_model=list[PublicationOut], summary="Active publications")
@@ -124,7 +120,6 @@ def admin_router(
                 f"no active publication of template '{template}'"
                 + (f" in folder '{target}'" if target else "")
             )
-        on_publication_change()
         return {"retired": retired}
 
     @router.get(

@@ -92,9 +92,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.add_api_route("/nl/jsp/schemawsdl.jsp", soap.wsdl, methods=["GET"], include_in_schema=False)
     app.include_router(rest_router(intake, authenticator, database))
-    app.include_router(
-        admin_router(authenticator, database, worker.routing.invalidate if worker else lambda: None)
-    )
+    app.include_router(admin_router(authenticator, database))
 
     @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -8,8 +8,10 @@ workflow claims a new chunk only when no real-time message is waiting.
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection
 
 from msgcenter.events.model import Queue
 from msgcenter.routing import RoutingTable
@@ -21,34 +23,27 @@ from msgcenter.store.database import Database
 from msgcenter.workflows.runner import Workflow
 from msgcenter.workflows.wakeup import Wakeup
 
-#: how often the routing table checks whether the publication set changed
-ROUTING_REFRESH_SECONDS = 1.0
-
 
 class RoutingSource:
-    """The current routing table, rebuilt when publications change (checked at most once a second)."""
+    """The current routing table, rebuilt whenever the publication set changed.
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    The check is one cheap query made inside each claim's transaction, so an event
+    pushed after a publication committed is always routed with it.
+    """
+
+    def __init__(self) -> None:
         self._table = RoutingTable()
         self._marker: tuple[int, int] | None = None
-        self._checked = 0.0
+        self._lock = threading.Lock()
 
-    def invalidate(self) -> None:
-        """Force a check at the next use (after a publication changed in this process)."""
-        self._checked = 0.0
-
-    def current(self) -> RoutingTable:
-        """The routing table (called from a worker thread, inside no transaction)."""
-        if time.monotonic() - self._checked < ROUTING_REFRESH_SECONDS:
-            return self._table
-        with self._db.read() as conn:
-            marker = publication_store.change_marker(conn)
+    def current(self, conn: Connection) -> RoutingTable:
+        """The routing table as of ``conn``'s transaction."""
+        marker = publication_store.change_marker(conn)
+        with self._lock:
             if marker != self._marker:
                 self._table = RoutingTable(publication_store.list_active(conn, any_folder=True))
                 self._marker = marker
-        self._checked = time.monotonic()
-        return self._table
+            return self._table
 
 
 class EventsProcessing(Workflow):
@@ -94,7 +89,6 @@ class EventsProcessing(Workflow):
 
     def _claim(self, room: int) -> tuple[list[processing_store.ClaimedMessage], int]:
         """Claim new events, then due retries with the room left; returns the messages and how many items were taken."""
-        routing = self._routing.current()
         now = datetime.now(UTC)
         with self._db.write() as conn:
             claim = processing_store.claim_events(
@@ -102,7 +96,7 @@ class EventsProcessing(Workflow):
                 self.queue,
                 room,
                 now,
-                routing,
+                self._routing.current(conn),
                 self._deliveries,
                 lease=self._lease,
                 validity=self._validity,

@@ -48,7 +48,7 @@ class Worker:
     def __init__(self, settings: Settings, db: Database, wakeup: Wakeup | None = None) -> None:
         self.db = db
         self.wakeup = wakeup or Wakeup()
-        self.routing = RoutingSource(db)
+        self.routing = RoutingSource()
         self.dispatcher = Dispatcher(db, build_senders(settings), settings.processing)
         processing = settings.processing
         self.runner = WorkflowRunner(
