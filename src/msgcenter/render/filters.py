@@ -339,10 +339,11 @@ def _bounded_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
         if attribute is not None:
             iterable = map(make_attrgetter(env, attribute), iterable)
         total = start
-        for item in iterable:
+        for index, item in enumerate((start, *iterable)):
             if number_of(item) is None:
                 raise TemplateFault(f"sum() of {_describe(item)}: only numbers can be summed")
-            total = arith("+", total, item)
+            if index:
+                total = arith("+", total, item)
         return total
 
     return {

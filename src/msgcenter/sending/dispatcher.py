@@ -103,8 +103,10 @@ class Dispatcher:
     # -- what the processing workflows use --------------------------------------------
 
     def submit(self, messages: list[ClaimedMessage]) -> None:
-        """Queue claimed messages for sending."""
+        """Queue claimed messages for sending (one this dispatcher already holds is not queued twice)."""
         for message in messages:
+            if message.delivery_log_id in self._held:
+                continue  # its claim lapsed while it waited here, and the retry sweep took it back
             self._held.add(message.delivery_log_id)
             self._queued[message.queue] += 1
             self._queue.put_nowait((PRIORITY[message.queue], next(self._sequence), message))

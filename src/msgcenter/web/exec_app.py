@@ -83,14 +83,11 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    app.add_api_route(
-        "/nl/jsp/soaprouter.jsp",
-        soap.route,
-        methods=["POST"],
-        name="soap_router",
-        include_in_schema=False,
-    )
-    app.add_api_route("/nl/jsp/schemawsdl.jsp", soap.wsdl, methods=["GET"], include_in_schema=False)
+    # Plain Starlette routes: the SOAP endpoint needs none of FastAPI's parameter handling,
+    # so its hot path skips FastAPI's dependency solving.
+    app.add_route("/nl/jsp/soaprouter.jsp", soap.route, methods=["POST"], name="soap_router",
+                  include_in_schema=False)
+    app.add_route("/nl/jsp/schemawsdl.jsp", soap.wsdl, methods=["GET"], include_in_schema=False)
     app.include_router(rest_router(intake, authenticator, database))
     app.include_router(admin_router(authenticator, database))
 
