@@ -100,15 +100,17 @@ class Sink:
 
     def __init__(self, binary: str, port: int, workdir: Path, dump: bool = False) -> None:
         self.port = port
-        self.dump_path = workdir / "sink" / "dump" if dump else None
+        # smtp-sink writes as nobody: the dump lives in a world-writable directory of its own
+        # (on tmpfs when there is one, so the relay never waits on a disk)
+        shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+        self.dump_path = (
+            Path(tempfile.mkdtemp(prefix="msgcenter-e2e-sink-", dir=shm)) / "dump" if dump else None
+        )
         command = [binary, "-c"]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]  # smtp-sink refuses to run as root
         if self.dump_path is not None:
-            self.dump_path.parent.mkdir(parents=True, exist_ok=True)
             self.dump_path.parent.chmod(0o777)
-            if self.dump_path.exists():
-                self.dump_path.unlink()
             command += ["-D", str(self.dump_path)]
         command += [f"127.0.0.1:{port}", "1024"]
         self.proc = subprocess.Popen(
@@ -164,6 +166,8 @@ class Sink:
 
     def stop(self) -> None:
         ib.stop(self.proc, timeout=5)
+        if self.dump_path is not None:
+            shutil.rmtree(self.dump_path.parent, ignore_errors=True)
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -477,21 +481,32 @@ async def _open_loop(target: loadgen.Target, tag: str, rate: float, duration: fl
     )
 
 
-async def _closed_loop(target: loadgen.Target, requests: int, connections: int) -> Pushed:
+async def _closed_loop(
+    target: loadgen.Target, requests: int, connections: int, timeout: float
+) -> Pushed:
     request = target.wire()
     counter = iter(range(requests))
+    deadline = time.monotonic() + timeout
+    issued = 0
 
     def following() -> tuple[int, bytes] | None:
+        nonlocal issued
+        if time.monotonic() > deadline:
+            return None
         index = next(counter, None)
-        return None if index is None else (index, request)
+        if index is None:
+            return None
+        issued += 1
+        return index, request
 
     started = time.monotonic()
     pool = _Pool(target, connections, requests)
     pool.next_request = following  # set before any connection is made
-    try:
-        await asyncio.wait_for(pool.done.wait(), 600)
-    except TimeoutError:
-        pool.errors["no answer within 600 s"] += requests - pool.answers
+    while not pool.done.is_set():
+        await asyncio.sleep(0.05)
+        if time.monotonic() > deadline and pool.answers >= issued:
+            pool.errors["not sent: time budget"] = requests - issued
+            break
     pool.close()
     return Pushed(
         "batch",
@@ -519,12 +534,18 @@ def _in_child(kind: str, *args) -> Pushed:  # type: ignore[no-untyped-def]
     return pushed
 
 
+def _die_with_parent() -> None:
+    """The pusher child gets SIGTERM when the bench ends, however it ends (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Pusher:
     """Runs the load in one forked child so that it never shares the GIL with the relay readers."""
 
     def __init__(self) -> None:
         self._pool = concurrent.futures.ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("fork")
+            1, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent
         )
         # fork the child now, before the relay reader threads exist
         self._pool.submit(time.sleep, 0).result()
@@ -533,12 +554,17 @@ class Pusher:
         target = rest_target(port, queue, 1, PLACEHOLDER)
         return self._pool.submit(_in_child, "open", target, tag, rate, duration)
 
-    def closed_loop(self, port: int, queue: str, batch: int, requests: int, connections: int):  # type: ignore[no-untyped-def]
+    def closed_loop(  # type: ignore[no-untyped-def]
+        self, port: int, queue: str, batch: int, requests: int, connections: int, timeout: float
+    ):
         target = rest_target(port, queue, batch, "B1")
-        return self._pool.submit(_in_child, "closed", target, requests, connections)
+        return self._pool.submit(_in_child, "closed", target, requests, connections, timeout)
 
     def close(self) -> None:
-        self._pool.shutdown()
+        """Stop the child at once, even in the middle of a push."""
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            process.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -614,8 +640,10 @@ class Stack:
             )
 
     def _wait_ready(self, timeout: float = 60) -> None:
-        import http.client
-
+        """Wait until every process that runs the workflows has logged that its worker started."""
+        logs = [self.workdir / f"worker{i}.log" for i in range(self.layout.workers)] or [
+            self.workdir / "serve.log"
+        ]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for proc in [self.serve, *self.workers]:
@@ -623,15 +651,10 @@ class Stack:
                     raise RuntimeError(
                         f"{proc.args[:3]} exited with {proc.returncode}; logs in {self.workdir}"
                     )
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
+            if all("worker started" in log.read_text(errors="replace") for log in logs):
+                return
             time.sleep(0.25)
-        raise RuntimeError(f"not ready after {timeout} s; logs in {self.workdir}")
+        raise RuntimeError(f"workers not started after {timeout} s; logs in {self.workdir}")
 
     @property
     def processing_pids(self) -> list[int]:
@@ -644,24 +667,81 @@ class Stack:
                 ib.stop(proc)
 
 
-def cpu_snapshot(stack: Stack, sink: Sink | None) -> dict[str, float]:
-    snap = ib.cpu_seconds(stack.serve.pid)
-    snap["workers"] = sum(ib.cpu_seconds(w.pid)["server"] for w in stack.workers)
-    snap["sink"] = ib.cpu_seconds(sink.proc.pid)["server"] if sink else 0.0
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    snap["bench"] = me.ru_utime + me.ru_stime
-    return snap
+def _process_table() -> dict[int, tuple[int, float, str]]:
+    """pid -> (parent pid, CPU seconds used, command line) for every process (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):  # ended meanwhile
+            continue
+        table[int(entry.name)] = (int(stat[1]), (int(stat[11]) + int(stat[12])) / tick, cmdline)
+    return table
 
 
-def cores(
-    before: dict[str, float], after: dict[str, float], wall: float, client_cpu: float
-) -> dict:
-    used = {k: (after[k] - before[k]) / wall for k in before}
-    used["loadgen"] = client_cpu / wall + used.pop("bench")
-    machine = used.pop("machine")
-    used["other"] = machine - sum(used.values())
-    used["machine"] = machine
-    return {k: round(v, 2) for k, v in used.items()}
+def _descendants(table: dict[int, tuple[int, float, str]], roots: list[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in table and pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def cpu_snapshot(stack: Stack, sink: Sink | None) -> dict:
+    """CPU seconds per process, each with the part of the machine it belongs to.
+
+    Deltas are taken per process, so a process that ends between two
+    snapshots (another session's database backend, say) cannot make a figure
+    negative; the CPU it used in the interval shows under ``other``.
+    """
+    table = _process_table()
+    roles: dict[int, str] = {}
+    for pid in _descendants(table, [stack.serve.pid]):
+        roles[pid] = "server"
+    for pid in _descendants(table, [w.pid for w in stack.workers]):
+        roles[pid] = "workers"
+    if sink is not None:
+        roles[sink.proc.pid] = "sink"
+    for pid in _descendants(table, [os.getpid()]):
+        roles.setdefault(pid, "loadgen")
+    database = stack.url.rsplit("/", 1)[-1]
+    for pid, (_, _, cmdline) in table.items():
+        if pid in roles or not cmdline.startswith("postgres"):
+            continue
+        if f" {database} " in cmdline:
+            roles[pid] = "postgres"
+        elif not re.search(r"\d+\.\d+\.\d+\.\d+\(\d+\)|\[local\]", cmdline):
+            roles[pid] = "postgres"  # the instance's own processes (WAL writer, checkpointer…)
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return {
+        "machine": machine,
+        "procs": {pid: (roles.get(pid, "other"), cpu) for pid, (_, cpu, _) in table.items()},
+    }
+
+
+def cores(before: dict, after: dict, wall: float) -> dict:
+    """Cores used over ``wall`` seconds by each part: msgcenter's web process tree (``server``),
+    its ``workers``, ``postgres`` (this database's backends and the instance's own processes),
+    the relay (``sink``), this bench with its pusher (``loadgen``), and everything else."""
+    used = dict.fromkeys(("server", "workers", "postgres", "sink", "loadgen"), 0.0)
+    for pid, (role, cpu) in after["procs"].items():
+        if role != "other":
+            used[role] += cpu - before["procs"].get(pid, (role, 0.0))[1]
+    result = {k: v / wall for k, v in used.items()}
+    machine = (after["machine"] - before["machine"]) / wall
+    result["other"] = machine - sum(result.values())
+    result["machine"] = machine
+    return {k: round(v, 2) for k, v in result.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -737,7 +817,7 @@ def phase_latency(ctx: Run, rate: float, duration: float, warmup: float) -> dict
         "intake": percentiles(push_ms),
         "rate_achieved": round(len(push_ms) / duration, 1),
         "connections": pushed.connections,
-        "cpu_cores": cores(before, after, wall, pushed.client_cpu),
+        "cpu_cores": cores(before, after, wall),
     }
     e = result["e2e"]
     console.print(
@@ -782,14 +862,13 @@ def phase_sustained(ctx: Run, args: argparse.Namespace) -> dict:
                 "failed_requests": pushed.total - acked_here,
                 "errors": pushed.errors,
                 "connections": pushed.connections,
-                "cpu_cores": cores(before, after, wall, pushed.client_cpu),
+                "cpu_cores": cores(before, after, wall),
                 "relay_count_delta": sink.count - base_count,
             }
+            # kept up: the relay took (nearly) all that was offered, and what waits is
+            # under half a second's worth
             kept_up = (
-                delivered >= 0.95 * rate
-                and backlog_end - backlog_start <= 0.1 * rate
-                and backlog_end <= 0.5 * rate
-                and not pushed.errors
+                delivered >= 0.95 * rate and backlog_end <= max(0.5 * rate, 50) and not pushed.errors
             )
             step["kept_up"] = kept_up
             steps.append(step)
@@ -800,10 +879,18 @@ def phase_sustained(ctx: Run, args: argparse.Namespace) -> dict:
             )
             if kept_up:
                 best = step
-            if refined or (not kept_up and best is None):
+            if refined:
                 break
+            if not kept_up:
+                # start the next step from an empty queue
+                sink.wait_for(acked_total, args.drain_timeout)
             if kept_up:
                 rate += args.ramp_increment
+            elif best is None:
+                # not even the first rate: halve it until one is kept up with
+                if rate / 2 < args.ramp_min:
+                    break
+                rate /= 2
             else:
                 # one refinement step half-way between the last rate kept up with and this one
                 rate, refined = (best["rate_offered"] + rate) / 2, True
@@ -844,7 +931,7 @@ def phase_batch(ctx: Run, args: argparse.Namespace) -> dict:
         before, wall = cpu_snapshot(ctx.stack, sink), time.monotonic()
         t0 = time.monotonic()
         pushed: Pushed = ctx.pusher.closed_loop(
-            ctx.stack.port, "batch", 100, requests, args.batch_connections
+            ctx.stack.port, "batch", 100, requests, args.batch_connections, args.batch_timeout
         ).result()
         acked_events = pushed.acked_events
         intake_done = max((t for t in pushed.acked if t == t), default=t0)
@@ -877,7 +964,7 @@ def phase_batch(ctx: Run, args: argparse.Namespace) -> dict:
         "delivered_per_s": round(delivered / ((last or time.monotonic()) - (first_accept or t0)), 1)
         if delivered
         else 0,
-        "cpu_cores": cores(before, after, wall, pushed.client_cpu),
+        "cpu_cores": cores(before, after, wall),
     }
     console.print(
         f"  batch {args.batch_events:,}: intake {result['intake_s']} s "
@@ -941,10 +1028,12 @@ def phase_profile(ctx: Run, args: argparse.Namespace, rate: float) -> dict:
             )
             profiles[name]["raw"] = str(raw)
         delivered = (sink.count - c0) / max(time.monotonic() - t0, 1e-9)
-        future.result()
+        pushed: Pushed = future.result()
     finally:
         sink.stop()
     return {
+        "push_errors": pushed.errors,
+        "push_seconds": round(pushed.ended - pushed.started, 1),
         "rate_offered": rate,
         "seconds": args.profile_seconds,
         "delivered_per_s": round(delivered, 1),
@@ -1017,9 +1106,15 @@ def database_summary(url: str) -> dict:
                     "SELECT status, count(*) FROM delivery_log GROUP BY status"
                 ).all()
             )
+            reasons = conn.exec_driver_sql(
+                "SELECT failure_reason, count(*) FROM delivery_log"
+                " WHERE failure_reason IS NOT NULL GROUP BY failure_reason"
+                " ORDER BY count(*) DESC LIMIT 5"
+            ).all()
     finally:
         engine.dispose()
     return {
+        "failure_reasons": {str(k): v for k, v in reasons},
         "event_status": {str(k): v for k, v in events.items()},
         "delivery_log_status": {str(k): v for k, v in logs.items()},
     }
@@ -1048,6 +1143,94 @@ def environment(args: argparse.Namespace, smtp_port: int) -> dict[str, str]:
     return env
 
 
+class Booster(threading.Thread):
+    """Raises the scheduling priority (``--priority``) of everything this bench measures.
+
+    On a machine shared with other work, this approximates the dedicated
+    2-core machine of the targets. Linux shares the CPU between sessions
+    (autogroups) before processes, so the niceness goes to the autogroup of
+    each process this bench started (msgcenter's, the relay's, its own) and,
+    within PostgreSQL's autogroup, to the backends serving the bench database
+    (PostgreSQL's own group is left alone: other work shares it). New
+    processes (database connections opened later) are caught within half a
+    second.
+    """
+
+    def __init__(self, niceness: int, database: str) -> None:
+        super().__init__(daemon=True, name="booster")
+        self.niceness = niceness
+        self.database = database
+        self.boosted: set[int] = set()
+        self.groups: set[str] = set()
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.boost()
+            if self._stopping.wait(0.5):
+                return
+
+    def boost(self) -> None:
+        table = _process_table()
+        mine = _descendants(table, [os.getpid()])
+        for pid, (_, _, cmdline) in table.items():
+            backend = cmdline.startswith("postgres") and f" {self.database} " in cmdline
+            if pid not in mine and not backend:
+                continue
+            # Linux keeps a nice value per thread: set each one (new threads are caught later)
+            try:
+                threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except OSError:
+                continue
+            for tid in threads:
+                if tid not in self.boosted:
+                    with contextlib.suppress(OSError):
+                        os.setpriority(os.PRIO_PROCESS, tid, self.niceness)
+                        self.boosted.add(tid)
+            if pid in mine:
+                with contextlib.suppress(OSError, IndexError):
+                    group = Path(f"/proc/{pid}/autogroup")
+                    name = group.read_text().split()[0]
+                    if name not in self.groups:
+                        group.write_text(str(self.niceness))
+                        self.groups.add(name)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(2)
+
+
+def busy_elsewhere(seconds: float = 2.0) -> float:
+    """Cores used by processes that are not this bench's (and not PostgreSQL's idle self) over ``seconds``."""
+    mine = _descendants(_process_table(), [os.getpid()])
+
+    def snapshot() -> tuple[float, float]:
+        table = _process_table()
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+        machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        return machine, sum(cpu for pid, (_, cpu, _) in table.items() if pid in mine)
+
+    m0, b0 = snapshot()
+    time.sleep(seconds)
+    m1, b1 = snapshot()
+    return round(((m1 - m0) - (b1 - b0)) / seconds, 2)
+
+
+def wait_quiet(limit: float, patience: float) -> float:
+    """Wait up to ``patience`` seconds for the rest of the machine to use less than ``limit`` cores."""
+    deadline = time.monotonic() + patience
+    while True:
+        busy = busy_elsewhere()
+        if busy <= limit or time.monotonic() > deadline:
+            if busy > limit:
+                console.print(
+                    f"[yellow]the machine is busy elsewhere ({busy} cores): figures will be low[/]"
+                )
+            return busy
+        console.print(f"  waiting for a quiet machine ({busy} cores busy elsewhere)")
+        time.sleep(5)
+
+
 def run_layout(
     args: argparse.Namespace, layout: Layout, relay: str, pusher: Pusher, deadline: float
 ) -> dict:
@@ -1074,8 +1257,13 @@ def run_layout(
     console.print(
         f"[bold]{args.store} / {layout.name}[/] ({layout.workers or 'no'} worker processes), logs in {workdir}"
     )
-    # a relay must listen before the processes start (their pools connect lazily, but be safe)
+    booster = None
+    if args.priority:
+        booster = Booster(args.priority, PG_DATABASE if args.store == "postgresql" else "-")
+        booster.start()
+        report["priority"] = args.priority
     try:
+        report["busy_elsewhere_before"] = wait_quiet(args.quiet_cores, args.wait_quiet)
         stack.start()
         console.print(f"  serve pid {stack.serve.pid}, workers {[w.pid for w in stack.workers]}")
         phases = report["phases"]
@@ -1095,6 +1283,8 @@ def run_layout(
             phases["batch"] = phase_batch(ctx, args)
     finally:
         stack.stop()
+        if booster is not None:
+            booster.stop()
     report["database"] = database_summary(url)
     report["server_logs"] = stack.logs
     for log in stack.logs:
@@ -1102,7 +1292,7 @@ def run_layout(
         problems = [
             line
             for line in text.splitlines()
-            if re.search(r"\b(error|exception|Traceback)\b", line, re.I)
+            if re.search(r"\[(error|warning|critical)|Traceback", line, re.I)
         ]
         if problems:
             report.setdefault("log_problems", {})[Path(log).name] = problems[:5]
@@ -1156,6 +1346,17 @@ def print_table(report: dict) -> None:
     console.print(table)
 
 
+def code_version() -> dict:
+    """The commit measured, and whether the work tree differed from it (uncommitted changes)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "src")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "src_uncommitted": bool(changed)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=["sqlite", "postgresql"], required=True)
@@ -1172,6 +1373,7 @@ def main() -> None:
         "--warmup", type=float, default=2, help="unmeasured seconds at the start of each rate"
     )
     parser.add_argument("--ramp-start", type=float, default=500)
+    parser.add_argument("--ramp-min", type=float, default=50)
     parser.add_argument("--ramp-increment", type=float, default=500)
     parser.add_argument("--ramp-max", type=float, default=6000)
     parser.add_argument("--ramp-step-seconds", type=float, default=8)
@@ -1185,7 +1387,12 @@ def main() -> None:
     parser.add_argument(
         "--profile-rate", type=float, help="events/s while profiling (default: the sustained rate)"
     )
-    parser.add_argument("--profile-seconds", type=float, default=15)
+    parser.add_argument("--profile-seconds", type=int, default=15)
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="sample only threads holding the GIL (Python CPU), not those waiting on the database",
+    )
     parser.add_argument("--pool-size", type=int, default=8, help="MSGCENTER_SMTP__POOL_SIZE")
     parser.add_argument(
         "--send-concurrency", type=int, default=32, help="MSGCENTER_PROCESSING__SEND_CONCURRENCY"
@@ -1206,6 +1413,21 @@ def main() -> None:
         "--set", action="append", metavar="MSGCENTER_X=value", help="any other setting"
     )
     parser.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="niceness (e.g. -10, needs root) for the measured processes on a shared machine",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        help="seconds to wait, before each layout, for other processes to calm down",
+    )
+    parser.add_argument(
+        "--quiet-cores", type=float, default=0.2, help="what counts as quiet (cores used elsewhere)"
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         default=570,
@@ -1214,14 +1436,17 @@ def main() -> None:
     args = parser.parse_args()
 
     started = datetime.now()
-    deadline = time.monotonic() + args.budget
     relay = ensure_relay()
     pusher = Pusher()
+    if args.wait_quiet:
+        wait_quiet(args.quiet_cores, args.wait_quiet)
+    deadline = time.monotonic() + args.budget
     report = {
         "bench": "e2e",
         "store": args.store,
         "started": started.isoformat(timespec="seconds"),
         "machine": ib.machine_info(None),
+        "code": code_version(),
         "relay": f"{relay} (postfix smtp-sink), -c counters; -D dump tailed with inotify for latency",
         "args": {k: v for k, v in vars(args).items()},
         "layouts": [],

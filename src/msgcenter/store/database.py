@@ -46,9 +46,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
-            self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=8, pool_pre_ping=True
-            )
+            # No pre-ping: it would cost a round trip per checkout on the hot paths. A
+            # connection found dead fails its transaction once and is then replaced.
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=8, pool_recycle=3600)
             self._writer_engine = self.engine
 
     @property

@@ -134,7 +134,9 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
                 rows.append(_row(request, new, now))
         slots.append(request_slots)
     inserted: list[int] = []
-    if rows:
+    if rows and conn.dialect.name == "postgresql":
+        inserted = _copy_rows(conn, rows)
+    elif rows:
         result = conn.execute(
             insert(event).returning(event.c.id, sort_by_parameter_order=True), rows
         )
@@ -149,6 +151,33 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
         )
         for request_slots in slots
     ]
+
+
+#: the columns intake writes, in COPY order (the id comes first, from the sequence)
+COPY_COLUMNS = [c.name for c in event.columns if c.name != "id"]
+COPY_STATEMENT = f"COPY event (id, {', '.join(COPY_COLUMNS)}) FROM STDIN"
+
+
+def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """PostgreSQL: ids from the sequence in one query, then the rows by COPY.
+
+    A multi-row INSERT of a whole commit group is a different, very long SQL text
+    each time, which the driver must re-parse on every commit; COPY streams the rows
+    through one fixed statement and is the fastest way in.
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, %s)",
+            (len(rows),),
+        )
+        ids = [r[0] for r in cursor.fetchall()]
+        with cursor.copy(COPY_STATEMENT) as copy:
+            for event_id, row in zip(ids, rows, strict=True):
+                copy.write_row((event_id, *(row[name] for name in COPY_COLUMNS)))
+    finally:
+        cursor.close()
+    return ids
 
 
 def notify_enqueued(conn: Connection, queues: set[Queue]) -> None:
