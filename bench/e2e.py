@@ -834,7 +834,7 @@ def phase_sustained(ctx: Run, args: argparse.Namespace) -> dict:
     steps: list[dict] = []
     acked_total = 0
     rate = args.ramp_start
-    refined = False
+    failed: float | None = None
     best: dict | None = None
     try:
         while rate <= args.ramp_max:
@@ -868,7 +868,9 @@ def phase_sustained(ctx: Run, args: argparse.Namespace) -> dict:
             # kept up: the relay took (nearly) all that was offered, and what waits is
             # under half a second's worth
             kept_up = (
-                delivered >= 0.95 * rate and backlog_end <= max(0.5 * rate, 50) and not pushed.errors
+                delivered >= 0.95 * rate
+                and backlog_end <= max(0.5 * rate, 50)
+                and not pushed.errors
             )
             step["kept_up"] = kept_up
             steps.append(step)
@@ -879,21 +881,20 @@ def phase_sustained(ctx: Run, args: argparse.Namespace) -> dict:
             )
             if kept_up:
                 best = step
-            if refined:
-                break
             if not kept_up:
+                failed = rate if failed is None else min(failed, rate)
                 # start the next step from an empty queue
                 sink.wait_for(acked_total, args.drain_timeout)
-            if kept_up:
-                rate += args.ramp_increment
-            elif best is None:
-                # not even the first rate: halve it until one is kept up with
-                if rate / 2 < args.ramp_min:
-                    break
-                rate /= 2
+            if failed is None:
+                rate += args.ramp_increment  # still climbing
             else:
-                # one refinement step half-way between the last rate kept up with and this one
-                rate, refined = (best["rate_offered"] + rate) / 2, True
+                # bisect between the best rate kept up with (or nothing) and the lowest failure
+                low = best["rate_offered"] if best else 0
+                if best is None and failed / 2 < args.ramp_min:
+                    break
+                if best is not None and failed - low <= max(0.1 * low, 50):
+                    break
+                rate = (low + failed) / 2
             if time.monotonic() > ctx.deadline:
                 console.print("  [yellow]ramp stopped: time budget[/]")
                 break
@@ -1029,6 +1030,7 @@ def phase_profile(ctx: Run, args: argparse.Namespace, rate: float) -> dict:
             profiles[name]["raw"] = str(raw)
         delivered = (sink.count - c0) / max(time.monotonic() - t0, 1e-9)
         pushed: Pushed = future.result()
+        sink.wait_for(pushed.acked_events, args.drain_timeout)  # leave no message in flight
     finally:
         sink.stop()
     return {
@@ -1120,7 +1122,7 @@ def database_summary(url: str) -> dict:
     }
 
 
-def environment(args: argparse.Namespace, smtp_port: int) -> dict[str, str]:
+def environment(args: argparse.Namespace, smtp_port: int, workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MSGCENTER_")}
     env.update(
         {
@@ -1135,6 +1137,22 @@ def environment(args: argparse.Namespace, smtp_port: int) -> dict[str, str]:
             "MSGCENTER_LOGGING__LEVEL": args.log_level,
         }
     )
+    if args.try_uvloop or args.try_switch_interval:
+        # Experiments without touching the product: a sitecustomize module that every
+        # msgcenter process imports at start (uvloop for `exec worker`, whose asyncio.run
+        # otherwise uses the default loop; a shorter GIL switch interval).
+        site = workdir / "site"
+        site.mkdir(exist_ok=True)
+        lines = ["import sys"]
+        if args.try_switch_interval:
+            lines.append(f"sys.setswitchinterval({args.try_switch_interval!r})")
+        if args.try_uvloop:
+            lines += [
+                "import asyncio, uvloop",
+                "asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())",
+            ]
+        (site / "sitecustomize.py").write_text("\n".join(lines) + "\n")
+        env["PYTHONPATH"] = str(site)
     if args.poll_interval:
         env["MSGCENTER_PROCESSING__POLL_INTERVAL_SECONDS"] = str(args.poll_interval)
     for item in args.set or []:
@@ -1239,7 +1257,7 @@ def run_layout(
     url = ib.fresh_database(args.store, workdir)
     ib.msgcenter("exec", "publication", "load", str(PUBLICATION), "--db", url, cwd=workdir)
     smtp_port = ib.free_port()
-    env = environment(args, smtp_port)
+    env = environment(args, smtp_port, workdir)
     stack = Stack(url, workdir, layout, env)
     ctx = Run(relay, smtp_port, workdir, stack, pusher, deadline)
     report: dict = {
@@ -1405,6 +1423,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--poll-interval", type=float, help="MSGCENTER_PROCESSING__POLL_INTERVAL_SECONDS"
+    )
+    parser.add_argument(
+        "--try-uvloop",
+        action="store_true",
+        help="experiment: run every msgcenter process on uvloop (via sitecustomize)",
+    )
+    parser.add_argument(
+        "--try-switch-interval",
+        type=float,
+        metavar="SECONDS",
+        help="experiment: sys.setswitchinterval in every msgcenter process (default 0.005)",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]

@@ -33,7 +33,12 @@ def processing_server(db: Database, smtp_port: int, **processing: Any) -> Iterat
     threaded, running = start_exec_server(
         db,
         processing={**FAST_PROCESSING, **processing},
-        smtp={"host": "127.0.0.1", "port": smtp_port, "timeout_seconds": 5, "helo_name": "msgcenter.test"},
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "timeout_seconds": 5,
+            "helo_name": "msgcenter.test",
+        },
     )
     with threaded:
         yield running
@@ -46,7 +51,9 @@ def publish(server: RunningServer, spec: dict[str, Any]) -> list[dict[str, Any]]
     return answer.json()
 
 
-def push_rest(server: RunningServer, events: list[dict[str, Any]] | dict[str, Any], queue: str = "rt") -> list[int]:
+def push_rest(
+    server: RunningServer, events: list[dict[str, Any]] | dict[str, Any], queue: str = "rt"
+) -> list[int]:
     """Push over REST; returns the ids."""
     answer = httpx.post(f"{server.url}/api/v1/events/{queue}", json=events, auth=ADMIN, timeout=30)
     assert answer.status_code == 201, answer.text
@@ -71,7 +78,12 @@ def all_final(db: Database, ids: list[int]) -> bool:
 def delivery_logs(db: Database, event_id: int) -> list[dict[str, Any]]:
     """The delivery logs of one event."""
     with db.read() as conn:
-        return [dict(r) for r in conn.execute(select(delivery_log).where(delivery_log.c.event_id == event_id)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                select(delivery_log).where(delivery_log.c.event_id == event_id)
+            ).mappings()
+        ]
 
 
 def event_json(server: RunningServer, event_id: int) -> dict[str, Any]:

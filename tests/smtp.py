@@ -53,7 +53,9 @@ class RecordingHandler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+            )
         return "250 2.0.0 accepted"
 
     def to(self, address: str) -> list[Received]:
@@ -71,8 +73,13 @@ class SmtpServer:
         self._controller: Controller | None = None
 
     def start(self) -> SmtpServer:
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                      decode_data=False, enable_SMTPUTF8=False)
+        self._controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            decode_data=False,
+            enable_SMTPUTF8=False,
+        )
         self._controller.start()
         return self
 

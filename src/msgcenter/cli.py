@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +37,10 @@ workflow_app = typer.Typer(
 )
 publication_app = typer.Typer(help="Publications on this execution instance.", no_args_is_help=True)
 exec_app.add_typer(publication_app, name="publication")
+control_app = typer.Typer(
+    help="Control instance: design, publication, archiving.", no_args_is_help=True
+)
+app.add_typer(control_app, name="control")
 app.add_typer(exec_app, name="exec")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(db_app, name="db")
@@ -146,7 +151,45 @@ def exec_serve(
         forwarded_allow_ips=",".join(server.forwarded_allow_ips) or None,
         log_config=None,
         timeout_graceful_shutdown=10,
+        # a loaded machine can take more than uvicorn's default 5 s to start a worker
+        timeout_worker_healthcheck=30,
     )
+
+
+@control_app.command("serve")
+def control_serve(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+) -> None:
+    """Run the control instance (design API, publication, archiving workflows)."""
+    import uvicorn
+
+    if db:
+        os.environ["MSGCENTER_DATABASE_URL"] = db
+    if config:
+        os.environ["MSGCENTER_CONFIG"] = str(config)
+    settings = _settings(None, None)
+    uvicorn.run(
+        "msgcenter.control.app:app_from_environment",
+        factory=True,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        access_log=False,
+        proxy_headers=bool(settings.server.forwarded_allow_ips),
+        forwarded_allow_ips=",".join(settings.server.forwarded_allow_ips) or None,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@control_app.command("new-key")
+def control_new_key() -> None:
+    """Print a new key for `control.credentials_key` (encrypts execution-instance credentials)."""
+    from cryptography.fernet import Fernet
+
+    typer.echo(Fernet.generate_key().decode())
 
 
 @exec_app.command("worker")
@@ -403,6 +446,19 @@ class _operator_errors:  # noqa: N801 - used as a context manager
         return False
 
 
+def _register_control_commands() -> None:
+    # The control instance's verbs live beside the modules they drive.
+    from msgcenter.control.archiving_commands import commands as archiving_commands
+    from msgcenter.control.design_commands import commands as design_commands
+    from msgcenter.control.instances_commands import commands as instances_commands
+
+    for group in (design_commands, instances_commands, archiving_commands):
+        control_app.add_typer(group)
+
+
 def main() -> None:
     """Entry point of the ``msgcenter`` command."""
+    # The control verbs pull in the whole control instance: load them only when asked.
+    if sys.argv[1:2] == ["control"]:
+        _register_control_commands()
     app()

@@ -122,6 +122,12 @@ class StoreUnavailableError(MsgcenterError):
     code = "store-unavailable"
 
 
+class UpstreamError(MsgcenterError):
+    """Another service this instance called (an execution instance, a relay) failed or answered badly."""
+
+    code = "upstream"
+
+
 class ConfigurationError(MsgcenterError):
     """The settings are inconsistent or the database schema is not at the expected revision."""
 

@@ -28,7 +28,11 @@ def configure(settings: LoggingSettings) -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if settings.format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # plain tracebacks: the default (rich, with every frame's local variables) takes
+        # seconds per error in the event loop and prints event data that masking never sees
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     shared = [
         structlog.contextvars.merge_contextvars,

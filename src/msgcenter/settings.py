@@ -135,6 +135,25 @@ class ProcessingSettings(Section):
     stats_retention_days: float = Field(default=90.0, gt=0)
 
 
+class ControlSettings(Section):
+    """The control instance: execution-instance accounts, publication, archiving (SPEC §4)."""
+
+    #: Fernet key (urlsafe base64 of 32 bytes) that encrypts execution-instance passwords and
+    #: database URLs at rest; generate one with `msgcenter control new-key`. Required to
+    #: register execution instances.
+    credentials_key: SecretStr = SecretStr("")
+    #: seconds allowed for each call to an execution instance
+    instance_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: how often an execution instance that missed a publication is tried again
+    publication_retry_seconds: float = Field(default=30.0, gt=0)
+    #: how often each archiving workflow (mcSynch_<name>) runs
+    archive_interval_seconds: float = Field(default=3_600.0, gt=0)
+    #: events pulled per archive page
+    archive_page_size: int = Field(default=5_000, ge=1, le=100_000)
+    #: archived events, delivery logs and deliveries are purged after this many days
+    archive_retention_days: float = Field(default=400.0, gt=0)
+
+
 class LoggingSettings(Section):
     """Log format and level."""
 
@@ -163,6 +182,7 @@ class Settings(BaseSettings):
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @field_validator("database_url")

@@ -30,8 +30,20 @@ class ServerProcess:
         env = {**os.environ, "MSGCENTER_LOGGING__FORMAT": "json"}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "msgcenter", "exec", "serve", "--db", self.database_url,
-                 "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+                [
+                    sys.executable,
+                    "-m",
+                    "msgcenter",
+                    "exec",
+                    "serve",
+                    "--db",
+                    self.database_url,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *self.extra_args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -39,7 +51,9 @@ class ServerProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}: {self.log_path.read_text()}"
+                )
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -64,36 +78,34 @@ class ServerProcess:
             self.kill()
 
 
-def msgcenter_cli(*args: str, env: dict[str, str] | None = None) -> str:
+def msgcenter_cli(*args: str) -> str:
     """Run one ``msgcenter`` command to completion; returns its output, fails with it on a non-zero exit."""
     done = subprocess.run(
         [sys.executable, "-m", "msgcenter", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
         timeout=60,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"msgcenter {' '.join(args)} exited with {done.returncode}: {done.stdout}{done.stderr}")
+        raise RuntimeError(
+            f"msgcenter {' '.join(args)} exited with {done.returncode}: {done.stdout}{done.stderr}"
+        )
     return done.stdout
 
 
 class WorkerProcess:
     """``msgcenter exec worker`` in a child process; ``env`` adds ``MSGCENTER_*`` settings to the inherited ones."""
 
-    def __init__(self, database_url: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, database_url: str, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.database_url = database_url
         self.log_path = log_path
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self) -> WorkerProcess:
-        """Start the worker and wait until it logs that its workflows run."""
+    def start(self, *, wait: bool = True) -> WorkerProcess:
+        """Start the worker and (unless ``wait`` is false) wait until it logs that its workflows run."""
         env = {**os.environ, "MSGCENTER_LOGGING__FORMAT": "json", **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -102,22 +114,27 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        self.wait_for_log("worker.started")
+        if wait:
+            self.wait_for_log("worker.started")
         return self
 
     def logged(self, action: str) -> int:
         """How many log lines with this ``action`` the worker wrote (its log is JSON)."""
         return self.log_path.read_text(errors="replace").count(f'"action": "{action}"')
 
-    def wait_for_log(self, action: str, timeout: float = 30.0) -> None:
+    def wait_for_log(self, action: str, timeout: float = 60.0) -> None:
         """Wait until the worker logged ``action``; raise if it exits or takes longer."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
         while not self.logged(action):
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}: {self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"worker exited with {self.process.returncode}: {self.log_path.read_text()}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not log {action} within {timeout} s: {self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"worker did not log {action} within {timeout} s: {self.log_path.read_text()}"
+                )
             time.sleep(0.05)
 
     def kill(self) -> None:

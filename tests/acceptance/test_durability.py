@@ -13,7 +13,9 @@ from msgcenter.store.tables import event
 from tests.acceptance.servers import ServerProcess
 from tests.conftest import add_operator
 
-SOAP_EVENT = '<rtEvent type="order_confirmation" email="ann@example.com"><ctx><n>{n}</n></ctx></rtEvent>'
+SOAP_EVENT = (
+    '<rtEvent type="order_confirmation" email="ann@example.com"><ctx><n>{n}</n></ctx></rtEvent>'
+)
 SOAP_ENVELOPE = (
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
     'xmlns:urn="urn:nms:rtEvent"><soapenv:Body><urn:{method}><urn:sessiontoken>mc/secret</urn:sessiontoken>'
@@ -30,17 +32,26 @@ def _push_until_down(url: str, kind: str, received: list[int], stop: threading.E
             n += 1
             try:
                 if kind == "rest":
-                    answer = client.post("/api/v1/events/rt", json={"type": "t", "email": "a@example.com", "ctx": {"n": n}})
+                    answer = client.post(
+                        "/api/v1/events/rt",
+                        json={"type": "t", "email": "a@example.com", "ctx": {"n": n}},
+                    )
                     ids = [answer.json()["id"]] if answer.status_code == 201 else []
                 elif kind == "rest-batch":
-                    body = [{"type": "t", "email": "a@example.com", "ctx": {"n": n, "i": i}} for i in range(20)]
+                    body = [
+                        {"type": "t", "email": "a@example.com", "ctx": {"n": n, "i": i}}
+                        for i in range(20)
+                    ]
                     answer = client.post("/api/v1/events/batch", json=body)
                     ids = answer.json()["ids"] if answer.status_code == 201 else []
                 else:
                     many = kind == "soap-batch"
                     content = (
-                        "<Events>" + "".join(SOAP_EVENT.format(n=n) for _ in range(20)) + "</Events>"
-                        if many else SOAP_EVENT.format(n=n)
+                        "<Events>"
+                        + "".join(SOAP_EVENT.format(n=n) for _ in range(20))
+                        + "</Events>"
+                        if many
+                        else SOAP_EVENT.format(n=n)
                     )
                     answer = client.post(
                         "/nl/jsp/soaprouter.jsp",
@@ -51,7 +62,11 @@ def _push_until_down(url: str, kind: str, received: list[int], stop: threading.E
                         ),
                         headers={"Content-Type": "text/xml"},
                     )
-                    ids = [int(i) for i in PL_ID.findall(answer.text)] if answer.status_code == 200 else []
+                    ids = (
+                        [int(i) for i in PL_ID.findall(answer.text)]
+                        if answer.status_code == 200
+                        else []
+                    )
             except httpx.TransportError:
                 time.sleep(0.01)  # the server is down; keep trying until told to stop
                 continue

@@ -16,7 +16,17 @@ from tests.conftest import free_port
 def test_up_demo_sends_messages_to_the_catcher_and_shows_them(tmp_path):
     web, smtp = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "msgcenter", "up", "--demo", "--port", str(web), "--smtp-port", str(smtp)],
+        [
+            sys.executable,
+            "-m",
+            "msgcenter",
+            "up",
+            "--demo",
+            "--port",
+            str(web),
+            "--smtp-port",
+            str(smtp),
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -38,14 +48,20 @@ def test_up_demo_sends_messages_to_the_catcher_and_shows_them(tmp_path):
         assert printed.count(" sent ") == 3, printed
         base = f"http://127.0.0.1:{web}"
         caught = httpx.get(f"{base}/catcher/api/messages").json()
-        assert sorted(m["to"] for m in caught) == ["ann@example.com", "bob@example.com", "cleo@example.com"]
+        assert sorted(m["to"] for m in caught) == [
+            "ann@example.com",
+            "bob@example.com",
+            "cleo@example.com",
+        ]
         cleo = next(m for m in caught if m["to"] == "cleo@example.com")
         detail = httpx.get(f"{base}/catcher/api/messages/{cleo['id']}").json()
         assert detail["subject"] == "Order 1003 confirmed, Cléo"
         assert "Pencils &amp; eraser" in detail["html"]
         page = httpx.get(f"{base}/catcher/")
         assert page.status_code == 200 and "Order 1003 confirmed" in page.text
-        events = httpx.get(f"{base}/api/v1/events?status=sent", auth=("demo", "demo")).json()["items"]
+        events = httpx.get(f"{base}/api/v1/events?status=sent", auth=("demo", "demo")).json()[
+            "items"
+        ]
         assert len(events) == 3
         assert (tmp_path / "msgcenter-data" / "exec.db").is_file()
     finally:

@@ -16,7 +16,10 @@ from tests.processing import (
     push_rest,
 )
 
-ORDER_CTX = {"client": {"firstname": "Ann"}, "order": {"id": "1001", "article": [{"sku": "A1", "qty": "1"}, {"sku": "B2", "qty": "2"}]}}
+ORDER_CTX = {
+    "client": {"firstname": "Ann"},
+    "order": {"id": "1001", "article": [{"sku": "A1", "qty": "1"}, {"sku": "B2", "qty": "2"}]},
+}
 ORDER_XML = '<ctx><client firstname="Ann"/><order id="1001"><article sku="A1" qty="1"/><article sku="B2" qty="2"/></order></ctx>'
 SOAP = (
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:nms:rtEvent">'
@@ -38,20 +41,36 @@ def push_soap(server, email: str, ctx: str = ORDER_XML) -> int:
 
 def parts(received) -> dict[str, str]:
     message = received.message
-    return {part.get_content_type(): part.get_content() for part in message.walk() if not part.is_multipart()}
+    return {
+        part.get_content_type(): part.get_content()
+        for part in message.walk()
+        if not part.is_multipart()
+    }
 
 
 def test_soap_and_rest_events_are_sent_with_headers_parts_and_personalisation(db, smtp_server):
     with processing_server(db, smtp_server.port) as server:
         publish(server, order_publication())
         soap_id = push_soap(server, "ann@example.com")
-        rest_id = push_rest(server, {"type": "order_confirmation", "email": "bob@example.com", "email_format": 2, "ctx": ORDER_CTX})[0]
+        rest_id = push_rest(
+            server,
+            {
+                "type": "order_confirmation",
+                "email": "bob@example.com",
+                "email_format": 2,
+                "ctx": ORDER_CTX,
+            },
+        )[0]
         wait_for(lambda: all_final(db, [soap_id, rest_id]), message="both events final")
 
         for event_id, address in ((soap_id, "ann@example.com"), (rest_id, "bob@example.com")):
             stored = event_json(server, event_id)
             assert stored["status"] == "sent", stored
-            assert [step["status"] for step in stored["history"]] == ["pending", "pending_delivery", "sent"]
+            assert [step["status"] for step in stored["history"]] == [
+                "pending",
+                "pending_delivery",
+                "sent",
+            ]
             (log,) = delivery_logs(db, event_id)
             assert log["status"] == 1 and log["attempts"] == 1 and log["address"] == address
             (received,) = smtp_server.handler.to(address)
@@ -76,7 +95,15 @@ def test_xml_and_json_ctx_render_identically(db, smtp_server):
     with processing_server(db, smtp_server.port) as server:
         publish(server, order_publication())
         xml_id = push_soap(server, "xml@example.com")
-        json_id = push_rest(server, {"type": "order_confirmation", "email": "json@example.com", "email_format": 2, "ctx": ORDER_CTX})[0]
+        json_id = push_rest(
+            server,
+            {
+                "type": "order_confirmation",
+                "email": "json@example.com",
+                "email_format": 2,
+                "ctx": ORDER_CTX,
+            },
+        )[0]
         wait_for(lambda: all_final(db, [xml_id, json_id]))
         (from_xml,) = smtp_server.handler.to("xml@example.com")
         (from_json,) = smtp_server.handler.to("json@example.com")
@@ -90,7 +117,9 @@ def test_html_escapes_ctx_values_but_text_does_not(db, smtp_server):
     with processing_server(db, smtp_server.port) as server:
         publish(server, order_publication())
         ctx = {"client": {"firstname": "<script>alert(1)</script>"}, "order": {"id": "7"}}
-        (event_id,) = push_rest(server, {"type": "order_confirmation", "email": "eve@example.com", "ctx": ctx})
+        (event_id,) = push_rest(
+            server, {"type": "order_confirmation", "email": "eve@example.com", "ctx": ctx}
+        )
         wait_for(lambda: all_final(db, [event_id]))
         content = parts(smtp_server.handler.to("eve@example.com")[0])
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content["text/html"]
@@ -100,7 +129,9 @@ def test_html_escapes_ctx_values_but_text_does_not(db, smtp_server):
 
 def test_event_without_publication_is_not_taken_into_account(db, smtp_server):
     with processing_server(db, smtp_server.port) as server:
-        (event_id,) = push_rest(server, {"type": "unknown_type", "email": "x@example.com", "ctx": {}})
+        (event_id,) = push_rest(
+            server, {"type": "unknown_type", "email": "x@example.com", "ctx": {}}
+        )
         wait_for(lambda: all_final(db, [event_id]))
         stored = event_json(server, event_id)
         assert stored["status"] == "not_taken_into_account"
@@ -114,10 +145,17 @@ def test_render_error_fails_that_event_only(db, smtp_server):
         spec = order_publication()
         spec["content"]["text"] = "Hi {{ ctx.client.firstname|required }}"
         publish(server, spec)
-        ids = push_rest(server, [
-            {"type": "order_confirmation", "email": "ok@example.com", "ctx": ORDER_CTX},
-            {"type": "order_confirmation", "email": "missing@example.com", "ctx": {"order": {"id": "2"}}},
-        ])
+        ids = push_rest(
+            server,
+            [
+                {"type": "order_confirmation", "email": "ok@example.com", "ctx": ORDER_CTX},
+                {
+                    "type": "order_confirmation",
+                    "email": "missing@example.com",
+                    "ctx": {"order": {"id": "2"}},
+                },
+            ],
+        )
         wait_for(lambda: all_final(db, ids))
         assert event_json(server, ids[0])["status"] == "sent"
         failed = event_json(server, ids[1])

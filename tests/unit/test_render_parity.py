@@ -46,10 +46,18 @@ ORDER_HTML = """<!DOCTYPE html>
     table.items td, table.items th { border-bottom: 1px solid #ddd; padding: 8px; text-align: left; }
     .total { font-weight: bold; font-size: 18px; }
     .muted { color: #888; font-size: 12px; }
+    .button { display: inline-block; background: #0a7; color: #fff; padding: 10px 18px;
+              border-radius: 4px; text-decoration: none; }
+    @media (max-width: 600px) { .container { width: 100% !important; } }
   </style>
 </head>
 <body>
+<span style="display:none">Your order {{ ctx.order.id }} is confirmed and being prepared.</span>
+<table class="container" width="600" align="center" cellpadding="0" cellspacing="0" role="presentation">
+<tr><td style="padding: 24px 32px; background: #f6f6f6;">
 {% include "header" %}
+</td></tr>
+<tr><td style="padding: 24px 32px;">
   <h1>Thank you, {{ ctx.client.firstname }} {{ ctx.client.lastname }}!</h1>
   <p>We have received your order <strong>{{ ctx.order.id|required }}</strong>
      placed on {{ ctx.order.date|date("long") }}. Here is what you ordered:</p>
@@ -73,9 +81,18 @@ ORDER_HTML = """<!DOCTYPE html>
 {% endif %}
   <p><a href="{{ ctx.store.url }}">Follow your order</a> or
      <a href="https://shop.example.com/help?q={{ ctx.order.id|urlencode }}">ask for help</a>.</p>
+  <p><a class="button" href="{{ ctx.store.url }}">See my order</a></p>
   <p class="muted">This message was sent to {{ event.email }} about order {{ ctx.order.id }}.
      Reference {{ event.external_id|default("-") }}.</p>
+</td></tr>
+<tr><td style="padding: 16px 32px; background: #f6f6f6;" class="muted">
+  <a href="https://shop.example.com/account">My account</a> |
+  <a href="https://shop.example.com/help">Help centre</a> |
+  <a href="https://shop.example.com/returns">Returns</a> |
+  <a href="https://shop.example.com/privacy">Privacy</a><br>
 {% include "footer" %}
+</td></tr>
+</table>
 </body>
 </html>
 """

@@ -13,10 +13,12 @@ by its ``country``; ``en`` when neither is usable), with babel:
 - ``|urlencode`` (Jinja's) percent-encodes text for a URL.
 
 A missing value formats as ``""``. Jinja's built-in filters are available too,
-made aware of ctx values and bounded in size (``center``, ``indent``,
-``wordwrap``, ``replace``, ``format``, ``join``, ``batch``, ``slice``, ``sum`` check
-their arguments first); ``pprint``, ``tojson``, ``urlize`` and ``xmlattr`` are
-left out.
+made aware of ctx values (``default`` replaces a missing one, ``length`` counts
+occurrences, ``items`` and ``dictsort`` list an element's children, string
+filters take its text) and bounded in size (``center``, ``indent``, ``wordwrap``,
+``replace``, ``format``, ``join``, ``batch``, ``slice`` and ``sum`` check their
+arguments first); ``pprint``, ``tojson``, ``urlize`` and ``xmlattr`` are left out.
+The tests ``defined``, ``undefined`` and ``number`` understand ctx values too.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ A template sees two variables: ``event`` (the event's fields of SPEC §3.1:
 ``event.type``, ``event.email``, ``event.external_id``, ``event.language``,
 ``event.created`` …, plus any unknown attribute the caller sent) and ``ctx``
 (:mod:`msgcenter.render.ctx`). The HTML part autoescapes every value; the
-subject, text, SMS and push parts are written as they are.
+subject, text, SMS and push parts are written as they are. A line holding only
+a block tag (``{% for %}``, ``{% if %}``) leaves no blank line behind
+(``trim_blocks`` and ``lstrip_blocks``), which keeps text and SMS parts tidy.
 
 Personalisation blocks are included by name, ``{% include "footer" %}`` (the
 name in quotes; ``{% import "macros" as m %}`` and ``{% extends "layout" %}``
@@ -94,9 +96,14 @@ class CompiledContent:
         rendered: a sandbox violation, a missing required value, a limit exceeded,
         or any error while evaluating the template.
         """
-        if type(ctx) is not Ctx:
-            ctx = ctx_from_data(ctx)
-        event_view = _event_view(event)
+        try:
+            if type(ctx) is not Ctx:
+                ctx = ctx_from_data(ctx)
+            event_view = _event_view(event)
+        except RenderProblem:
+            raise
+        except Exception as exc:
+            raise RenderProblem("event", f"the event cannot be read: {exc}") from exc
         language, country = event.get("language"), event.get("country")
         locale = locale_for(str(language) if language else None, str(country) if country else None)
         variables = {"event": event_view, "ctx": ctx}
@@ -121,6 +128,8 @@ class CompiledContent:
                 if size > limit:
                     raise LimitExceeded(f"the rendered {part} exceeds {limit} bytes")
                 chunks.append(chunk)
+        except RenderProblem:
+            raise
         except Exception as exc:  # one event must fail alone, with a reason
             raise _problem(part, exc) from exc
         finally:
@@ -261,8 +270,6 @@ def _event_view(event: Mapping[str, Any]) -> Ctx:
 
 def _problem(part: str, exc: BaseException) -> RenderProblem:
     """The :class:`RenderProblem` for an error raised while rendering ``part``."""
-    if isinstance(exc, RenderProblem):
-        return exc
     if isinstance(exc, TemplateFault):
         reason = str(exc)
     elif isinstance(exc, SecurityError):

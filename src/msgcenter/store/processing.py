@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -494,13 +495,15 @@ def _quarantine(conn: Connection, outcome: Outcome, now: datetime) -> None:
 
 
 def copy_final_statuses(
-    conn: Connection, since: datetime, now: datetime, limit: int
-) -> tuple[int, datetime | None]:
-    """Copy final delivery-log statuses changed since ``since`` onto events whose status differs.
+    conn: Connection, after: tuple[datetime, int], now: datetime, limit: int
+) -> tuple[int, int, tuple[datetime, int] | None]:
+    """Copy final delivery-log statuses onto events whose status differs, for up to ``limit``
+    delivery logs past ``after``, a (``last_modified``, id) position, in that order.
 
-    Returns how many events changed and the newest ``last_modified`` scanned (the
-    next watermark), or None when nothing was scanned.
+    Returns how many events changed, how many logs were scanned, and the position of the
+    last one (where the next page starts), or None when nothing was scanned.
     """
+    since, after_id = after
     final_codes = [literal_column(str(int(s))) for s in FINAL_EVENT_STATUS]
     rows = conn.execute(
         select(
@@ -517,12 +520,18 @@ def copy_final_statuses(
                 event.c.id == delivery_log.c.event_id, event.c.delivery_log_id == delivery_log.c.id
             ),
         )
-        .where(delivery_log.c.last_modified >= since, delivery_log.c.status.in_(final_codes))
-        .order_by(delivery_log.c.last_modified)
+        .where(
+            or_(
+                delivery_log.c.last_modified > since,
+                and_(delivery_log.c.last_modified == since, delivery_log.c.id > after_id),
+            ),
+            delivery_log.c.status.in_(final_codes),
+        )
+        .order_by(delivery_log.c.last_modified, delivery_log.c.id)
         .limit(limit)
     ).all()
     if not rows:
-        return 0, None
+        return 0, 0, None
     changes = []
     for log_id, event_id, status, reason, _modified, event_status in rows:
         wanted = FINAL_EVENT_STATUS[DeliveryStatus(status)]
@@ -537,7 +546,7 @@ def copy_final_statuses(
             )
     if changes:
         _copy_to_events(conn, changes, now)
-    return len(changes), rows[-1][4]
+    return len(changes), len(rows), (rows[-1][4], rows[-1][0])
 
 
 def purge(conn: Connection, before: datetime, limit: int) -> int:

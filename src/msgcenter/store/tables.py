@@ -258,3 +258,255 @@ stats_sample = Table(
     Column("messages_sent", Integer, nullable=False),
     Column("messages_failed", Integer, nullable=False),
 )
+
+# -- execution instance identity ---------------------------------------------------------
+
+# Key/value facts about this instance; "instance_id" is assigned by the control instance
+# ("Initialize connection") so that archived histories of several executions stay apart.
+instance_info = Table(
+    "instance_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+# -- control instance (SPEC §4) ----------------------------------------------------------
+# Every instance has the whole schema; a control instance's database simply leaves the
+# execution tables empty and the other way round, which keeps one migration chain.
+
+event_type = Table(
+    "event_type",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("label", String(255), nullable=False),
+    Column("retired", Boolean, nullable=False, server_default=text("false")),
+    Column("created", UtcDateTime, nullable=False),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+template = Table(
+    "template",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # internal name: what the execution instances know the publication by
+    Column("name", String(64), nullable=False, unique=True),
+    Column("label", String(255), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    # "" for no folder, so that the uniqueness below also holds without one
+    Column("folder", String(64), nullable=False, server_default=text("''")),
+    # msgcenter.publications.PublishedContent as JSON, without blocks (they live apart)
+    Column("content", Text, nullable=False),
+    # the newest version published (0: never), and whether it is published now
+    Column("published_version", Integer, nullable=False, server_default=text("0")),
+    Column("published", Boolean, nullable=False, server_default=text("false")),
+    Column("created", UtcDateTime, nullable=False),
+    Column("updated", UtcDateTime, nullable=False),
+)
+Index(
+    "uq_template_route", template.c.event_type, template.c.channel, template.c.folder, unique=True
+)
+
+# Personalisation blocks, shared by templates; frozen into each publication.
+block = Table(
+    "block",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("content", Text, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+# Test recipients of a template, with test data shaped like real events.
+seed = Table(
+    "seed",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("template_id", Integer, nullable=False, index=True),
+    Column("label", String(255), nullable=False),
+    Column("address", String(255), nullable=False),
+    Column("external_id", String(255)),
+    Column("ctx", Text, nullable=False),
+    Column("ctx_format", String(4), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+proof = Table(
+    "proof",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("template_id", Integer, nullable=False, index=True),
+    Column("seed_id", Integer, nullable=False),
+    Column("address", String(255), nullable=False),
+    Column("subject", Text, nullable=False),
+    # "sent" or "failed"
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("sent_by", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+# Each published version, frozen (blocks included) exactly as sent to the executions.
+template_version = Table(
+    "template_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("template_id", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    # msgcenter.publications.PublicationSpec as JSON
+    Column("spec", Text, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("published_by", String(64), nullable=False),
+)
+Index(
+    "uq_template_version", template_version.c.template_id, template_version.c.version, unique=True
+)
+
+# Who published or unpublished what, and when (SPEC §4).
+publication_log = Table(
+    "publication_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("template_id", Integer, nullable=False, index=True),
+    # "publish" or "unpublish"
+    Column("action", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+# Execution instances registered on this control instance (external accounts).
+exec_instance = Table(
+    "exec_instance",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("label", String(255), nullable=False),
+    Column("url", String(1024), nullable=False),
+    Column("login", String(64), nullable=False),
+    # encrypted with the control instance's key (Fernet); never logged nor returned
+    Column("password_encrypted", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    # "web" (the execution's archive API) or "database" (its database, read directly)
+    Column("archive_method", String(16), nullable=False, server_default=text("'web'")),
+    Column("database_url_encrypted", Text),
+    Column("folder", String(64)),
+    # assigned by "Initialize connection", stored on the execution instance too
+    Column("instance_id", String(64), unique=True),
+    Column("created", UtcDateTime, nullable=False),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+# Where each template stands on each execution instance.
+instance_publication = Table(
+    "instance_publication",
+    metadata,
+    Column("exec_instance_id", Integer, primary_key=True),
+    Column("template_id", Integer, primary_key=True),
+    # the version the execution instance has (0: none)
+    Column("version", Integer, nullable=False, server_default=text("0")),
+    # "published", "unpublished", or "pending" while the instance has not caught up
+    Column("state", String(16), nullable=False),
+    Column("failure_reason", Text),
+    Column("last_attempt", UtcDateTime),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+# The archiving workflow's progress per execution instance.
+archive_state = Table(
+    "archive_state",
+    metadata,
+    Column("exec_instance_id", Integer, primary_key=True),
+    # keyset watermark over the execution's (last_modified, id) of final events
+    Column("watermark_at", UtcDateTime),
+    Column("watermark_id", BigInteger, nullable=False, server_default=text("0")),
+    # quarantine changes are pulled since their own watermark
+    Column("quarantine_at", UtcDateTime),
+    Column("last_run", UtcDateTime),
+    Column("last_success", UtcDateTime),
+    Column("last_error", Text),
+    Column("last_error_at", UtcDateTime),
+    # a run holds the archive until this time; overlapping runs wait or skip
+    Column("lease_until", UtcDateTime),
+    Column("archived_events", BigInteger, nullable=False, server_default=text("0")),
+)
+
+archived_event = Table(
+    "archived_event",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("event_id", BigInteger, primary_key=True),
+    Column("queue", String(5), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("wished_channel", SmallInteger, nullable=False),
+    Column("email", String(255)),
+    Column("mobile_phone", String(32)),
+    Column("external_id", String(255)),
+    Column("folder", String(64)),
+    Column("template", String(64)),
+    Column("delivery_log_id", BigInteger),
+    Column("created", UtcDateTime, nullable=False),
+    Column("last_modified", UtcDateTime, nullable=False),
+    Column("archived_at", UtcDateTime, nullable=False),
+)
+Index("ix_archived_event_created", archived_event.c.created)
+Index("ix_archived_event_type_created", archived_event.c.type, archived_event.c.created)
+
+# One archived delivery per execution instance, template, channel and ISO week.
+archived_delivery = Table(
+    "archived_delivery",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("instance_id", String(64), nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("folder", String(64), nullable=False, server_default=text("''")),
+    # ISO week of the logs' last update, "2026-W49"
+    Column("iso_week", String(8), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+)
+Index(
+    "uq_archived_delivery_key",
+    archived_delivery.c.instance_id,
+    archived_delivery.c.template,
+    archived_delivery.c.channel,
+    archived_delivery.c.folder,
+    archived_delivery.c.iso_week,
+    unique=True,
+)
+
+archived_delivery_log = Table(
+    "archived_delivery_log",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("delivery_log_id", BigInteger, primary_key=True),
+    Column("archived_delivery_id", BigInteger, nullable=False, index=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("address", String(255), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("failure_type", String(32)),
+    Column("failure_reason", Text),
+    Column("attempts", SmallInteger, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("last_modified", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+)
+Index("ix_archived_delivery_log_last_modified", archived_delivery_log.c.last_modified)
+
+archived_quarantine = Table(
+    "archived_quarantine",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("address", String(255), primary_key=True),
+    Column("channel", SmallInteger, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("failure_type", String(32), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("last_modified", UtcDateTime, nullable=False),
+)

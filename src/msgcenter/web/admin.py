@@ -1,7 +1,8 @@
-"""The execution instance's admin API (``mc_admin``): publications and technical workflows.
+"""The execution instance's admin API (``mc_admin``): identity, publications and technical workflows.
 
-The control instance publishes through these routes; operators use them (or
-the CLI) to start, pause and stop workflows.
+The control instance tests the connection, assigns the instance id and
+publishes through these routes; operators use them (or the CLI) to start,
+pause and stop workflows.
 """
 
 from __future__ import annotations
@@ -12,20 +13,48 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.operators import Operator, Right
 from msgcenter.errors import NotFoundError, PermissionDeniedError
 from msgcenter.events.model import Queue
 from msgcenter.publications import Publication, PublicationSpec, PublishedContent
 from msgcenter.sending.dispatcher import compile_publication
+from msgcenter.store import instance_info
 from msgcenter.store import publications as publication_store
 from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
 from msgcenter.web.credentials import operator_of
 
 WORKFLOW_ACTIONS = {"start": "running", "pause": "paused", "stop": "stopped"}
+INSTANCE_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class CallerOut(BaseModel):
+    """The operator making the call."""
+
+    login: str
+    rights: list[str]
+    folder: str | None
+
+
+class InstanceOut(BaseModel):
+    """Which instance answers, and who is asking (what "Test connection" reads)."""
+
+    product: Literal["msgcenter"] = "msgcenter"
+    role: Literal["execution"] = "execution"
+    version: str
+    instance_id: str | None = Field(description="assigned by the control instance; null until then")
+    operator: CallerOut
+
+
+class InstanceIdIn(BaseModel):
+    """The instance id a control instance assigns ("Initialize connection")."""
+
+    instance_id: str = Field(pattern=INSTANCE_ID)
+    force: bool = Field(False, description="replace a different id already stored")
 
 
 class PublicationOut(BaseModel):
@@ -87,6 +116,32 @@ def admin_router(auth: Authenticator, db: Database) -> APIRouter:
         operator.require(Right.MC_ADMIN)
         return operator
 
+    @router.get(
+        "/instance",
+        response_model=InstanceOut,
+        summary="This instance's identity and the calling operator's rights (any operator)",
+    )
+    async def get_instance(request: Request) -> Any:
+        # Any operator may ask, so that a control instance can tell a missing right
+        # apart from wrong credentials.
+        operator = await operator_of(auth, request)
+        with db.read() as conn:
+            assigned = instance_info.instance_id(conn)
+        return _identity(operator, assigned)
+
+    @router.put(
+        "/instance",
+        response_model=InstanceOut,
+        summary="Store the instance id assigned by a control instance; 409 if another is stored",
+    )
+    async def put_instance(assigned: InstanceIdIn, request: Request) -> Any:
+        operator = await admin(request)
+        with db.write() as conn:
+            instance_info.assign_instance_id(
+                conn, assigned.instance_id, datetime.now(UTC), force=assigned.force
+            )
+        return _identity(operator, assigned.instance_id)
+
     @router.put(
         "/publications",
         status_code=201,
@@ -146,6 +201,11 @@ def admin_router(auth: Authenticator, db: Database) -> APIRouter:
             return next(asdict(s) for s in workflow_store.list_all(conn) if s.name == name)
 
     return router
+
+
+def _identity(operator: Operator, instance_id: str | None) -> InstanceOut:
+    caller = CallerOut(login=operator.login, rights=sorted(operator.rights), folder=operator.folder)
+    return InstanceOut(version=__version__, instance_id=instance_id, operator=caller)
 
 
 def _out(publication: Publication) -> dict[str, Any]:

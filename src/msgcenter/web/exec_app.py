@@ -28,6 +28,7 @@ from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
 from msgcenter.web import problems
 from msgcenter.web.admin import admin_router
+from msgcenter.web.archive_export import archive_export_router
 from msgcenter.workflows.runner import unready_workflows
 from msgcenter.workflows.wakeup import Wakeup
 from msgcenter.workflows.worker import REQUIRED_WORKFLOWS, Worker
@@ -85,11 +86,17 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     problems.install(app)
     # Plain Starlette routes: the SOAP endpoint needs none of FastAPI's parameter handling,
     # so its hot path skips FastAPI's dependency solving.
-    app.add_route("/nl/jsp/soaprouter.jsp", soap.route, methods=["POST"], name="soap_router",
-                  include_in_schema=False)
+    app.add_route(
+        "/nl/jsp/soaprouter.jsp",
+        soap.route,
+        methods=["POST"],
+        name="soap_router",
+        include_in_schema=False,
+    )
     app.add_route("/nl/jsp/schemawsdl.jsp", soap.wsdl, methods=["GET"], include_in_schema=False)
     app.include_router(rest_router(intake, authenticator, database))
     app.include_router(admin_router(authenticator, database))
+    app.include_router(archive_export_router(authenticator, database))
 
     @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -21,6 +21,7 @@ from msgcenter.errors import (
     PermissionDeniedError,
     StoreUnavailableError,
     TooManyFailedLoginsError,
+    UpstreamError,
 )
 
 log = structlog.get_logger(__name__)
@@ -36,6 +37,7 @@ STATUSES: list[tuple[type[MsgcenterError], int]] = [
     (InvalidEventError, 422),
     (InvalidInputError, 400),
     (StoreUnavailableError, 503),
+    (UpstreamError, 502),
 ]
 MEDIA_TYPE = "application/problem+json"
 

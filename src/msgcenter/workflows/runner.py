@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from msgcenter.errors import MsgcenterError
 from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
 
@@ -75,6 +76,17 @@ class WorkflowRunner:
                 await task
         self._tasks = []
 
+    async def add(self, workflow: Workflow) -> None:
+        """Register and start one more workflow while running (a newly registered instance's)."""
+        if workflow.name in self.workflows:
+            return
+        self.workflows[workflow.name] = workflow
+        await asyncio.to_thread(self._ensure)
+        await self._refresh_states()
+        self._tasks.append(
+            asyncio.create_task(self._loop(workflow), name=f"workflow-{workflow.name}")
+        )
+
     def _ensure(self) -> None:
         with self._db.write() as conn:
             workflow_store.ensure(conn, list(self.workflows), datetime.now(UTC))
@@ -103,6 +115,9 @@ class WorkflowRunner:
         last_heartbeat = 0.0
         while True:
             if self._states.get(workflow.name, "running") not in ("running", "failed"):
+                # a wake-up that stayed set would end every wait at once and spin this loop;
+                # none is needed, since the first round after resuming runs anyway
+                workflow.wake.clear()
                 await _wait(workflow.wake, STATE_REFRESH_SECONDS)
                 continue
             workflow.wake.clear()  # a wake-up during the round triggers the next one at once
@@ -115,7 +130,7 @@ class WorkflowRunner:
                 log.exception(
                     "workflow round failed", action="workflow.failed", workflow=workflow.name
                 )
-                await _quietly(self._record_failure, workflow.name, f"{type(exc).__name__}: {exc}")
+                await _quietly(self._record_failure, workflow.name, describe_error(exc))
                 delay = min(2.0**failures, MAX_BACKOFF_SECONDS)
             else:
                 recovered = failures > 0 or self._states.get(workflow.name) == "failed"
@@ -136,6 +151,18 @@ class WorkflowRunner:
         with self._db.write() as conn:
             workflow_store.record_failure(conn, name, error, datetime.now(UTC))
         self._states[name] = "failed"
+
+
+def describe_error(exc: Exception) -> str:
+    """One line for a workflow's last error: what exactly failed, never the statement's parameters."""
+    if isinstance(exc, MsgcenterError):
+        text = exc.message if exc.detail == exc.message else f"{exc.message}: {exc.detail}"
+    else:
+        # a driver error wrapped by SQLAlchemy: its own text would carry the SQL and its parameters
+        exc = getattr(exc, "orig", None) or exc
+        text = str(exc)
+    lines = text.strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -33,23 +33,32 @@ class UpdateEventStatus(Workflow):
         super().__init__()
         self._db = db
         self._interval = settings.status_copy_interval_seconds
+        #: where the pass under way stands; None: the next pass starts at the watermark
+        self._cursor: tuple[datetime, int] | None = None
 
     async def run_once(self) -> float:
         full_page = await asyncio.to_thread(self.copy)
         return 0 if full_page else self._interval
 
     def copy(self) -> bool:
-        """One reconciliation pass; True when a full page was scanned (more may be waiting)."""
+        """One page of a reconciliation pass; True when the page was full (the pass goes on).
+
+        A pass pages by (``last_modified``, id) from a little behind the watermark, so it
+        gets past the overlap however many delivery logs changed within it.
+        """
         with self._db.write() as conn:
             states = {s.name: s for s in workflow_store.list_all(conn)}
             mark = states[self.name].watermark if self.name in states else None
-            since = EPOCH + timedelta(microseconds=mark) - OVERLAP if mark else EPOCH
-            _changed, newest = processing_store.copy_final_statuses(
-                conn, since, datetime.now(UTC), PAGE
+            if self._cursor is None:
+                since = EPOCH + timedelta(microseconds=mark) - OVERLAP if mark else EPOCH
+                self._cursor = (since, 0)
+            _changed, scanned, last = processing_store.copy_final_statuses(
+                conn, self._cursor, datetime.now(UTC), PAGE
             )
-            if newest is not None:
-                newest_mark = int((newest - EPOCH) / timedelta(microseconds=1))
+            if last is not None:
+                newest_mark = int((last[0] - EPOCH) / timedelta(microseconds=1))
                 if mark is None or newest_mark > mark:
                     workflow_store.set_watermark(conn, self.name, newest_mark)
-                    return _changed >= PAGE
-        return False
+        full = scanned >= PAGE
+        self._cursor = last if full else None
+        return full

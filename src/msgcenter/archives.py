@@ -1,0 +1,262 @@
+"""Archive pages: what an execution instance hands to the control instance's archiving (SPEC §2, §4).
+
+An event page holds the events that reached a final status after a keyset
+cursor — their ``(last_modified, id)`` — with their delivery logs; a
+quarantine page holds the quarantine rows changed after a cursor. Pages
+travel column by column (one list per field): as JSON from the admin API
+(``web`` method) or from the same query run on the execution database
+(``database`` method). Every page is checked here, field by field, before
+anything of it is stored; checks run per column so that a 5,000-event page
+costs milliseconds, not a Python loop per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from msgcenter.errors import MsgcenterError
+from msgcenter.events.model import EventStatus
+
+#: the event statuses an event never leaves on its own (SPEC §3.3), the ones archived
+FINAL_STATUSES = frozenset(int(s) for s in EventStatus) - {
+    EventStatus.PENDING,
+    EventStatus.PENDING_DELIVERY,
+}
+#: a keyset position: (last_modified, id) of the last row taken
+Cursor = tuple[datetime, int]
+#: a page part, one list per field, all of the same length
+Columns = dict[str, list[Any]]
+
+
+class ArchivePageError(MsgcenterError):
+    """A page from an execution instance cannot be archived (missing field, wrong type, not JSON)."""
+
+    code = "invalid-archive-page"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("invalid archive page", detail=detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One exported field: its type, and whether every row must have it."""
+
+    name: str
+    kind: type
+    required: bool = True
+
+
+EVENT_FIELDS = (
+    Field("id", int),
+    Field("queue", str),
+    Field("type", str),
+    Field("status", int),
+    Field("wished_channel", int),
+    Field("email", str, required=False),
+    Field("mobile_phone", str, required=False),
+    Field("external_id", str, required=False),
+    Field("folder", str, required=False),
+    Field("delivery_log_id", int, required=False),
+    Field("created", datetime),
+    Field("last_modified", datetime),
+)
+DELIVERY_LOG_FIELDS = (
+    Field("id", int),
+    Field("event_id", int),
+    # the template and folder of the log's delivery
+    Field("template", str),
+    Field("folder", str, required=False),
+    Field("channel", int),
+    Field("address", str),
+    Field("status", int),
+    Field("failure_type", str, required=False),
+    Field("failure_reason", str, required=False),
+    Field("attempts", int),
+    Field("created", datetime),
+    Field("last_modified", datetime),
+    Field("sent_at", datetime, required=False),
+)
+QUARANTINE_FIELDS = (
+    Field("id", int),
+    Field("address", str),
+    Field("channel", int),
+    Field("reason", str),
+    Field("failure_type", str),
+    Field("active", bool),
+    Field("last_modified", datetime),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Final events after a cursor, oldest change first, with their delivery logs."""
+
+    events: Columns
+    delivery_logs: Columns
+
+    def __len__(self) -> int:
+        return len(self.events["id"])
+
+    def cursor(self) -> Cursor | None:
+        """The greatest (last_modified, id) of the page: where the next page starts."""
+        if not len(self):
+            return None
+        return max(zip(self.events["last_modified"], self.events["id"], strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinePage:
+    """Quarantine rows changed after a cursor."""
+
+    rows: Columns
+
+    def __len__(self) -> int:
+        return len(self.rows["id"])
+
+    def cursor(self) -> Cursor | None:
+        """The greatest (last_modified, id) of the page."""
+        if not len(self):
+            return None
+        return max(zip(self.rows["last_modified"], self.rows["id"], strict=True))
+
+
+def transpose(fields: Sequence[Field], rows: Sequence[Sequence[Any]]) -> Columns:
+    """Rows (values in ``fields`` order) as columns."""
+    if not rows:
+        return {f.name: [] for f in fields}
+    return {f.name: list(values) for f, values in zip(fields, zip(*rows, strict=True), strict=True)}
+
+
+def encode_event_page(page: EventPage) -> bytes:
+    """The JSON body of ``GET /api/v1/admin/archive``."""
+    return orjson.dumps({"events": page.events, "delivery_logs": page.delivery_logs})
+
+
+def encode_quarantine_page(page: QuarantinePage) -> bytes:
+    """The JSON body of ``GET /api/v1/admin/archive/quarantine``."""
+    return orjson.dumps({"quarantine": page.rows})
+
+
+def decode_event_page(body: bytes) -> EventPage:
+    """An event page from its JSON body, checked; :class:`ArchivePageError` says what is wrong."""
+    document = _document(body, ("events", "delivery_logs"))
+    return checked_event_page(EventPage(document["events"], document["delivery_logs"]))
+
+
+def decode_quarantine_page(body: bytes) -> QuarantinePage:
+    """A quarantine page from its JSON body, checked."""
+    document = _document(body, ("quarantine",))
+    return checked_quarantine_page(QuarantinePage(document["quarantine"]))
+
+
+def checked_event_page(page: EventPage) -> EventPage:
+    """``page`` with every field checked (timestamps parsed); final statuses only."""
+    events = checked("events", EVENT_FIELDS, page.events)
+    logs = checked("delivery_logs", DELIVERY_LOG_FIELDS, page.delivery_logs)
+    wrong = next((row for row, s in enumerate(events["status"]) if s not in FINAL_STATUSES), None)
+    if wrong is not None:
+        raise ArchivePageError(
+            f"{_where('events', events['id'], wrong)}: status {events['status'][wrong]} is not final"
+        )
+    on_page = set(events["id"])
+    stray = next((row for row, e in enumerate(logs["event_id"]) if e not in on_page), None)
+    if stray is not None:
+        raise ArchivePageError(
+            f"{_where('delivery_logs', logs['id'], stray)}: its event "
+            f"{logs['event_id'][stray]} is not in the page"
+        )
+    return EventPage(events, logs)
+
+
+def checked_quarantine_page(page: QuarantinePage) -> QuarantinePage:
+    """``page`` with every field checked (timestamps parsed)."""
+    return QuarantinePage(checked("quarantine", QUARANTINE_FIELDS, page.rows))
+
+
+def checked(part: str, fields: Sequence[Field], data: object) -> Columns:
+    """The columns of one page part, checked against ``fields``; ISO timestamps become datetimes."""
+    if not isinstance(data, dict):
+        raise ArchivePageError(f"'{part}' is not an object of columns")
+    ids = data.get("id")
+    if not isinstance(ids, list):
+        raise ArchivePageError(f"'{part}' has no 'id' column")
+    columns: Columns = {}
+    for field in fields:
+        values = data.get(field.name)
+        if not isinstance(values, list):
+            raise ArchivePageError(f"'{part}' has no '{field.name}' column")
+        if len(values) != len(ids):
+            raise ArchivePageError(
+                f"'{part}' column '{field.name}' has {len(values)} values for {len(ids)} rows"
+            )
+        if field.required and None in values:
+            row = values.index(None)
+            raise ArchivePageError(f"{_where(part, ids, row)}: '{field.name}' is missing")
+        columns[field.name] = _typed(part, field, values, ids)
+    if len(set(ids)) != len(ids):
+        seen: set[Any] = set()
+        row = next(row for row, i in enumerate(ids) if i in seen or seen.add(i))
+        raise ArchivePageError(f"{_where(part, ids, row)}: the id appears twice in the page")
+    return columns
+
+
+def _typed(part: str, field: Field, values: list[Any], ids: list[Any]) -> list[Any]:
+    if field.kind is datetime:
+        values = _timestamps(part, field, values, ids)
+    # ``type(v) is int`` also refuses booleans, which JSON true/false would give
+    wrong = next(
+        (row for row, v in enumerate(values) if v is not None and type(v) is not field.kind), None
+    )
+    if wrong is not None:
+        raise ArchivePageError(
+            f"{_where(part, ids, wrong)}: '{field.name}' is {values[wrong]!r}, "
+            f"not {'a timestamp' if field.kind is datetime else field.kind.__name__}"
+        )
+    return values
+
+
+def _timestamps(part: str, field: Field, values: list[Any], ids: list[Any]) -> list[Any]:
+    """ISO 8601 strings (JSON) parsed into aware datetimes; datetimes (database) kept."""
+    parse = datetime.fromisoformat
+    try:
+        parsed = [v if v is None or type(v) is datetime else parse(v) for v in values]
+    except (TypeError, ValueError):
+        # leave the culprit as it came, for the type check to name it
+        parsed = [v if v is None or type(v) is datetime else _or_same(parse, v) for v in values]
+    naive = next(
+        (row for row, v in enumerate(parsed) if type(v) is datetime and v.tzinfo is None), None
+    )
+    if naive is not None:
+        raise ArchivePageError(
+            f"{_where(part, ids, naive)}: '{field.name}' {values[naive]!r} has no UTC offset"
+        )
+    return parsed
+
+
+def _or_same(parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _where(part: str, ids: list[Any], row: int) -> str:
+    return f"{part} row {row + 1}" + (f" (id {ids[row]})" if ids[row] is not None else "")
+
+
+def _document(body: bytes, parts: Sequence[str]) -> dict[str, Any]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ArchivePageError(f"the page is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ArchivePageError("the page is not a JSON object")
+    for part in parts:
+        if part not in document:
+            raise ArchivePageError(f"the page has no '{part}'")
+    return document

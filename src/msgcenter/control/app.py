@@ -1,0 +1,92 @@
+"""The control instance's ASGI application: design API, execution instances, publication, archives.
+
+Its technical workflows (publication catch-up, one archiving workflow per
+execution instance, archive cleanup) run inside the web process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.responses import Response
+
+from msgcenter import __version__
+from msgcenter.auth.authenticator import Authenticator
+from msgcenter.control.archiving import archive_router, archiving_workflows
+from msgcenter.control.design import design_router
+from msgcenter.control.instances import instances_router
+from msgcenter.control.publishing import publishing_workflows
+from msgcenter.errors import MsgcenterError
+from msgcenter.logs import configure as configure_logging
+from msgcenter.monitoring import metrics
+from msgcenter.settings import Settings, load_settings
+from msgcenter.store.database import Database
+from msgcenter.store.schema import require_current
+from msgcenter.web import problems
+from msgcenter.workflows.runner import WorkflowRunner
+
+
+def create_control_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """A control instance on ``db`` (by default the database of ``settings``)."""
+    database = db or Database(settings.database_url)
+    authenticator = Authenticator(database, settings.security)
+    runner = WorkflowRunner(database, publishing_workflows(database, settings))
+
+    async def add_workflows() -> None:
+        """Start the workflows of execution instances registered since the last call."""
+        for workflow in archiving_workflows(database, settings):
+            await runner.add(workflow)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        require_current(database)
+        await runner.start()
+        await add_workflows()
+        try:
+            yield
+        finally:
+            await runner.stop()
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="msgcenter control instance",
+        version=__version__,
+        description="Design, preview and proof messages, publish them to execution instances, archive their history.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(design_router(database, authenticator, settings))
+    app.include_router(instances_router(database, authenticator, settings, on_change=add_workflows))
+    app.include_router(archive_router(database, authenticator, settings, runner))
+
+    @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["monitoring"], summary="Ready to serve: database reachable")
+    async def readyz() -> Response:
+        try:
+            with database.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except MsgcenterError as exc:
+            return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics")
+    async def metrics_page() -> Response:
+        body, content_type = metrics.exposition([])
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the file and ``MSGCENTER_*`` variables."""
+    settings = load_settings()
+    configure_logging(settings.logging)
+    return create_control_app(settings)

@@ -1,0 +1,100 @@
+"""CLI verbs of the control instance: archiving (``msgcenter control archive run|status``)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from msgcenter.cli import ConfigOption, DbOption, _operator_errors, _settings, console, err_console
+from msgcenter.control.archiver import run_archive
+from msgcenter.control.archiving import archive_status
+from msgcenter.store.database import Database
+
+commands = typer.Typer(no_args_is_help=True)
+archive_app = typer.Typer(
+    help="Archives of execution instances: run one now, show where each stands.",
+    no_args_is_help=True,
+)
+commands.add_typer(archive_app, name="archive")
+
+
+@archive_app.command("run")
+def archive_run(
+    name: Annotated[str, typer.Argument(help="internal name of the execution instance")],
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="seconds to wait for a run in progress (or a crashed run's lease) to end"
+        ),
+    ] = 0.0,
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Archive an execution instance now: its final events, delivery logs and quarantine changes."""
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        try:
+            run = asyncio.run(run_archive(database, settings, name, wait_seconds=wait))
+        finally:
+            database.dispose()
+    if run.outcome == "already running":
+        until = run.held_until.isoformat(timespec="seconds") if run.held_until else "soon"
+        err_console.print(
+            f"[yellow]the archive of '{name}' is already running (lease until {until})[/yellow]"
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"archive of '{name}' ({run.method}): {run.events} events "
+        f"({run.new_events} new), {run.delivery_logs} delivery logs, "
+        f"{run.quarantine} quarantine changes in {run.pages} pages, {run.seconds:.1f} s; "
+        f"watermark {run.watermark_at.isoformat() if run.watermark_at else 'none'} / {run.watermark_id}"
+    )
+    console.print(f"tracking logs: {run.tracking_logs}")
+    if run.error:
+        err_console.print(f"[red]error:[/red] {run.error}")
+        raise typer.Exit(1)
+
+
+@archive_app.command("status")
+def archive_status_command(config: ConfigOption = None, db: DbOption = None) -> None:
+    """Show each execution instance's archive: watermark, lag, last run and success, last error."""
+    with _operator_errors():
+        settings = _settings(config, db)
+        database = Database(settings.database_url)
+        try:
+            found = archive_status(database)
+        finally:
+            database.dispose()
+    table = Table(
+        "instance",
+        "method",
+        "watermark",
+        "lag",
+        "last run",
+        "last success",
+        "archived",
+        "last error",
+    )
+    for a in found:
+        table.add_row(
+            a.instance + ("" if a.enabled else " (disabled)"),
+            a.method,
+            _when(a.watermark_at) + (f" / {a.watermark_id}" if a.watermark_at else ""),
+            "-" if a.lag_seconds is None else f"{a.lag_seconds:.0f} s",
+            _when(a.last_run) + (" (running)" if a.running else ""),
+            _when(a.last_success),
+            str(a.archived_events),
+            (a.last_error or "")[:120],
+        )
+    console.print(table)
+    if found:
+        console.print(f"tracking logs: {found[0].tracking_logs}")
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else moment.isoformat(timespec="seconds")
