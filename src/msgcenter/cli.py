@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -61,7 +63,7 @@ DbOption = Annotated[
 ]
 
 
-def _settings(config: Path | None, db: str | None) -> Settings:
+def cli_settings(config: Path | None, db: str | None) -> Settings:
     settings = load_settings(config, database_url=db)
     configure_logging(settings.logging)
     return settings
@@ -89,7 +91,7 @@ def up(
     from msgcenter import embedded
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = _settings(config, f"sqlite:///{data_dir / 'exec.db'}")
+    settings = cli_settings(config, f"sqlite:///{data_dir / 'exec.db'}")
     settings.server.host, settings.server.port = "127.0.0.1", port
     embedded.run(settings, demo=demo, smtp_port=smtp_port, console=console)
 
@@ -97,7 +99,7 @@ def up(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None, db: DbOption = None) -> None:
     """Create or migrate the database schema to the newest revision."""
-    settings = _settings(config, db)
+    settings = cli_settings(config, db)
     database = Database(settings.database_url)
     before = current_revision(database)
     upgrade(database)
@@ -111,7 +113,7 @@ def db_upgrade(config: ConfigOption = None, db: DbOption = None) -> None:
 @db_app.command("status")
 def db_status(config: ConfigOption = None, db: DbOption = None) -> None:
     """Show the database's schema revision and the code's."""
-    settings = _settings(config, db)
+    settings = cli_settings(config, db)
     database = Database(settings.database_url)
     current, head = current_revision(database), head_revision(database)
     database.dispose()
@@ -135,7 +137,7 @@ def exec_serve(
         os.environ["MSGCENTER_DATABASE_URL"] = db
     if config:
         os.environ["MSGCENTER_CONFIG"] = str(config)
-    settings = _settings(None, None)
+    settings = cli_settings(None, None)
     server = settings.server
     worker_count = workers or server.workers
     if worker_count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
@@ -170,7 +172,7 @@ def control_serve(
         os.environ["MSGCENTER_DATABASE_URL"] = db
     if config:
         os.environ["MSGCENTER_CONFIG"] = str(config)
-    settings = _settings(None, None)
+    settings = cli_settings(None, None)
     uvicorn.run(
         "msgcenter.control.app:app_from_environment",
         factory=True,
@@ -199,8 +201,8 @@ def exec_worker(config: ConfigOption = None, db: DbOption = None) -> None:
 
     from msgcenter.workflows.worker import run_worker
 
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         require_current(database)
         console.print(
@@ -227,8 +229,8 @@ def publication_load(
     from msgcenter.publications import load_spec
     from msgcenter.web.admin import publish
 
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         stored = publish(database, load_spec(file), LOCAL_ADMIN)  # the CLI administers its database
         database.dispose()
@@ -244,8 +246,8 @@ def publication_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List active publications."""
     from msgcenter.store import publications as publication_store
 
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         with database.read() as conn:
             found = publication_store.list_active(conn, any_folder=True)
@@ -272,8 +274,8 @@ def workflow_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List workflows with their state, last run and last error."""
     from msgcenter.store import workflows as workflow_store
 
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         with database.read() as conn:
             states = workflow_store.list_all(conn)
@@ -292,8 +294,8 @@ def workflow_list(config: ConfigOption = None, db: DbOption = None) -> None:
 def _set_workflow(name: str, state: str, config: Path | None, db: str | None) -> None:
     from msgcenter.store import workflows as workflow_store
 
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         with database.write() as conn:
             workflow_store.set_state(conn, name, state, _now())
@@ -360,8 +362,8 @@ def operator_add(
     db: DbOption = None,
 ) -> None:
     """Create an operator."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         with database.write() as conn:
             created = operator_store.add(
@@ -383,8 +385,8 @@ def operator_add(
 @operator_app.command("list")
 def operator_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List operators."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         with database.read() as conn:
             found = operator_store.list_all(conn)
@@ -409,8 +411,8 @@ def operator_passwd(
     db: DbOption = None,
 ) -> None:
     """Change an operator's password (its sessions end)."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         with database.write() as conn:
             operator_store.set_password(conn, login, hash_password(password), _now())
@@ -421,8 +423,8 @@ def operator_passwd(
 @operator_app.command("remove")
 def operator_remove(login: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Delete an operator and its sessions."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         with database.write() as conn:
             operator_store.remove(conn, login)
@@ -430,20 +432,17 @@ def operator_remove(login: str, config: ConfigOption = None, db: DbOption = None
     console.print(f"operator '{login}' removed")
 
 
-class _operator_errors:  # noqa: N801 - used as a context manager
+@contextmanager
+def cli_errors() -> Iterator[None]:
     """Print a msgcenter error as one clear line and exit 1, instead of a traceback."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: BaseException | None, _tb: object) -> bool:
-        if isinstance(exc, MsgcenterError):
-            err_console.print(
-                f"[red]error:[/red] {exc.message}"
-                + (f": {exc.detail}" if exc.detail != exc.message else "")
-            )
-            raise typer.Exit(1)
-        return False
+    try:
+        yield
+    except MsgcenterError as exc:
+        err_console.print(
+            f"[red]error:[/red] {exc.message}"
+            + (f": {exc.detail}" if exc.detail != exc.message else "")
+        )
+        raise typer.Exit(1) from None
 
 
 def _register_control_commands() -> None:

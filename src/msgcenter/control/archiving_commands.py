@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from msgcenter.cli import ConfigOption, DbOption, _operator_errors, _settings, console, err_console
+from msgcenter.cli import ConfigOption, DbOption, cli_errors, cli_settings, console, err_console
 from msgcenter.control.archiver import run_archive
 from msgcenter.control.archiving import archive_status
 from msgcenter.store.database import Database
@@ -35,8 +35,8 @@ def archive_run(
     db: DbOption = None,
 ) -> None:
     """Archive an execution instance now: its final events, delivery logs and quarantine changes."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         try:
             run = asyncio.run(run_archive(database, settings, name, wait_seconds=wait))
@@ -63,8 +63,8 @@ def archive_run(
 @archive_app.command("status")
 def archive_status_command(config: ConfigOption = None, db: DbOption = None) -> None:
     """Show each execution instance's archive: watermark, lag, last run and success, last error."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         try:
             found = archive_status(database)

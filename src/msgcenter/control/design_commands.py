@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from msgcenter.cli import ConfigOption, DbOption, _operator_errors, _settings, console
+from msgcenter.cli import ConfigOption, DbOption, cli_errors, cli_settings, console
 from msgcenter.control import design_service as service
 from msgcenter.control.design_objects import (
     BlockIn,
@@ -69,8 +69,8 @@ ContentFile = Annotated[
 @contextmanager
 def _control(config: Path | None, db: str | None) -> Iterator[tuple[Settings, Database]]:
     """The settings and database of the control instance; errors become one line and exit 1."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         try:
             yield settings, database

@@ -19,7 +19,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 from rich.table import Table
 
-from msgcenter.cli import ConfigOption, DbOption, _operator_errors, _settings, console
+from msgcenter.cli import ConfigOption, DbOption, cli_errors, cli_settings, console
 from msgcenter.control import accounts
 from msgcenter.control.accounts import AccountIn
 from msgcenter.control.publishing import Publisher
@@ -38,8 +38,8 @@ commands.add_typer(instance_app, name="instance")
 @contextmanager
 def _control(config: Path | None, db: str | None) -> Iterator[tuple[Database, Settings]]:
     """The control instance's database and settings; msgcenter errors end the command cleanly."""
-    with _operator_errors():
-        settings = _settings(config, db)
+    with cli_errors():
+        settings = cli_settings(config, db)
         database = Database(settings.database_url)
         try:
             yield database, settings
