@@ -333,6 +333,8 @@ def import_events(
     Returns how many of its events were not archived before.
     """
     instance_id = deliveries.instance_id
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
     events, logs = page.events, page.delivery_logs
     folders = ["" if f is None else f for f in logs["folder"]]
     weeks = iso_weeks(logs["last_modified"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
@@ -75,6 +76,7 @@ class EventsProcessing(Workflow):
         )
         self._validity = timedelta(seconds=validity)
         self._lease = timedelta(seconds=settings.claim_lease_seconds)
+        self._next_retry_look = 0.0
 
     async def run_once(self) -> float:
         if self.queue is Queue.BATCH and self._dispatcher.waiting(Queue.RT):
@@ -102,11 +104,17 @@ class EventsProcessing(Workflow):
                 validity=self._validity,
             )
         messages, taken = claim.messages, claim.events
-        if taken < room:
+        # Due retries and lapsed claims are not latency-critical: look for them once per
+        # poll interval, unless the last look filled the room (a backlog is draining).
+        if taken < room and time.monotonic() >= self._next_retry_look:
             with self._db.write() as conn:
                 retries = processing_store.claim_due_attempts(
                     conn, self.queue, room - taken, now, lease=self._lease
                 )
             messages += retries
             taken += len(retries)
+            backlog = len(retries) >= room - claim.events
+            self._next_retry_look = time.monotonic() + (
+                0 if backlog else self._settings.poll_interval_seconds
+            )
         return messages, taken
