@@ -622,7 +622,9 @@ def test_overlapping_imports_of_the_same_pages_never_duplicate_nor_go_back(db, c
         for one in order:
             now = datetime.now(UTC)
             with control_db.write() as conn:
-                new.append(archive_store.import_events(conn, 1, one, deliveries, now, now))
+                added = archive_store.upsert_page(conn, one, deliveries, now)
+                archive_store.record_page(conn, 1, one.cursor(), added, now)
+            new.append(added)
 
     runs = [
         threading.Thread(target=run, args=(order,))

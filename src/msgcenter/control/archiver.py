@@ -329,11 +329,12 @@ def _import_events(
     deliveries: archive_store.DeliveryIds,
     lease: timedelta,
 ) -> int:
+    # one transaction: the page's rows and the watermark that covers them
     now = datetime.now(UTC)
     with db.write() as conn:
-        return archive_store.import_events(
-            conn, exec_instance_id, page, deliveries, now, now + lease
-        )
+        new = archive_store.upsert_page(conn, page, deliveries, now)
+        archive_store.record_page(conn, exec_instance_id, page.cursor(), new, now + lease)
+    return new
 
 
 def _import_quarantine(

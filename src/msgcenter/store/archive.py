@@ -302,7 +302,8 @@ class DeliveryIds:
         self, conn: Connection, keys: Iterable[tuple[str, int, str, str]], now: datetime
     ) -> dict[tuple[str, int, str, str], int]:
         """Ids of every key (created if needed)."""
-        for key in set(keys) - self._ids.keys():
+        # in one order, so that overlapping runs creating the same deliveries cannot deadlock
+        for key in sorted(set(keys) - self._ids.keys()):
             template, channel, folder, week = key
             values = {
                 "instance_id": self.instance_id,
@@ -320,21 +321,12 @@ class DeliveryIds:
         return self._ids
 
 
-def import_events(
-    conn: Connection,
-    exec_instance_id: int,
-    page: EventPage,
-    deliveries: DeliveryIds,
-    now: datetime,
-    lease_until: datetime,
-) -> int:
-    """Upsert a checked page and advance the watermark to it, in the caller's transaction.
+def upsert_page(conn: Connection, page: EventPage, deliveries: DeliveryIds, now: datetime) -> int:
+    """Upsert a checked page's events and delivery logs; returns how many events are new.
 
-    Returns how many of its events were not archived before.
+    Commit it together with :func:`record_page`, which moves the watermark over it.
     """
     instance_id = deliveries.instance_id
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
     events, logs = page.events, page.delivery_logs
     folders = ["" if f is None else f for f in logs["folder"]]
     weeks = iso_weeks(logs["last_modified"])
@@ -382,15 +374,26 @@ def import_events(
     )
     new = _upsert(conn, archived_event, EVENT_COLUMNS, event_rows, ["instance_id", "event_id"])
     _upsert(conn, archived_delivery_log, LOG_COLUMNS, log_rows, ["instance_id", "delivery_log_id"])
-    cursor = page.cursor()
+    return new
+
+
+def record_page(
+    conn: Connection,
+    exec_instance_id: int,
+    cursor: Cursor | None,
+    new_events: int,
+    lease_until: datetime,
+) -> None:
+    """Advance the watermark to ``cursor`` (never back), count the new events, renew the lease."""
     if cursor is not None:
         _advance_watermark(conn, exec_instance_id, cursor)
     conn.execute(
         update(archive_state)
         .where(archive_state.c.exec_instance_id == exec_instance_id)
-        .values(lease_until=lease_until, archived_events=archive_state.c.archived_events + new)
+        .values(
+            lease_until=lease_until, archived_events=archive_state.c.archived_events + new_events
+        )
     )
-    return new
 
 
 def import_quarantine(
