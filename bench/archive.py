@@ -109,6 +109,7 @@ def run_method(
     _cli(["control", "instance", "init", INSTANCE], env, workdir)
 
     console.print(f"[bold]{method}[/]: archiving {args.events:,} events")
+    load_before = os.getloadavg()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     sampler, machine_before, began = CpuSampler(exec_pid), machine_cpu(), time.monotonic()
     sampler.start()
@@ -146,6 +147,7 @@ def run_method(
         "cpu_cores": {k: round(v / wall, 2) for k, v in cpu.items()},
         "cpu_us_per_event": {k: round(v / archived * 1e6, 1) for k, v in cpu.items() if archived},
         "output": done.stdout.strip().splitlines()[-2:],
+        "loadavg_before": load_before,
     }
     if not figures["complete"]:
         console.print(f"[bold red]{method}: archived {archived:,} events of {args.events:,}[/]")
