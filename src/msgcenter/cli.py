@@ -63,6 +63,17 @@ DbOption = Annotated[
 ]
 
 
+@contextmanager
+def cli_database(config: Path | None, db: str | None) -> Iterator[Database]:
+    """The database a command works on, closed at the end; its errors printed as by :func:`cli_errors`."""
+    with cli_errors():
+        database = Database(cli_settings(config, db).database_url)
+        try:
+            yield database
+        finally:
+            database.dispose()
+
+
 def cli_settings(config: Path | None, db: str | None) -> Settings:
     settings = load_settings(config, database_url=db)
     configure_logging(settings.logging)
@@ -233,11 +244,8 @@ def publication_load(
     from msgcenter.publications import load_spec
     from msgcenter.web.admin import publish
 
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
+    with cli_database(config, db) as database:
         stored = publish(database, load_spec(file), LOCAL_ADMIN)  # the CLI administers its database
-        database.dispose()
     first = stored[0]
     console.print(
         f"published {first.template} v{first.version} for type '{first.event_type}' "
@@ -250,12 +258,8 @@ def publication_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List active publications."""
     from msgcenter.store import publications as publication_store
 
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        with database.read() as conn:
-            found = publication_store.list_active(conn, any_folder=True)
-        database.dispose()
+    with cli_database(config, db) as database, database.read() as conn:
+        found = publication_store.list_active(conn, any_folder=True)
     table = Table(
         "id", "template", "event type", "channel", "queue", "version", "folder", "published"
     )
@@ -278,12 +282,8 @@ def workflow_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List workflows with their state, last run and last error."""
     from msgcenter.store import workflows as workflow_store
 
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        with database.read() as conn:
-            states = workflow_store.list_all(conn)
-        database.dispose()
+    with cli_database(config, db) as database, database.read() as conn:
+        states = workflow_store.list_all(conn)
     table = Table("workflow", "state", "last run", "last error")
     for w in states:
         table.add_row(
@@ -298,12 +298,8 @@ def workflow_list(config: ConfigOption = None, db: DbOption = None) -> None:
 def _set_workflow(name: str, state: str, config: Path | None, db: str | None) -> None:
     from msgcenter.store import workflows as workflow_store
 
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        with database.write() as conn:
-            workflow_store.set_state(conn, name, state, _now())
-        database.dispose()
+    with cli_database(config, db) as database, database.write() as conn:
+        workflow_store.set_state(conn, name, state, _now())
     console.print(f"workflow {name}: {state}")
 
 
@@ -366,21 +362,17 @@ def operator_add(
     db: DbOption = None,
 ) -> None:
     """Create an operator."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        with database.write() as conn:
-            created = operator_store.add(
-                conn,
-                parse_login(login),
-                hash_password(password),
-                parse_rights(rights),
-                parse_networks(trusted_ip or []),
-                folder,
-                _now(),
-                correlation_idempotency=correlation_idempotency,
-            )
-        database.dispose()
+    with cli_database(config, db) as database, database.write() as conn:
+        created = operator_store.add(
+            conn,
+            parse_login(login),
+            hash_password(password),
+            parse_rights(rights),
+            parse_networks(trusted_ip or []),
+            folder,
+            _now(),
+            correlation_idempotency=correlation_idempotency,
+        )
     console.print(
         f"operator '{created.login}' created with rights {', '.join(sorted(created.rights)) or 'none'}"
     )
@@ -389,12 +381,8 @@ def operator_add(
 @operator_app.command("list")
 def operator_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List operators."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        with database.read() as conn:
-            found = operator_store.list_all(conn)
-        database.dispose()
+    with cli_database(config, db) as database, database.read() as conn:
+        found = operator_store.list_all(conn)
     table = Table("login", "rights", "trusted IP masks", "folder", "correlationId idempotency")
     for op in found:
         table.add_row(
@@ -415,24 +403,16 @@ def operator_passwd(
     db: DbOption = None,
 ) -> None:
     """Change an operator's password (its sessions end)."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        with database.write() as conn:
-            operator_store.set_password(conn, login, hash_password(password), _now())
-        database.dispose()
+    with cli_database(config, db) as database, database.write() as conn:
+        operator_store.set_password(conn, login, hash_password(password), _now())
     console.print(f"password of '{login}' changed; its sessions are closed")
 
 
 @operator_app.command("remove")
 def operator_remove(login: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Delete an operator and its sessions."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        with database.write() as conn:
-            operator_store.remove(conn, login)
-        database.dispose()
+    with cli_database(config, db) as database, database.write() as conn:
+        operator_store.remove(conn, login)
     console.print(f"operator '{login}' removed")
 
 
