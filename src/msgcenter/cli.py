@@ -87,24 +87,39 @@ def _now() -> datetime:
 @app.command("up")
 def up(
     demo: Annotated[
-        bool, typer.Option("--demo", help="publish a sample template, push events, show them sent")
+        bool,
+        typer.Option(
+            "--demo",
+            help="walk one message's path: design, preview, publish, push, send, archive",
+        ),
     ] = False,
-    data_dir: Annotated[Path, typer.Option(help="where the SQLite database lives")] = Path(
-        "msgcenter-data"
-    ),
-    port: Annotated[int, typer.Option(help="web port (loopback)")] = 8080,
+    data_dir: Annotated[
+        Path, typer.Option(help="where the SQLite databases and the credentials key live")
+    ] = Path("msgcenter-data"),
+    port: Annotated[int, typer.Option(help="port of the execution instance (loopback)")] = 8080,
+    control_port: Annotated[
+        int, typer.Option(help="port of the control instance (loopback)")
+    ] = 8081,
     smtp_port: Annotated[
         int, typer.Option(help="port of the built-in SMTP catcher (loopback)")
     ] = 2525,
     config: ConfigOption = None,
 ) -> None:
-    """Start msgcenter on the embedded default (SQLite, one process, SMTP catcher) — the first thing to run."""
+    """Start msgcenter on the embedded default (SQLite, one process: control and execution
+    instances, SMTP catcher) — the first thing to run."""
     from msgcenter import embedded
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = cli_settings(config, f"sqlite:///{data_dir / 'exec.db'}")
+    settings = cli_settings(config, None)
     settings.server.host, settings.server.port = "127.0.0.1", port
-    embedded.run(settings, demo=demo, smtp_port=smtp_port, console=console)
+    embedded.run(
+        settings,
+        data_dir,
+        demo=demo,
+        control_port=control_port,
+        smtp_port=smtp_port,
+        console=console,
+    )
 
 
 @db_app.command("upgrade")

@@ -1,180 +1,193 @@
 """``msgcenter up``: the embedded default for a first try, on SQLite, in one process.
 
-It runs an execution instance (intake, workflows) whose SMTP relay is a
-built-in catcher, and serves the caught messages at ``/catcher``. With
-``--demo`` it publishes a sample template and pushes a few events through the
-SOAP endpoint, exactly as an information system would, then shows them sent.
+It runs a control instance, an execution instance registered on it, and a
+built-in SMTP catcher that is the mail relay of both; the caught mail is
+served by the control instance at ``/catcher``. Each instance has its own
+SQLite file in the data directory. With ``--demo``, :mod:`msgcenter.demo.tour`
+walks the whole path through the control instance's API once both are up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
-import httpx
 import uvicorn
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from pydantic import SecretStr
 from rich.console import Console
-from rich.table import Table
 
 from msgcenter.auth.operators import Operator, Right, parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.catcher import SmtpCatcher, catcher_router
+from msgcenter.control.app import create_control_app
 from msgcenter.errors import ConflictError
-from msgcenter.publications import load_spec
 from msgcenter.settings import Settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import upgrade
-from msgcenter.web.admin import publish
 from msgcenter.web.exec_app import create_exec_app
 
+#: the operator of both instances (loopback only): it pushes events to the execution
+#: instance, and is the account the control instance uses to reach it
 DEMO_LOGIN = "demo"
 DEMO_PASSWORD = "demo"
-DEMO_EVENTS = (
-    (
-        "ann@example.com",
-        "Ann",
-        "1001",
-        "42.50",
-        '<article label="Blue mug" qty="2"/><article label="Tea, 100 g" qty="1"/>',
-    ),
-    ("bob@example.com", "Bob", "1002", "19.90", '<article label="Notebook" qty="1"/>'),
-    ("cleo@example.com", "Cléo", "1003", "7.00", '<article label="Pencils &amp; eraser" qty="3"/>'),
-)
-SOAP_PUSH = (
-    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:nms:rtEvent">'
-    "<soapenv:Body><urn:PushEvent><urn:sessiontoken>{login}/{password}</urn:sessiontoken><urn:domEvent>"
-    '<rtEvent type="order_confirmation" email="{email}" emailFormat="2" origin="msgcenter up --demo">'
-    '<ctx><client firstname="{name}"/><order id="{order}" total="{total}">{articles}</order></ctx>'
-    "</rtEvent></urn:domEvent></urn:PushEvent></soapenv:Body></soapenv:Envelope>"
-)
-#: the CLI and the demo act as a local administrator of the embedded database
+#: the CLI acts as a local administrator of an embedded database
 LOCAL_ADMIN = Operator(id=0, login="up", rights=frozenset(Right))
+#: file in the data directory holding the control instance's credentials key
+KEY_FILE = "control.key"
+#: how long the demo waits for both instances to start
+STARTUP_SECONDS = 30
 
 
-def prepare(settings: Settings) -> Database:
-    """Migrate the database and make sure the demo operator exists."""
-    database = Database(settings.database_url)
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """Where the embedded instances listen."""
+
+    control_url: str
+    exec_url: str
+    smtp_port: int
+
+
+def prepare(database_url: str, rights: str) -> Database:
+    """Migrate the database at ``database_url`` and make sure the demo operator exists there."""
+    database = Database(database_url)
     upgrade(database)
-    try:
-        with database.write() as conn:
-            operator_store.add(
-                conn,
-                DEMO_LOGIN,
-                hash_password(DEMO_PASSWORD),
-                parse_rights("mc_push,mc_admin"),
-                (),
-                None,
-                datetime.now(UTC),
-            )
-    except ConflictError:
-        pass  # kept from an earlier run
+    # the operator may be kept from an earlier run
+    with contextlib.suppress(ConflictError), database.write() as conn:
+        operator_store.add(
+            conn,
+            DEMO_LOGIN,
+            hash_password(DEMO_PASSWORD),
+            parse_rights(rights),
+            (),
+            None,
+            datetime.now(UTC),
+        )
     return database
 
 
-def run(settings: Settings, *, demo: bool, smtp_port: int, console: Console) -> None:
-    """Serve until interrupted; with ``demo``, publish and push sample events once the server is up."""
-    settings.smtp.host, settings.smtp.port = "127.0.0.1", smtp_port
-    settings.processing.workflows_in_web_process = True
-    database = prepare(settings)
-    catcher = SmtpCatcher("127.0.0.1", smtp_port)
-    catcher.start()
-    app = create_exec_app(settings, database)
-    app.include_router(catcher_router(catcher), prefix="/catcher")
-    host, port = settings.server.host, settings.server.port
-    base = f"http://{host}:{port}"
-    server = uvicorn.Server(
+def credentials_key(data_dir: Path) -> str:
+    """The control instance's credentials key, drawn on the first run and kept in ``data_dir``."""
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
+def run(
+    settings: Settings,
+    data_dir: Path,
+    *,
+    demo: bool,
+    control_port: int,
+    smtp_port: int,
+    console: Console,
+) -> None:
+    """Serve both instances until interrupted; with ``demo``, walk the demo once they are up."""
+    host = "127.0.0.1"
+    exec_settings = settings.model_copy(deep=True)
+    exec_settings.database_url = f"sqlite:///{data_dir / 'exec.db'}"
+    exec_settings.smtp.host, exec_settings.smtp.port = host, smtp_port
+    exec_settings.processing.workflows_in_web_process = True
+    control_settings = exec_settings.model_copy(deep=True)
+    control_settings.database_url = f"sqlite:///{data_dir / 'control.db'}"
+    control_settings.instance_name = "control"
+    if not control_settings.control.credentials_key.get_secret_value():
+        control_settings.control.credentials_key = SecretStr(credentials_key(data_dir))
+    where = Embedded(
+        control_url=f"http://{host}:{control_port}",
+        exec_url=f"http://{host}:{settings.server.port}",
+        smtp_port=smtp_port,
+    )
+    with contextlib.ExitStack() as stack:
+        exec_db = prepare(exec_settings.database_url, "mc_push,mc_admin")
+        stack.callback(exec_db.dispose)
+        control_db = prepare(control_settings.database_url, "mc_admin")
+        stack.callback(control_db.dispose)
+        catcher = SmtpCatcher(host, smtp_port)
+        catcher.start()
+        stack.callback(catcher.stop)
+        control_app = create_control_app(control_settings, control_db)
+        control_app.include_router(catcher_router(catcher), prefix="/catcher")
+        servers = [
+            _server(control_app, host, control_port),
+            _server(create_exec_app(exec_settings, exec_db), host, settings.server.port),
+        ]
+        _print_banner(where, console)
+        if demo:
+            from msgcenter.demo.tour import walk
+
+            threading.Thread(
+                target=_when_started, args=(servers, walk, where, console), daemon=True
+            ).start()
+        asyncio.run(_serve(servers))
+
+
+class _SharedProcessServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to :func:`_serve`, which stops every server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    return _SharedProcessServer(
         uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
     )
-    console.print(
-        f"[bold]msgcenter[/bold] execution instance on {base} (database {settings.database_url})"
-    )
-    console.print(
-        f"mail goes to the built-in SMTP catcher on 127.0.0.1:{smtp_port}: read it at {base}/catcher/"
-    )
-    console.print(
-        f"operator [bold]{DEMO_LOGIN}[/bold] / password [bold]{DEMO_PASSWORD}[/bold] (loopback only)"
-    )
-    if demo:
-        threading.Thread(target=_demo, args=(server, database, base, console), daemon=True).start()
+
+
+async def _serve(servers: list[uvicorn.Server]) -> None:
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for stopping in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(stopping, stop)
     try:
-        server.run()
+        await asyncio.gather(*(server.serve() for server in servers))
     finally:
-        catcher.stop()
-        database.dispose()
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(stopping)
 
 
-def _demo(server: uvicorn.Server, database: Database, base: str, console: Console) -> None:
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
+def _when_started(
+    servers: list[uvicorn.Server],
+    then: Callable[[Embedded, Console], None],
+    where: Embedded,
+    console: Console,
+) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not all(server.started for server in servers):
+        if time.monotonic() > deadline:
+            console.print("[red]the instances did not start; no demo[/red]")
+            return
         time.sleep(0.05)
-    if not server.started:
-        return
-    sample = Path(str(resources.files("msgcenter.demo").joinpath("order_confirmation.toml")))
-    published = publish(database, load_spec(sample), LOCAL_ADMIN)
+    then(where, console)
+
+
+def _print_banner(where: Embedded, console: Console) -> None:
     console.print(
-        f"published [bold]{published[0].template}[/bold] v{published[0].version} "
-        f"for event type '{published[0].event_type}'"
+        f"[bold]msgcenter[/bold] control instance   {where.control_url}  "
+        f"(API docs {where.control_url}/docs)\n"
+        f"          execution instance {where.exec_url}  (SOAP and REST intake, "
+        f"API docs {where.exec_url}/docs)\n"
+        f"mail of both goes to the built-in SMTP catcher on 127.0.0.1:{where.smtp_port}: "
+        f"read it at {where.control_url}/catcher/\n"
+        f"operator [bold]{DEMO_LOGIN}[/bold] / password [bold]{DEMO_PASSWORD}[/bold] "
+        "on both (loopback only)"
     )
-    with httpx.Client(base_url=base, timeout=10, auth=(DEMO_LOGIN, DEMO_PASSWORD)) as client:
-        ids = [_push(client, *sample_event) for sample_event in DEMO_EVENTS]
-        events = _wait_until_final(client, ids)
-        caught = client.get("/catcher/api/messages").json()
-    table = Table("event", "to", "status", "read it at", title="events pushed over SOAP")
-    for stored in events:
-        message = next((m for m in caught if stored["email"] in m.get("to", "")), None)
-        table.add_row(
-            str(stored["id"]),
-            stored["email"],
-            stored["status"],
-            f"/catcher/messages/{message['id']}" if message else "-",
-        )
-    console.print(table)
-    console.print(
-        "Look further:\n"
-        f"  caught mail:     {base}/catcher/\n"
-        f"  one event:       curl -u {DEMO_LOGIN}:{DEMO_PASSWORD} {base}/api/v1/events/{ids[0]}\n"
-        f"  search:          curl -u {DEMO_LOGIN}:{DEMO_PASSWORD} '{base}/api/v1/events?status=sent'\n"
-        f"  workflows:       curl -u {DEMO_LOGIN}:{DEMO_PASSWORD} {base}/api/v1/admin/workflows\n"
-        f"  SOAP WSDL:       {base}/nl/jsp/schemawsdl.jsp?schema=nms:rtEvent\n"
-        f"  REST API docs:   {base}/docs      metrics: {base}/metrics\n"
-        "Press Ctrl+C to stop."
-    )
-
-
-def _push(
-    client: httpx.Client, email: str, name: str, order: str, total: str, articles: str
-) -> int:
-    answer = client.post(
-        "/nl/jsp/soaprouter.jsp",
-        content=SOAP_PUSH.format(
-            login=DEMO_LOGIN,
-            password=DEMO_PASSWORD,
-            email=email,
-            name=name,
-            order=order,
-            total=total,
-            articles=articles,
-        ).encode(),
-        headers={
-            "SOAPAction": '"nms:rtEvent#PushEvent"',
-            "Content-Type": "text/xml; charset=utf-8",
-        },
-    )
-    answer.raise_for_status()
-    return int(answer.text.split('xsi:type="xsd:long">')[1].split("<")[0])
-
-
-def _wait_until_final(client: httpx.Client, ids: list[int]) -> list[dict]:  # type: ignore[type-arg]
-    deadline = time.monotonic() + 20
-    while True:
-        events = [client.get(f"/api/v1/events/{i}").json() for i in ids]
-        if (
-            all(e["status"] not in ("pending", "pending_delivery") for e in events)
-            or time.monotonic() > deadline
-        ):
-            return events
-        time.sleep(0.1)

@@ -1,8 +1,10 @@
-"""The README's first command: `msgcenter up --demo` sends and shows messages on the embedded default."""
+"""The README's first command: `msgcenter up --demo` walks a message from design to archive on the
+embedded default (a control and an execution instance, SQLite, SMTP catcher)."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,9 +14,11 @@ import httpx
 
 from tests.conftest import free_port
 
+DEMO = ("demo", "demo")
 
-def test_up_demo_sends_messages_to_the_catcher_and_shows_them(tmp_path):
-    web, smtp = free_port(), free_port()
+
+def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
+    web, control, smtp = free_port(), free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -24,6 +28,8 @@ def test_up_demo_sends_messages_to_the_catcher_and_shows_them(tmp_path):
             "--demo",
             "--port",
             str(web),
+            "--control-port",
+            str(control),
             "--smtp-port",
             str(smtp),
         ],
@@ -45,25 +51,42 @@ def test_up_demo_sends_messages_to_the_catcher_and_shows_them(tmp_path):
                 break
         printed = "".join(output)
         assert "Press Ctrl+C" in printed, printed
-        assert printed.count(" sent ") == 3, printed
-        base = f"http://127.0.0.1:{web}"
-        caught = httpx.get(f"{base}/catcher/api/messages").json()
+        for step in range(1, 8):
+            assert f"step {step} " in printed, printed
+        assert "subject 'Order 0001 confirmed, Dana'" in printed  # the seed's preview
+        assert "published v1 (exec: published v1)" in printed
+        assert len(re.findall(r"example\.com\s*\S\s*sent\b", printed)) == 3, printed
+        assert "3 new events with their delivery logs" in printed, printed
+        base, console = f"http://127.0.0.1:{web}", f"http://127.0.0.1:{control}"
+        caught = httpx.get(f"{console}/catcher/api/messages").json()
         assert sorted(m["to"] for m in caught) == [
             "ann@example.com",
             "bob@example.com",
             "cleo@example.com",
         ]
         cleo = next(m for m in caught if m["to"] == "cleo@example.com")
-        detail = httpx.get(f"{base}/catcher/api/messages/{cleo['id']}").json()
+        detail = httpx.get(f"{console}/catcher/api/messages/{cleo['id']}").json()
         assert detail["subject"] == "Order 1003 confirmed, Cléo"
         assert "Pencils &amp; eraser" in detail["html"]
-        page = httpx.get(f"{base}/catcher/")
+        page = httpx.get(f"{console}/catcher/")
         assert page.status_code == 200 and "Order 1003 confirmed" in page.text
-        events = httpx.get(f"{base}/api/v1/events?status=sent", auth=("demo", "demo")).json()[
-            "items"
-        ]
+        events = httpx.get(f"{base}/api/v1/events?status=sent", auth=DEMO).json()["items"]
         assert len(events) == 3
-        assert (tmp_path / "msgcenter-data" / "exec.db").is_file()
+        publication = httpx.get(
+            f"{console}/api/v1/templates/order_confirmation_email/publication", auth=DEMO
+        ).json()
+        assert [(i["instance"], i["state"]) for i in publication["instances"]] == [
+            ("exec", "published")
+        ]
+        (archive,) = httpx.get(f"{console}/api/v1/archives", auth=DEMO).json()
+        assert (archive["instance"], archive["archived_events"], archive["last_error"]) == (
+            "exec",
+            3,
+            None,
+        )
+        data = tmp_path / "msgcenter-data"
+        assert (data / "exec.db").is_file() and (data / "control.db").is_file()
+        assert (data / "control.key").stat().st_mode & 0o077 == 0
     finally:
         process.send_signal(signal.SIGINT)
         try:

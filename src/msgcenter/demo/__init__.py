@@ -1,0 +1,1 @@
+"""The sample design and the walk of ``msgcenter up --demo``."""
