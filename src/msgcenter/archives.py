@@ -2,7 +2,8 @@
 
 An event page holds the events that reached a final status after a keyset
 cursor — their ``(last_modified, id)`` — with their delivery logs; a
-quarantine page holds the quarantine rows changed after a cursor. Pages
+quarantine page holds the quarantine rows changed after a cursor; a tracking
+page the tracking logs (opens, clicks) recorded after a cursor. Pages
 travel column by column (one list per field): as JSON from the admin API
 (``web`` method) or from the same query run on the execution database
 (``database`` method). Every page is checked here, field by field, before
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -91,6 +92,17 @@ QUARANTINE_FIELDS = (
     Field("last_modified", datetime),
 )
 
+TRACKING_FIELDS = (
+    Field("id", int),
+    Field("delivery_log_id", int),
+    Field("event_id", int),
+    Field("kind", str),
+    Field("url", str, required=False),
+    Field("user_agent", str, required=False),
+    Field("created", datetime),
+)
+TRACKING_KINDS = frozenset({"open", "click"})
+
 
 @dataclass(frozen=True, slots=True)
 class EventPage:
@@ -110,19 +122,34 @@ class EventPage:
 
 
 @dataclass(frozen=True, slots=True)
-class QuarantinePage:
-    """Quarantine rows changed after a cursor."""
+class RowPage:
+    """Rows of one kind after a keyset cursor over (``ORDER``, id)."""
 
     rows: Columns
+    #: the timestamp column of the cursor
+    ORDER: ClassVar[str] = "last_modified"
 
     def __len__(self) -> int:
         return len(self.rows["id"])
 
     def cursor(self) -> Cursor | None:
-        """The greatest (last_modified, id) of the page."""
+        """The greatest (``ORDER``, id) of the page: where the next page starts."""
         if not len(self):
             return None
-        return max(zip(self.rows["last_modified"], self.rows["id"], strict=True))
+        return max(zip(self.rows[self.ORDER], self.rows["id"], strict=True))
+
+
+class QuarantinePage(RowPage):
+    """Quarantine rows changed after a cursor."""
+
+    __slots__ = ()
+
+
+class TrackingPage(RowPage):
+    """Tracking logs recorded after a cursor (they never change once recorded)."""
+
+    __slots__ = ()
+    ORDER = "created"
 
 
 def transpose(fields: Sequence[Field], rows: Sequence[Sequence[Any]]) -> Columns:
@@ -142,6 +169,11 @@ def encode_quarantine_page(page: QuarantinePage) -> bytes:
     return orjson.dumps({"quarantine": page.rows})
 
 
+def encode_tracking_page(page: TrackingPage) -> bytes:
+    """The JSON body of ``GET /api/v1/admin/archive/tracking``."""
+    return orjson.dumps({"tracking": page.rows})
+
+
 def decode_event_page(body: bytes) -> EventPage:
     """An event page from its JSON body, checked; :class:`ArchivePageError` says what is wrong."""
     document = _document(body, ("events", "delivery_logs"))
@@ -152,6 +184,12 @@ def decode_quarantine_page(body: bytes) -> QuarantinePage:
     """A quarantine page from its JSON body, checked."""
     document = _document(body, ("quarantine",))
     return checked_quarantine_page(QuarantinePage(document["quarantine"]))
+
+
+def decode_tracking_page(body: bytes) -> TrackingPage:
+    """A tracking page from its JSON body, checked."""
+    document = _document(body, ("tracking",))
+    return checked_tracking_page(TrackingPage(document["tracking"]))
 
 
 def checked_event_page(page: EventPage) -> EventPage:
@@ -176,6 +214,18 @@ def checked_event_page(page: EventPage) -> EventPage:
 def checked_quarantine_page(page: QuarantinePage) -> QuarantinePage:
     """``page`` with every field checked (timestamps parsed)."""
     return QuarantinePage(checked("quarantine", QUARANTINE_FIELDS, page.rows))
+
+
+def checked_tracking_page(page: TrackingPage) -> TrackingPage:
+    """``page`` with every field checked (timestamps parsed); kinds are "open" or "click"."""
+    rows = checked("tracking", TRACKING_FIELDS, page.rows)
+    wrong = next((row for row, k in enumerate(rows["kind"]) if k not in TRACKING_KINDS), None)
+    if wrong is not None:
+        raise ArchivePageError(
+            f"{_where('tracking', rows['id'], wrong)}: kind {rows['kind'][wrong]!r} is not "
+            "open or click"
+        )
+    return TrackingPage(rows)
 
 
 def checked(part: str, fields: Sequence[Field], data: object) -> Columns:

@@ -135,6 +135,17 @@ class ProcessingSettings(Section):
     stats_retention_days: float = Field(default=90.0, gt=0)
 
 
+class TrackingSettings(Section):
+    """Open and click tracking of emails whose template has tracking on (SPEC §3.7)."""
+
+    #: the URL at which recipients reach this execution instance's tracking links
+    #: (https://t.example.com); empty uses http://<server.host>:<server.port>, which only
+    #: a recipient on this machine can reach
+    base_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
+    #: tracking logs are purged by the cleanup workflow after this many days
+    retention_days: float = Field(default=90.0, gt=0)
+
+
 class ControlSettings(Section):
     """The control instance: execution-instance accounts, publication, archiving (SPEC §4)."""
 
@@ -182,8 +193,13 @@ class Settings(BaseSettings):
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    def tracking_base_url(self) -> str:
+        """Where recipients reach the tracking links: ``tracking.base_url`` or this server."""
+        return self.tracking.base_url or f"http://{self.server.host}:{self.server.port}"
 
     @field_validator("database_url")
     @classmethod

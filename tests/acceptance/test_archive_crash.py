@@ -184,8 +184,4 @@ def test_a_run_killed_half_way_resumes_without_loss_or_duplicates(
     assert f"({EVENTS - partial} new)" in resumed
     setup.assert_archive_complete()
     status = msgcenter_cli("control", "archive", "status", env=setup.env)
-    assert (
-        "exec1" in status
-        and str(EVENTS) in status
-        and "no tracking logs" in " ".join(status.split())
-    )
+    assert "exec1" in status and str(EVENTS) in status

@@ -3,6 +3,7 @@ embedded default (a control and an execution instance, SQLite, SMTP catcher)."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import signal
@@ -68,6 +69,14 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         detail = httpx.get(f"{console}/catcher/api/messages/{cleo['id']}").json()
         assert detail["subject"] == "Order 1003 confirmed, Cléo"
         assert "Pencils &amp; eraser" in detail["html"]
+        # the demo template is tracked: its link goes through the execution instance
+        link = re.search(rf'href="(http://127\.0\.0\.1:{web}/t/c/[^"]+)"', detail["html"])
+        assert link, detail["html"]
+        followed = httpx.get(html.unescape(link[1]))
+        assert followed.status_code == 302
+        assert followed.headers["location"] == "https://shop.example/orders/1003"
+        rerun = httpx.post(f"{console}/api/v1/archives/exec/run", auth=DEMO).json()
+        assert (rerun["outcome"], rerun["tracking_logs"]) == ("complete", 1), rerun
         page = httpx.get(f"{console}/catcher/")
         assert page.status_code == 200 and "Order 1003 confirmed" in page.text
         events = httpx.get(f"{base}/api/v1/events?status=sent", auth=DEMO).json()["items"]

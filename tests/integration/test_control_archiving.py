@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from starlette.responses import Response
 
-from msgcenter.archives import checked_event_page
+from msgcenter.archives import TRACKING_FIELDS, checked_event_page
 from msgcenter.control import accounts
 from msgcenter.store import archive as archive_store
 from msgcenter.store import control_instances
@@ -33,9 +33,11 @@ from msgcenter.store.tables import (
     archived_delivery_log,
     archived_event,
     archived_quarantine,
+    archived_tracking_log,
     delivery_log,
     event,
     quarantine,
+    tracking_log,
 )
 from tests.archiving import (
     CONTROL_ADMIN,
@@ -58,6 +60,7 @@ from tests.processing import (
     publish,
     push_rest,
 )
+from tests.tracking import local, tracked_publication, tracked_urls, tracking_server
 
 UNKNOWN_USER = "550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown"
 
@@ -183,7 +186,7 @@ def test_archive_holds_what_the_execution_instance_sent_and_a_second_run_adds_no
             assert status["archived_events"] == 9 and not status["running"]
             assert 0 <= status["lag_seconds"] < 120
             assert status["workflow"] == "mcSynch_exec1"
-            assert "no tracking logs" in status["tracking_logs"]
+            assert status["tracking_at"] is None and run["tracking_logs"] == 0
 
             again = run_archive(control, "exec1").json()
             assert again["outcome"] == "complete" and again["new_events"] == 0
@@ -327,6 +330,11 @@ class FakeExecution:
                 b'{"quarantine": {"id": [], "address": [], "channel": [], "reason": [], "failure_type": [], "active": [], "last_modified": []}}',
                 media_type="application/json",
             )
+
+        @app.get("/api/v1/admin/archive/tracking")
+        async def tracked() -> Response:
+            empty = {f.name: [] for f in TRACKING_FIELDS}
+            return Response(orjson.dumps({"tracking": empty}), media_type="application/json")
 
         self.server = ThreadedServer(app)
 
@@ -581,6 +589,71 @@ def test_brands_sharing_an_execution_instance_each_archive_only_their_folder(
                 assert held == (["gone@example.com"] if brand == "brand1" else []), role
         with db.read() as conn:
             assert conn.execute(select(func.count()).select_from(quarantine)).scalar_one() == 1
+
+
+def tracking_log_rows(db: Database, table: Any, id_column: str) -> list[tuple[Any, ...]]:
+    """(id, delivery log, event, kind, url, user agent, created) of every tracking log in ``table``."""
+    with db.read() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    table.c[id_column],
+                    table.c.delivery_log_id,
+                    table.c.event_id,
+                    table.c.kind,
+                    table.c.url,
+                    table.c.user_agent,
+                    table.c.created,
+                ).order_by(table.c[id_column])
+            )
+        ]
+
+
+@pytest.mark.parametrize("method", ["web", "database"])
+def test_tracking_logs_are_archived_once_since_their_own_watermark(
+    db, control_db, smtp_server, method
+):
+    with tracking_server(db, smtp_server.port) as server:
+        publish(server, tracked_publication())
+        ids = push_rest(server, [order("ann@example.com"), order("bob@example.com")])
+        wait_for(lambda: all_final(db, ids), message="the tracked mail to be sent")
+        urls = {
+            address: tracked_urls(
+                smtp_server.handler.to(address)[0].message.get_body(("html",)).get_content()
+            )
+            for address in ("ann@example.com", "bob@example.com")
+        }
+        for address, agent in (("ann@example.com", "client A"), ("bob@example.com", "client B")):
+            click, _, pixel = urls[address]
+            assert httpx.get(local(server, pixel), headers={"User-Agent": agent}).status_code == 200
+        assert httpx.get(local(server, urls["ann@example.com"][0])).status_code == 302
+
+        with control_server(control_db) as control:
+            register(control, "exec1", server.url, *ADMIN, **registration(method, db))
+            run = run_archive(control, "exec1").json()
+            assert (run["outcome"], run["tracking_logs"]) == ("complete", 3), run
+            archived = tracking_log_rows(control_db, archived_tracking_log, "tracking_log_id")
+            assert archived == tracking_log_rows(db, tracking_log, "id")
+            assert [r[3] for r in archived] == ["open", "open", "click"]
+
+            assert run_archive(control, "exec1").json()["tracking_logs"] == 0
+            assert httpx.get(local(server, urls["bob@example.com"][0])).status_code == 302
+            assert run_archive(control, "exec1").json()["tracking_logs"] == 1
+            archived = tracking_log_rows(control_db, archived_tracking_log, "tracking_log_id")
+            assert archived == tracking_log_rows(db, tracking_log, "id") and len(archived) == 4
+            status = archive_status(control, "exec1")
+            assert datetime.fromisoformat(status["tracking_at"]) == archived[-1][6]
+
+        # a brand sees only its folder's tracking logs (these events have none)
+        other_brand = httpx.get(
+            f"{server.url}/api/v1/admin/archive/tracking", params={"folder": "brand2"}, auth=ADMIN
+        ).json()
+        assert other_brand["tracking"]["id"] == []
+    with control_db.write() as conn:
+        purged = archive_store.purge(conn, datetime.now(UTC) + timedelta(days=1), 1_000)
+    assert purged.tracking_logs == 4
+    assert tracking_log_rows(control_db, archived_tracking_log, "tracking_log_id") == []
 
 
 def test_overlapping_imports_of_the_same_pages_never_duplicate_nor_go_back(db, control_db):

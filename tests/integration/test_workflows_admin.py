@@ -495,7 +495,7 @@ def test_cleanup_purges_events_past_retention_with_their_logs_and_history(db, sm
                 ],
             )
 
-        more = Cleanup(db, server.settings.processing).purge()
+        more = Cleanup(db, server.settings.processing, server.settings.tracking).purge()
 
         assert more is False
         gone = [*old, unrouted]

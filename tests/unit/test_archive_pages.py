@@ -13,6 +13,7 @@ from msgcenter.archives import (
     ArchivePageError,
     decode_event_page,
     decode_quarantine_page,
+    decode_tracking_page,
 )
 from msgcenter.store.archive import iso_week, iso_weeks
 
@@ -115,3 +116,41 @@ def test_iso_weeks_follow_iso_8601_across_years():
     ]
     assert iso_weeks(moments) == ["2026-W53", "2026-W53", "2027-W01", "2026-W52"]
     assert [iso_week(m) for m in moments] == iso_weeks(moments)
+
+
+def tracking_body(**changes: object) -> bytes:
+    """A valid tracking page of two logs (an open and a click), with ``changes`` to its columns."""
+    rows = {
+        "id": [1, 2], "delivery_log_id": [10, 10], "event_id": [5, 5], "kind": ["open", "click"],
+        "url": [None, "https://shop.example/"], "user_agent": ["UA", None], "created": [AT, AT],
+    }  # fmt: skip
+    rows.update(changes)
+    return orjson.dumps({"tracking": rows})
+
+
+def test_a_valid_tracking_page_comes_back_with_its_cursor():
+    page = decode_tracking_page(tracking_body())
+    assert len(page) == 2 and page.rows["kind"] == ["open", "click"]
+    assert page.cursor() == (datetime(2026, 11, 30, 10, tzinfo=UTC), 2)
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        ({"kind": ["open", "bounce"]}, "tracking row 2 (id 2): kind 'bounce' is not open or click"),
+        ({"event_id": [5, None]}, "tracking row 2 (id 2): 'event_id' is missing"),
+        ({"created": [AT, "2026-11-30T10:00:00"]}, "has no UTC offset"),
+        ({"delivery_log_id": [10]}, "column 'delivery_log_id' has 1 values for 2 rows"),
+        ({"url": [None, 7]}, "'url' is 7, not str"),
+        ({"id": [1, 1]}, "the id appears twice in the page"),
+    ],
+)
+def test_a_tracking_page_with_a_bad_row_is_refused_naming_it(changes, detail):
+    with pytest.raises(ArchivePageError) as caught:
+        decode_tracking_page(tracking_body(**changes))
+    assert detail in caught.value.detail
+
+
+def test_a_body_without_tracking_part_is_refused():
+    with pytest.raises(ArchivePageError, match="invalid archive page"):
+        decode_tracking_page(b'{"quarantine": {}}')

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -28,10 +28,13 @@ from msgcenter.archives import (
     Cursor,
     EventPage,
     QuarantinePage,
+    TrackingPage,
     checked_event_page,
     checked_quarantine_page,
+    checked_tracking_page,
     decode_event_page,
     decode_quarantine_page,
+    decode_tracking_page,
 )
 from msgcenter.control import accounts
 from msgcenter.control.exec_client import ExecClient, ExecInstanceError, Failure
@@ -49,7 +52,6 @@ log = structlog.get_logger(__name__)
 OVERLAP = timedelta(seconds=60)
 #: a run's lease covers this many call timeouts, and is renewed with every page
 LEASE_TIMEOUTS = 3
-TRACKING = "not archived: execution instances record no tracking logs yet"
 
 Outcome = Literal["complete", "failed", "already running"]
 
@@ -68,13 +70,14 @@ class ArchiveRun:
     new_events: int = 0
     delivery_logs: int = 0
     quarantine: int = 0
+    #: tracking logs archived for the first time
+    tracking_logs: int = 0
     watermark_at: datetime | None = None
     watermark_id: int = 0
     seconds: float = 0.0
     error: str | None = None
     #: until when another run holds the archive (outcome "already running")
     held_until: datetime | None = None
-    tracking_logs: str = field(default=TRACKING)
 
 
 class PageSource(Protocol):
@@ -83,6 +86,8 @@ class PageSource(Protocol):
     async def events(self, after: Cursor | None, limit: int) -> EventPage: ...
 
     async def quarantine(self, after: Cursor | None, limit: int) -> QuarantinePage: ...
+
+    async def tracking(self, after: Cursor | None, limit: int) -> TrackingPage: ...
 
 
 class WebSource:
@@ -106,6 +111,15 @@ class WebSource:
             expect={200},
         )
         return await asyncio.to_thread(decode_quarantine_page, answer.content)
+
+    async def tracking(self, after: Cursor | None, limit: int) -> TrackingPage:
+        answer = await self._client.request(
+            "GET",
+            "/api/v1/admin/archive/tracking",
+            params=self._params(after, limit),
+            expect={200},
+        )
+        return await asyncio.to_thread(decode_tracking_page, answer.content)
 
     def _params(self, after: Cursor | None, limit: int) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
@@ -137,6 +151,14 @@ class DatabaseSource:
             with self._reading() as conn:
                 page = archive_store.export_quarantine(conn, after, limit, self._folder)
             return checked_quarantine_page(page)
+
+        return await asyncio.to_thread(read)
+
+    async def tracking(self, after: Cursor | None, limit: int) -> TrackingPage:
+        def read() -> TrackingPage:
+            with self._reading() as conn:
+                page = archive_store.export_tracking(conn, after, limit, self._folder)
+            return checked_tracking_page(page)
 
         return await asyncio.to_thread(read)
 
@@ -280,6 +302,17 @@ async def _pull(
         cursor = changes.cursor()
         _check_progress(after, cursor)
         after = cursor
+    after = _rewound(None if state.tracking_at is None else (state.tracking_at, 0))
+    while True:
+        opened_or_clicked = await source.tracking(after, size)
+        run.tracking_logs += await asyncio.to_thread(
+            _import_tracking, db, instance, opened_or_clicked, lease
+        )
+        if len(opened_or_clicked) < size:
+            break
+        cursor = opened_or_clicked.cursor()
+        _check_progress(after, cursor)
+        after = cursor
 
 
 def _rewound(mark: Cursor | None) -> Cursor | None:
@@ -344,6 +377,17 @@ def _import_quarantine(
     now = datetime.now(UTC)
     with db.write() as conn:
         archive_store.import_quarantine(conn, instance.id, instance.instance_id, page, now + lease)
+
+
+def _import_tracking(
+    db: Database, instance: ExecInstance, page: TrackingPage, lease: timedelta
+) -> int:
+    assert instance.instance_id is not None
+    now = datetime.now(UTC)
+    with db.write() as conn:
+        return archive_store.import_tracking(
+            conn, instance.id, instance.instance_id, page, now + lease
+        )
 
 
 def _finish(db: Database, exec_instance_id: int, error: str | None) -> archive_store.ArchiveState:

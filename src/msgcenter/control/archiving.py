@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.operators import Right
-from msgcenter.control.archiver import TRACKING, ArchiveRun, run_archive
+from msgcenter.control.archiver import ArchiveRun, run_archive
 from msgcenter.errors import ConflictError, MsgcenterError, NotFoundError
 from msgcenter.settings import Settings
 from msgcenter.store import archive as archive_store
@@ -107,7 +107,7 @@ class ArchiveCleanup(Workflow):
         before = datetime.now(UTC) - timedelta(days=self._settings.control.archive_retention_days)
         with self._db.write() as conn:
             purged = archive_store.purge(conn, before, PURGE_BATCH)
-        return max(purged.events, purged.delivery_logs) >= PURGE_BATCH
+        return max(purged.events, purged.delivery_logs, purged.tracking_logs) >= PURGE_BATCH
 
 
 def archiving_workflows(db: Database, settings: Settings) -> list[Workflow]:
@@ -141,7 +141,8 @@ class ArchiveStatus:
     running: bool
     #: events archived for the first time, over all runs
     archived_events: int
-    tracking_logs: str = TRACKING
+    #: created time of the newest archived tracking log
+    tracking_at: datetime | None
 
 
 def archive_status(db: Database) -> list[ArchiveStatus]:
@@ -163,6 +164,7 @@ def archive_status(db: Database) -> list[ArchiveStatus]:
                 watermark_at=at,
                 watermark_id=state.watermark_id,
                 quarantine_at=state.quarantine_at,
+                tracking_at=state.tracking_at,
                 lag_seconds=None if at is None else round((now - at).total_seconds(), 3),
                 last_run=state.last_run,
                 last_success=state.last_success,

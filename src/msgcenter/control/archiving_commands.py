@@ -51,10 +51,10 @@ def archive_run(
     console.print(
         f"archive of '{name}' ({run.method}): {run.events} events "
         f"({run.new_events} new), {run.delivery_logs} delivery logs, "
-        f"{run.quarantine} quarantine changes in {run.pages} pages, {run.seconds:.1f} s; "
+        f"{run.quarantine} quarantine changes, {run.tracking_logs} new tracking logs in "
+        f"{run.pages} pages, {run.seconds:.1f} s; "
         f"watermark {run.watermark_at.isoformat() if run.watermark_at else 'none'} / {run.watermark_id}"
     )
-    console.print(f"tracking logs: {run.tracking_logs}")
     if run.error:
         err_console.print(f"[red]error:[/red] {run.error}")
         raise typer.Exit(1)
@@ -92,8 +92,6 @@ def archive_status_command(config: ConfigOption = None, db: DbOption = None) -> 
             (a.last_error or "")[:120],
         )
     console.print(table)
-    if found:
-        console.print(f"tracking logs: {found[0].tracking_logs}")
 
 
 def _when(moment: datetime | None) -> str:

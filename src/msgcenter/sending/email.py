@@ -19,6 +19,7 @@ from msgcenter.publications import AttachmentSpec, Publication
 from msgcenter.render import Ctx, RenderedMessage
 from msgcenter.sending.attempts import Attempt, AttemptKind
 from msgcenter.store.processing import ClaimedMessage
+from msgcenter.tracking import LinkSigner
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +31,13 @@ class EmailSender:
     """Sends rendered messages as email through one relay."""
 
     def __init__(
-        self, smtp: SmtpSettings, attachments: AttachmentSettings, secret: str, *, instance: str
+        self,
+        smtp: SmtpSettings,
+        attachments: AttachmentSettings,
+        secret: str,
+        *,
+        instance: str,
+        tracking_base_url: str,
     ) -> None:
         if not secret:
             log.warning(
@@ -41,6 +48,7 @@ class EmailSender:
         self._attachments = attachments
         self._secret = secret or DEVELOPMENT_SECRET
         self._instance = instance
+        self._tracking = LinkSigner(self._secret, tracking_base_url)
         self._pool = SmtpPool(smtp)
         self._dkim = DkimSigner.from_settings(smtp)
 
@@ -65,7 +73,11 @@ class EmailSender:
                 subject=rendered.subject,
                 message_id=identifier,
                 text=rendered.text,
-                html=rendered.html,
+                html=(
+                    self._tracking.instrument(rendered.html, message.delivery_log_id)
+                    if content.tracking and rendered.html
+                    else rendered.html
+                ),
                 email_format=EmailFormat(message.event["email_format"]),
                 reply_to=content.reply_to,
                 attachments=files,

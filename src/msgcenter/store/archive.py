@@ -1,7 +1,8 @@
 """Named queries of archiving, on both sides (SPEC §4).
 
 Execution side: the export of final events after a keyset cursor, with their
-delivery logs, and of quarantine rows changed after a cursor — the same
+delivery logs, of quarantine rows changed and of tracking logs recorded after
+a cursor — the same
 queries serve the admin API (``web`` method) and a control instance reading
 the execution database (``database`` method).
 
@@ -53,9 +54,11 @@ from msgcenter.archives import (
     EVENT_FIELDS,
     FINAL_STATUSES,
     QUARANTINE_FIELDS,
+    TRACKING_FIELDS,
     Cursor,
     EventPage,
     QuarantinePage,
+    TrackingPage,
     transpose,
 )
 from msgcenter.store.database import dialect_insert, insert_or_ignore
@@ -65,10 +68,12 @@ from msgcenter.store.tables import (
     archived_delivery_log,
     archived_event,
     archived_quarantine,
+    archived_tracking_log,
     delivery,
     delivery_log,
     event,
     quarantine,
+    tracking_log,
 )
 from msgcenter.store.types import UtcDateTime
 
@@ -188,6 +193,21 @@ def export_quarantine(
     return QuarantinePage(transpose(QUARANTINE_FIELDS, rows))
 
 
+def export_tracking(
+    conn: Connection, after: Cursor | None, limit: int, folder: str | None
+) -> TrackingPage:
+    """Up to ``limit`` tracking logs recorded after ``after``, of ``folder`` when given."""
+    query = select(*(tracking_log.c[f.name] for f in TRACKING_FIELDS))
+    if after is not None:
+        query = query.where(_after(tracking_log.c.created, tracking_log.c.id, after))
+    if folder is not None:
+        query = query.where(tracking_log.c.folder == folder)
+    rows = conn.execute(
+        query.order_by(tracking_log.c.created, tracking_log.c.id).limit(limit)
+    ).all()
+    return TrackingPage(transpose(TRACKING_FIELDS, rows))
+
+
 def _after(modified: Column[Any], row_id: Column[Any], after: Cursor) -> Any:
     # Spelt out rather than a row comparison so that the index range starts at the cursor.
     at, last_id = after
@@ -205,6 +225,7 @@ class ArchiveState:
     watermark_at: datetime | None
     watermark_id: int
     quarantine_at: datetime | None
+    tracking_at: datetime | None
     last_run: datetime | None
     last_success: datetime | None
     last_error: str | None
@@ -215,7 +236,7 @@ class ArchiveState:
     @classmethod
     def empty(cls, exec_instance_id: int) -> ArchiveState:
         """The state of an archive never run."""
-        return cls(exec_instance_id, None, 0, None, None, None, None, None, None, 0)
+        return cls(exec_instance_id, None, 0, None, None, None, None, None, None, None, 0)
 
     @property
     def watermark(self) -> Cursor | None:
@@ -436,6 +457,44 @@ def import_quarantine(
     )
 
 
+def import_tracking(
+    conn: Connection,
+    exec_instance_id: int,
+    instance_id: str,
+    page: TrackingPage,
+    lease_until: datetime,
+) -> int:
+    """Insert the tracking logs of a checked page not archived yet and advance the tracking
+    watermark, in the caller's transaction; returns how many were new."""
+    rows = page.rows
+    keys = [(instance_id, i) for i in rows["id"]]
+    new = len(keys) - _existing(
+        conn, archived_tracking_log, ["instance_id", "tracking_log_id"], keys
+    )
+    if keys:
+        statement = dialect_insert(conn, archived_tracking_log).on_conflict_do_nothing(
+            index_elements=["instance_id", "tracking_log_id"]
+        )
+        conn.execute(
+            statement,
+            [
+                dict(zip(TRACKING_COLUMNS, (instance_id, *values), strict=True))
+                for values in zip(*(rows[f.name] for f in TRACKING_FIELDS), strict=True)
+            ],
+        )
+    cursor = page.cursor()
+    mark = archive_state.c
+    condition = mark.exec_instance_id == exec_instance_id
+    conn.execute(update(archive_state).where(condition).values(lease_until=lease_until))
+    if cursor is not None:
+        conn.execute(
+            update(archive_state)
+            .where(condition, or_(mark.tracking_at.is_(None), mark.tracking_at < cursor[0]))
+            .values(tracking_at=cursor[0])
+        )
+    return new
+
+
 EVENT_COLUMNS = (
     "instance_id",
     "event_id",
@@ -467,6 +526,16 @@ LOG_COLUMNS = (
     "created",
     "last_modified",
     "sent_at",
+)
+TRACKING_COLUMNS = (
+    "instance_id",
+    "tracking_log_id",
+    "delivery_log_id",
+    "event_id",
+    "kind",
+    "url",
+    "user_agent",
+    "created",
 )
 QUARANTINE_COLUMNS = (
     "instance_id",
@@ -626,32 +695,28 @@ class Purged:
     events: int
     delivery_logs: int
     deliveries: int
+    tracking_logs: int
 
 
 def purge(conn: Connection, before: datetime, limit: int) -> Purged:
-    """Delete up to ``limit`` archived events created before ``before`` and as many delivery logs
-    last changed before it, then the deliveries of weeks ended before it that hold no log any more.
+    """Delete up to ``limit`` archived events created before ``before``, as many delivery logs
+    last changed before it and as many tracking logs recorded before it, then the deliveries of
+    weeks ended before it that hold no log any more.
     """
-    events = conn.execute(
-        delete(archived_event).where(
-            tuple_(archived_event.c.instance_id, archived_event.c.event_id).in_(
-                select(archived_event.c.instance_id, archived_event.c.event_id)
-                .where(archived_event.c.created < before)
-                .limit(limit)
-            )
-        )
-    ).rowcount
-    logs = conn.execute(
-        delete(archived_delivery_log).where(
-            tuple_(
-                archived_delivery_log.c.instance_id, archived_delivery_log.c.delivery_log_id
-            ).in_(
-                select(archived_delivery_log.c.instance_id, archived_delivery_log.c.delivery_log_id)
-                .where(archived_delivery_log.c.last_modified < before)
-                .limit(limit)
-            )
-        )
-    ).rowcount
+    events = _delete_batch(
+        conn,
+        archived_event,
+        (archived_event.c.instance_id, archived_event.c.event_id),
+        archived_event.c.created < before,
+        limit,
+    )
+    logs = _delete_batch(
+        conn,
+        archived_delivery_log,
+        (archived_delivery_log.c.instance_id, archived_delivery_log.c.delivery_log_id),
+        archived_delivery_log.c.last_modified < before,
+        limit,
+    )
     deliveries = conn.execute(
         delete(archived_delivery).where(
             archived_delivery.c.iso_week < iso_week(before),
@@ -660,4 +725,20 @@ def purge(conn: Connection, before: datetime, limit: int) -> Purged:
             .exists(),
         )
     ).rowcount
-    return Purged(events, logs, deliveries)
+    tracking = _delete_batch(
+        conn,
+        archived_tracking_log,
+        (archived_tracking_log.c.instance_id, archived_tracking_log.c.tracking_log_id),
+        archived_tracking_log.c.created < before,
+        limit,
+    )
+    return Purged(events, logs, deliveries, tracking)
+
+
+def _delete_batch(
+    conn: Connection, table: Table, key: tuple[Column[Any], ...], condition: Any, limit: int
+) -> int:
+    """Delete up to ``limit`` rows of ``table`` meeting ``condition``; returns how many went."""
+    return conn.execute(
+        delete(table).where(tuple_(*key).in_(select(*key).where(condition).limit(limit)))
+    ).rowcount

@@ -230,6 +230,22 @@ quarantine = Table(
 Index("uq_quarantine_address", quarantine.c.address, quarantine.c.channel, unique=True)
 Index("ix_quarantine_last_modified", quarantine.c.last_modified)
 
+# Opens and clicks of tracked emails (SPEC §3.7); rows are only ever added.
+tracking_log = Table(
+    "tracking_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_log_id", BigInteger, nullable=False, index=True),
+    Column("event_id", BigInteger, nullable=False),
+    # the delivery log's folder, so that a brand's archiving sees only its own
+    Column("folder", String(64)),
+    # "open" or "click"
+    Column("kind", String(8), nullable=False),
+    Column("url", Text),
+    Column("user_agent", String(512)),
+    Column("created", UtcDateTime, nullable=False, index=True),
+)
+
 # Technical workflows: the state operators set, and what the runners report.
 workflow = Table(
     "workflow",
@@ -426,6 +442,8 @@ archive_state = Table(
     Column("watermark_id", BigInteger, nullable=False, server_default=text("0")),
     # quarantine changes are pulled since their own watermark
     Column("quarantine_at", UtcDateTime),
+    # and tracking logs since theirs (their creation time)
+    Column("tracking_at", UtcDateTime),
     Column("last_run", UtcDateTime),
     Column("last_success", UtcDateTime),
     Column("last_error", Text),
@@ -509,4 +527,17 @@ archived_quarantine = Table(
     Column("failure_type", String(32), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("last_modified", UtcDateTime, nullable=False),
+)
+
+archived_tracking_log = Table(
+    "archived_tracking_log",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("tracking_log_id", BigInteger, primary_key=True),
+    Column("delivery_log_id", BigInteger, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("url", Text),
+    Column("user_agent", String(512)),
+    Column("created", UtcDateTime, nullable=False, index=True),
 )

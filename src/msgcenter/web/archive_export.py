@@ -2,20 +2,27 @@
 
 Pages are JSON objects of columns (see :mod:`msgcenter.archives`), encoded
 with orjson off the event loop. An operator restricted to a folder sees only
-that folder's events and quarantine rows: this is how several brands share
+that folder's events, quarantine rows and tracking logs: this is how several brands share
 one execution instance and each control instance archives only its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy import Connection
 from starlette.responses import Response
 
-from msgcenter.archives import Cursor, encode_event_page, encode_quarantine_page
+from msgcenter.archives import (
+    Cursor,
+    encode_event_page,
+    encode_quarantine_page,
+    encode_tracking_page,
+)
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.operators import Operator, Right
 from msgcenter.errors import InvalidInputError, PermissionDeniedError
@@ -52,55 +59,66 @@ def archive_export_router(auth: Authenticator, db: Database) -> APIRouter:
         operator.require(Right.MC_ADMIN)
         return _folder(operator, folder)
 
-    @router.get(
+    def page_route(
+        path: str,
+        name: str,
+        summary: str,
+        description: str,
+        export: Callable[[Connection, Cursor | None, int, str | None], Any],
+        encode: Callable[[Any], bytes],
+    ) -> None:
+        async def page(
+            request: Request,
+            after_at: AfterAt = None,
+            after_id: AfterId = 0,
+            limit: Limit = 5_000,
+            folder: Folder = None,
+        ) -> Response:
+            target = await scope(request, folder)
+            after = _cursor(after_at, after_id)
+
+            def read() -> bytes:
+                with db.read() as conn:
+                    exported = export(conn, after, limit, target)
+                return encode(exported)
+
+            return Response(await asyncio.to_thread(read), media_type="application/json")
+
+        router.add_api_route(
+            path,
+            page,
+            methods=["GET"],
+            name=name,
+            summary=summary,
+            description=description,
+            responses=PAGE_DOC,
+        )
+
+    page_route(
         "",
-        summary="Events in a final status changed after a cursor, with their delivery logs",
-        description=(
-            "Ordered by (last_modified, id); the next page starts after the last event of this "
-            "one. A page shorter than `limit` is the last one for now."
-        ),
-        responses=PAGE_DOC,
+        "events_page",
+        "Events in a final status changed after a cursor, with their delivery logs",
+        "Ordered by (last_modified, id); the next page starts after the last event of this "
+        "one. A page shorter than `limit` is the last one for now.",
+        archive_store.export_events,
+        encode_event_page,
     )
-    async def events_page(
-        request: Request,
-        after_at: AfterAt = None,
-        after_id: AfterId = 0,
-        limit: Limit = 5_000,
-        folder: Folder = None,
-    ) -> Response:
-        target = await scope(request, folder)
-        after = _cursor(after_at, after_id)
-
-        def read() -> bytes:
-            with db.read() as conn:
-                page = archive_store.export_events(conn, after, limit, target)
-            return encode_event_page(page)
-
-        return Response(await asyncio.to_thread(read), media_type="application/json")
-
-    @router.get(
+    page_route(
         "/quarantine",
-        summary="Quarantine rows changed after a cursor",
-        description="Ordered by (last_modified, id), like the event pages.",
-        responses=PAGE_DOC,
+        "quarantine_page",
+        "Quarantine rows changed after a cursor",
+        "Ordered by (last_modified, id), like the event pages.",
+        archive_store.export_quarantine,
+        encode_quarantine_page,
     )
-    async def quarantine_page(
-        request: Request,
-        after_at: AfterAt = None,
-        after_id: AfterId = 0,
-        limit: Limit = 5_000,
-        folder: Folder = None,
-    ) -> Response:
-        target = await scope(request, folder)
-        after = _cursor(after_at, after_id)
-
-        def read() -> bytes:
-            with db.read() as conn:
-                page = archive_store.export_quarantine(conn, after, limit, target)
-            return encode_quarantine_page(page)
-
-        return Response(await asyncio.to_thread(read), media_type="application/json")
-
+    page_route(
+        "/tracking",
+        "tracking_page",
+        "Tracking logs (opens, clicks) recorded after a cursor",
+        "Ordered by (created, id); tracking logs never change once recorded.",
+        archive_store.export_tracking,
+        encode_tracking_page,
+    )
     return router
 
 

@@ -21,14 +21,17 @@ from msgcenter.intake.service import IntakeService
 from msgcenter.intake.soap import SoapRouter
 from msgcenter.logs import configure as configure_logging
 from msgcenter.monitoring import metrics
+from msgcenter.sending.email import DEVELOPMENT_SECRET
 from msgcenter.settings import Settings, load_settings
 from msgcenter.store import events as event_store
 from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
+from msgcenter.tracking import LinkSigner
 from msgcenter.web import problems
 from msgcenter.web.admin import admin_router
 from msgcenter.web.archive_export import archive_export_router
+from msgcenter.web.tracking import tracking_router
 from msgcenter.workflows.runner import unready_workflows
 from msgcenter.workflows.wakeup import Wakeup
 from msgcenter.workflows.worker import REQUIRED_WORKFLOWS, Worker
@@ -97,6 +100,15 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.include_router(rest_router(intake, authenticator, database))
     app.include_router(admin_router(authenticator, database))
     app.include_router(archive_export_router(authenticator, database))
+    app.include_router(
+        tracking_router(
+            database,
+            LinkSigner(
+                settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET,
+                settings.tracking_base_url(),
+            ),
+        )
+    )
 
     @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

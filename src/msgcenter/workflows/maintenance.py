@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from msgcenter.settings import ProcessingSettings
+from msgcenter.settings import ProcessingSettings, TrackingSettings
 from msgcenter.store import processing as processing_store
+from msgcenter.store import tracking as tracking_store
 from msgcenter.store.database import Database
 from msgcenter.workflows.runner import Workflow
 
@@ -14,15 +15,19 @@ PURGE_BATCH = 5_000
 
 
 class Cleanup(Workflow):
-    """Purges events (with their delivery logs and history) and statistics past their retention."""
+    """Purges events (with their delivery logs and history), tracking logs and statistics past
+    their retention."""
 
     name = "cleanup"
     required = False
 
-    def __init__(self, db: Database, settings: ProcessingSettings) -> None:
+    def __init__(
+        self, db: Database, settings: ProcessingSettings, tracking: TrackingSettings
+    ) -> None:
         super().__init__()
         self._db = db
         self._settings = settings
+        self._tracking = tracking
 
     async def run_once(self) -> float:
         more = await asyncio.to_thread(self.purge)
@@ -35,10 +40,13 @@ class Cleanup(Workflow):
             purged = processing_store.purge(
                 conn, now - timedelta(days=self._settings.event_retention_days), PURGE_BATCH
             )
+            clicks = tracking_store.purge(
+                conn, now - timedelta(days=self._tracking.retention_days), PURGE_BATCH
+            )
             processing_store.purge_stats(
                 conn, now - timedelta(days=self._settings.stats_retention_days)
             )
-        return purged >= PURGE_BATCH
+        return max(purged, clicks) >= PURGE_BATCH
 
 
 class StatsSampler(Workflow):

@@ -38,6 +38,7 @@ def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
             settings.attachments,
             settings.secret_key.get_secret_value(),
             instance=settings.instance_name,
+            tracking_base_url=settings.tracking_base_url(),
         )
     }
 
@@ -61,7 +62,7 @@ class Worker:
                     Queue.BATCH, db, self.routing, self.dispatcher, processing, self.wakeup
                 ),
                 UpdateEventStatus(db, processing),
-                Cleanup(db, processing),
+                Cleanup(db, processing, settings.tracking),
                 StatsSampler(db, processing),
             ],
         )

@@ -1,0 +1,52 @@
+"""Named queries of tracking logs on the execution instance: record an open or a click, purge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, literal, select
+
+from msgcenter.store.tables import delivery_log, tracking_log
+from msgcenter.tracking import TrackingKind
+
+#: longest user agent kept (longer ones are cut)
+USER_AGENT_CHARS = 512
+
+
+def record(
+    conn: Connection,
+    kind: TrackingKind,
+    delivery_log_id: int,
+    url: str | None,
+    user_agent: str | None,
+    now: datetime,
+) -> bool:
+    """Add one tracking log for ``delivery_log_id``, in one statement; False when that delivery
+    log is not (or no longer) here."""
+    source = select(
+        delivery_log.c.id,
+        delivery_log.c.event_id,
+        delivery_log.c.folder,
+        literal(str(kind)),
+        literal(url),
+        literal(user_agent[:USER_AGENT_CHARS] if user_agent else None),
+        literal(now, tracking_log.c.created.type),
+    ).where(delivery_log.c.id == delivery_log_id)
+    inserted = conn.execute(
+        tracking_log.insert().from_select(
+            ["delivery_log_id", "event_id", "folder", "kind", "url", "user_agent", "created"],
+            source,
+        )
+    )
+    return inserted.rowcount == 1
+
+
+def purge(conn: Connection, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` tracking logs recorded before ``before``."""
+    return conn.execute(
+        delete(tracking_log).where(
+            tracking_log.c.id.in_(
+                select(tracking_log.c.id).where(tracking_log.c.created < before).limit(limit)
+            )
+        )
+    ).rowcount
