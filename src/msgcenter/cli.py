@@ -64,14 +64,25 @@ DbOption = Annotated[
 
 
 @contextmanager
-def cli_database(config: Path | None, db: str | None) -> Iterator[Database]:
-    """The database a command works on, closed at the end; its errors printed as by :func:`cli_errors`."""
+def cli_instance(config: Path | None, db: str | None) -> Iterator[tuple[Settings, Database]]:
+    """The settings and the database a command works on, the schema checked to be current (else
+    the error says to run ``msgcenter db upgrade``), closed at the end; errors printed as by
+    :func:`cli_errors`."""
     with cli_errors():
-        database = Database(cli_settings(config, db).database_url)
+        settings = cli_settings(config, db)
+        database = Database(settings.database_url)
         try:
-            yield database
+            require_current(database)
+            yield settings, database
         finally:
             database.dispose()
+
+
+@contextmanager
+def cli_database(config: Path | None, db: str | None) -> Iterator[Database]:
+    """The database of :func:`cli_instance`."""
+    with cli_instance(config, db) as (_settings, database):
+        yield database
 
 
 def cli_settings(config: Path | None, db: str | None) -> Settings:

@@ -1,12 +1,18 @@
-"""The migrated schema is exactly the declared one, on both stores."""
+"""The migrated schema is exactly the declared one, on both stores; older databases are
+upgraded with their data, and refused until they are."""
 
+import subprocess
+import sys
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, select
 
 from msgcenter.errors import ConfigurationError
 from msgcenter.store.database import Database
-from msgcenter.store.schema import current_revision, head_revision, require_current
-from msgcenter.store.tables import metadata
+from msgcenter.store.schema import current_revision, head_revision, require_current, upgrade
+from msgcenter.store.tables import archive_state, metadata
 
 
 def test_migrated_schema_equals_metadata(db):
@@ -31,3 +37,37 @@ def test_an_empty_database_is_refused_with_the_fix(tmp_path):
         raise AssertionError("an unmigrated database was accepted")
     finally:
         empty.dispose()
+
+
+def test_upgrading_a_database_with_data_keeps_it(tmp_path):
+    older = Database(f"sqlite:///{tmp_path / 'older.db'}")
+    try:
+        upgrade(older, "0003")
+        with older.write() as conn:
+            conn.execute(insert(archive_state).values(exec_instance_id=1, archived_events=7))
+        upgrade(older)
+        require_current(older)
+        with older.read() as conn:
+            kept = conn.execute(select(archive_state)).mappings().one()
+        assert (kept["archived_events"], kept["tracking_at"]) == (7, None)
+    finally:
+        older.dispose()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("operator", "list"), ("control", "event-type", "list"), ("control", "archive", "status")],
+)
+def test_commands_on_a_database_behind_the_code_say_to_upgrade_it(tmp_path, command):
+    older = Database(f"sqlite:///{tmp_path / 'older.db'}")
+    upgrade(older, "0003")
+    older.dispose()
+    done = subprocess.run(
+        [sys.executable, "-m", "msgcenter", *command, "--db", older.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "run `msgcenter db upgrade`" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -9,10 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from msgcenter.cli import ConfigOption, DbOption, cli_errors, cli_settings, console, err_console
+from msgcenter.cli import (
+    ConfigOption,
+    DbOption,
+    cli_database,
+    cli_instance,
+    console,
+    err_console,
+)
 from msgcenter.control.archiver import run_archive
 from msgcenter.control.archiving import archive_status
-from msgcenter.store.database import Database
 
 commands = typer.Typer(no_args_is_help=True)
 archive_app = typer.Typer(
@@ -35,13 +41,8 @@ def archive_run(
     db: DbOption = None,
 ) -> None:
     """Archive an execution instance now: its final events, delivery logs and quarantine changes."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        try:
-            run = asyncio.run(run_archive(database, settings, name, wait_seconds=wait))
-        finally:
-            database.dispose()
+    with cli_instance(config, db) as (settings, database):
+        run = asyncio.run(run_archive(database, settings, name, wait_seconds=wait))
     if run.outcome == "already running":
         until = run.held_until.isoformat(timespec="seconds") if run.held_until else "soon"
         err_console.print(
@@ -63,13 +64,8 @@ def archive_run(
 @archive_app.command("status")
 def archive_status_command(config: ConfigOption = None, db: DbOption = None) -> None:
     """Show each execution instance's archive: watermark, lag, last run and success, last error."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        try:
-            found = archive_status(database)
-        finally:
-            database.dispose()
+    with cli_database(config, db) as database:
+        found = archive_status(database)
     table = Table(
         "instance",
         "method",

@@ -10,8 +10,6 @@ import asyncio
 import getpass
 import json
 import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,7 +19,13 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from msgcenter.cli import ConfigOption, DbOption, cli_errors, cli_settings, console
+from msgcenter.cli import (
+    ConfigOption,
+    DbOption,
+    cli_database,
+    cli_instance,
+    console,
+)
 from msgcenter.control import design_service as service
 from msgcenter.control.design_objects import (
     BlockIn,
@@ -34,9 +38,7 @@ from msgcenter.control.design_objects import (
 from msgcenter.control.preview import render_preview
 from msgcenter.control.proofs import send_proof
 from msgcenter.errors import InvalidInputError, NotFoundError
-from msgcenter.settings import Settings
 from msgcenter.store import control_design as store
-from msgcenter.store.database import Database
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,18 +66,6 @@ ContentFile = Annotated[
         "tracking, sms, push_title, push_body",
     ),
 ]
-
-
-@contextmanager
-def _control(config: Path | None, db: str | None) -> Iterator[tuple[Settings, Database]]:
-    """The settings and database of the control instance; errors become one line and exit 1."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        try:
-            yield settings, database
-        finally:
-            database.dispose()
 
 
 def _valid(model: type[M], what: str, **values: Any) -> M:
@@ -130,7 +120,7 @@ def event_type_add(
     db: DbOption = None,
 ) -> None:
     """Declare an event type."""
-    with _control(config, db) as (_, database):
+    with cli_database(config, db) as database:
         new = _valid(EventTypeIn, "event type", name=name, label=label)
         with database.write() as conn:
             store.add_event_type(conn, new.name, new.label, _now())
@@ -140,7 +130,7 @@ def event_type_add(
 @event_types.command("list")
 def event_type_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List event types."""
-    with _control(config, db) as (_, database), database.read() as conn:
+    with cli_database(config, db) as database, database.read() as conn:
         found = store.list_event_types(conn)
     table = Table("event type", "label", "retired")
     for t in found:
@@ -156,7 +146,7 @@ def event_type_rename(
     db: DbOption = None,
 ) -> None:
     """Give an event type a new label (its name stays: events carry it)."""
-    with _control(config, db) as (_, database), database.write() as conn:
+    with cli_database(config, db) as database, database.write() as conn:
         store.relabel_event_type(conn, name, label, _now())
     console.print(f"event type '{name}' relabelled")
 
@@ -164,7 +154,7 @@ def event_type_rename(
 @event_types.command("retire")
 def event_type_retire(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Retire an event type: no new template nor publication of that type."""
-    with _control(config, db) as (_, database), database.write() as conn:
+    with cli_database(config, db) as database, database.write() as conn:
         store.retire_event_type(conn, name, _now())
     console.print(f"event type '{name}' retired")
 
@@ -184,7 +174,7 @@ def template_add(
     db: DbOption = None,
 ) -> None:
     """Create a template for an event type, channel and folder."""
-    with _control(config, db) as (_, database):
+    with cli_database(config, db) as database:
         new = _valid(
             TemplateIn,
             "template",
@@ -217,7 +207,7 @@ def template_edit(
     db: DbOption = None,
 ) -> None:
     """Edit a template; the content file replaces only the parts it holds."""
-    with _control(config, db) as (_, database):
+    with cli_database(config, db) as database:
         patch = _valid(
             TemplatePatch,
             "template",
@@ -243,7 +233,7 @@ def template_copy(
     db: DbOption = None,
 ) -> None:
     """Copy a template (content and seeds); the copy needs its own type, channel or folder."""
-    with _control(config, db) as (_, database):
+    with cli_database(config, db) as database:
         copy = _valid(
             TemplateCopy,
             "copy",
@@ -260,7 +250,7 @@ def template_copy(
 @templates.command("list")
 def template_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List templates."""
-    with _control(config, db) as (_, database), database.read() as conn:
+    with cli_database(config, db) as database, database.read() as conn:
         found = store.list_templates(conn)
     table = Table("template", "event type", "channel", "folder", "published", "label")
     for t in found:
@@ -278,7 +268,7 @@ def template_list(config: ConfigOption = None, db: DbOption = None) -> None:
 @templates.command("show")
 def template_show(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Print a template's content as JSON."""
-    with _control(config, db) as (_, database), database.read() as conn:
+    with cli_database(config, db) as database, database.read() as conn:
         found = store.get_template(conn, name)
     typer.echo(found.content.model_dump_json(exclude={"blocks"}, indent=2))
 
@@ -286,7 +276,7 @@ def template_show(name: str, config: ConfigOption = None, db: DbOption = None) -
 @templates.command("remove")
 def template_remove(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Delete an unpublished template with its seeds and proofs."""
-    with _control(config, db) as (_, database), database.write() as conn:
+    with cli_database(config, db) as database, database.write() as conn:
         store.delete_template(conn, name)
     console.print(f"template '{name}' deleted")
 
@@ -302,7 +292,7 @@ def block_set(
     db: DbOption = None,
 ) -> None:
     """Create a block, or replace its source."""
-    with _control(config, db) as (_, database):
+    with cli_database(config, db) as database:
         new = _valid(BlockIn, "block", name=name, content=_read(file))
         try:
             service.edit_block(database, new.name, new.content)
@@ -316,7 +306,7 @@ def block_set(
 @blocks.command("list")
 def block_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List blocks."""
-    with _control(config, db) as (_, database), database.read() as conn:
+    with cli_database(config, db) as database, database.read() as conn:
         found = store.list_blocks(conn)
     table = Table("block", "updated", "size")
     for b in found:
@@ -327,7 +317,7 @@ def block_list(config: ConfigOption = None, db: DbOption = None) -> None:
 @blocks.command("remove")
 def block_remove(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Delete a block that no template includes."""
-    with _control(config, db) as (_, database):
+    with cli_database(config, db) as database:
         service.delete_block(database, name)
     console.print(f"block '{name}' deleted")
 
@@ -372,7 +362,7 @@ def seed_add(
     db: DbOption = None,
 ) -> None:
     """Add a seed to a template."""
-    with _control(config, db) as (settings, database):
+    with cli_instance(config, db) as (settings, database):
         new = _seed_input(label, address, external_id, ctx_file, ctx_format)
         added = service.add_seed(
             database, template, new, max_ctx_bytes=settings.intake.max_event_bytes
@@ -383,7 +373,7 @@ def seed_add(
 @seeds.command("list")
 def seed_list(template: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """List a template's seeds."""
-    with _control(config, db) as (_, database), database.read() as conn:
+    with cli_database(config, db) as database, database.read() as conn:
         found = store.list_seeds(conn, store.get_template(conn, template).id)
     table = Table("id", "label", "address", "external id", "ctx")
     for s in found:
@@ -396,7 +386,7 @@ def seed_remove(
     template: str, seed_id: int, config: ConfigOption = None, db: DbOption = None
 ) -> None:
     """Delete a seed."""
-    with _control(config, db) as (_, database):
+    with cli_database(config, db) as database:
         service.delete_seed(database, template, seed_id)
     console.print(f"seed {seed_id} of '{template}' deleted")
 
@@ -417,7 +407,7 @@ def preview(
     db: DbOption = None,
 ) -> None:
     """Render a template for a seed, exactly as an execution instance will."""
-    with _control(config, db) as (settings, database):
+    with cli_instance(config, db) as (settings, database):
         if (seed is None) == (ctx_file is None):
             raise InvalidInputError("no seed", detail="give --seed ID, or --ctx-file and --address")
         chosen: int | SeedIn
@@ -453,7 +443,7 @@ def proof(
     db: DbOption = None,
 ) -> None:
     """Mail a template rendered for a seed to the seed's address, through the SMTP relay of the settings."""
-    with _control(config, db) as (settings, database):
+    with cli_instance(config, db) as (settings, database):
         sent = asyncio.run(send_proof(database, settings, template, seed, _login()))
     if sent.status != "sent":
         console.print(f"[red]proof {sent.id} failed:[/red] {escape(sent.reason or '')}")
@@ -464,7 +454,7 @@ def proof(
 @commands.command("proofs")
 def proofs(template: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """List a template's proofs, newest first."""
-    with _control(config, db) as (_, database), database.read() as conn:
+    with cli_database(config, db) as database, database.read() as conn:
         found = store.list_proofs(conn, store.get_template(conn, template).id)
     table = Table("id", "at", "seed", "address", "status", "by", "reason")
     for p in found:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,7 +17,13 @@ import typer
 from pydantic import SecretStr, ValidationError
 from rich.table import Table
 
-from msgcenter.cli import ConfigOption, DbOption, cli_errors, cli_settings, console
+from msgcenter.cli import (
+    ConfigOption,
+    DbOption,
+    cli_database,
+    cli_instance,
+    console,
+)
 from msgcenter.control import accounts
 from msgcenter.control.accounts import AccountIn
 from msgcenter.control.publishing import Publisher
@@ -33,18 +37,6 @@ instance_app = typer.Typer(
     help="Execution instances registered on this control instance.", no_args_is_help=True
 )
 commands.add_typer(instance_app, name="instance")
-
-
-@contextmanager
-def _control(config: Path | None, db: str | None) -> Iterator[tuple[Database, Settings]]:
-    """The control instance's database and settings; msgcenter errors end the command cleanly."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        try:
-            yield database, settings
-        finally:
-            database.dispose()
 
 
 def _cli_operator() -> str:
@@ -75,7 +67,7 @@ def instance_add(
     db: DbOption = None,
 ) -> None:
     """Register an execution instance (its password and database URL are stored encrypted)."""
-    with _control(config, db) as (database, settings):
+    with cli_instance(config, db) as (settings, database):
         try:
             new = AccountIn(
                 name=name,
@@ -101,7 +93,7 @@ def instance_add(
 @instance_app.command("list")
 def instance_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List registered execution instances (never their secrets)."""
-    with _control(config, db) as (database, _):
+    with cli_database(config, db) as database:
         found = accounts.list_all(database)
     table = Table("name", "label", "url", "login", "enabled", "archive", "folder", "instance id")
     for i in found:
@@ -121,7 +113,7 @@ def instance_list(config: ConfigOption = None, db: DbOption = None) -> None:
 @instance_app.command("test")
 def instance_test(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Test connection: reachability, credentials, mc_admin, folder, and the database (if used)."""
-    with _control(config, db) as (database, settings):
+    with cli_instance(config, db) as (settings, database):
         instance = accounts.get(database, name)
         report = asyncio.run(accounts.check_connection(instance, settings))
     for check in report.checks:
@@ -141,7 +133,7 @@ def instance_init(
     db: DbOption = None,
 ) -> None:
     """Initialize connection: give the execution instance its unique instance id."""
-    with _control(config, db) as (database, settings):
+    with cli_instance(config, db) as (settings, database):
         initialized = asyncio.run(accounts.initialize(database, settings, name, force=force))
     console.print(f"execution instance '{name}' has instance id {initialized.instance_id}")
 
@@ -149,7 +141,7 @@ def instance_init(
 @instance_app.command("enable")
 def instance_enable(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Enable an execution instance; it gets what was published meanwhile."""
-    with _control(config, db) as (database, settings):
+    with cli_instance(config, db) as (settings, database):
         accounts.set_enabled(database, name, True)
         console.print(f"execution instance '{name}' enabled")
         _catch_up(database, settings, name)
@@ -158,7 +150,7 @@ def instance_enable(name: str, config: ConfigOption = None, db: DbOption = None)
 @instance_app.command("disable")
 def instance_disable(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Disable an execution instance: no publication reaches it."""
-    with _control(config, db) as (database, _):
+    with cli_database(config, db) as database:
         accounts.set_enabled(database, name, False)
     console.print(f"execution instance '{name}' disabled")
 
@@ -187,7 +179,7 @@ def _publication(
     config: Path | None,
     db: str | None,
 ) -> None:
-    with _control(config, db) as (database, settings):
+    with cli_instance(config, db) as (settings, database):
         publisher = Publisher(database, settings)
         if action == "publish":
             state = asyncio.run(publisher.publish(template, _cli_operator()))
