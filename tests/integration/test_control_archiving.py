@@ -8,6 +8,9 @@ through its API. Archives run through ``POST /api/v1/archives/{name}/run``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,6 +44,7 @@ from msgcenter.store.tables import (
 )
 from tests.archiving import (
     CONTROL_ADMIN,
+    CREDENTIALS_KEY,
     PgDatabases,
     another_database,
     archive_status,
@@ -516,6 +520,52 @@ def test_cleanup_purges_archived_data_past_the_retention(db, control_db):
             assert min(logs) > 300 and len(logs) == 95
             assert min(weeks) >= iso_week(now - timedelta(days=30))
             assert archived_count(control_db) == 100
+
+
+def test_an_instance_registered_by_the_cli_is_archived_by_the_running_control_instance(
+    db, control_db, tmp_path
+):
+    fill_final_events(
+        db, 40, start=datetime.now(UTC) - timedelta(days=1), spread=timedelta(hours=1)
+    )
+    add_operator(db, *ADMIN)
+    threaded, server = start_exec_server(db)
+    env = {
+        **os.environ,
+        "MSGCENTER_LOGGING__LEVEL": "warning",
+        "MSGCENTER_CONTROL__CREDENTIALS_KEY": CREDENTIALS_KEY,
+    }
+
+    def cli(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "msgcenter", "control", *args, "--db", control_db.url],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    with threaded, control_server(control_db, archive_interval_seconds=3_600):
+        cli(
+            "instance",
+            "add",
+            "late",
+            "--url",
+            server.url,
+            "--login",
+            ADMIN[0],
+            "--password",
+            ADMIN[1],
+        )
+        cli("instance", "init", "late")
+        # the running control instance notices it, starts mcSynch_late, which archives at once
+        wait_for(
+            lambda: archived_count(control_db) == 40,
+            timeout=30,
+            message="the CLI's instance to be archived",
+        )
 
 
 def test_brands_sharing_an_execution_instance_each_archive_only_their_folder(

@@ -1,11 +1,13 @@
 """The control instance's ASGI application: design API, execution instances, publication, archives.
 
 Its technical workflows (publication catch-up, one archiving workflow per
-execution instance, archive cleanup) run inside the web process.
+execution instance, archive cleanup, and the watch that starts the workflows
+of instances registered by the CLI) run inside the web process.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,7 +18,7 @@ from starlette.responses import Response
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.control.archiving import archive_router, archiving_workflows
+from msgcenter.control.archiving import InstanceWatch, archive_router, archiving_workflows
 from msgcenter.control.design import design_router
 from msgcenter.control.instances import instances_router
 from msgcenter.control.publishing import publishing_workflows
@@ -34,12 +36,15 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
     """A control instance on ``db`` (by default the database of ``settings``)."""
     database = db or Database(settings.database_url)
     authenticator = Authenticator(database, settings.security)
-    runner = WorkflowRunner(database, publishing_workflows(database, settings))
 
     async def add_workflows() -> None:
         """Start the workflows of execution instances registered since the last call."""
-        for workflow in archiving_workflows(database, settings):
+        for workflow in await asyncio.to_thread(archiving_workflows, database, settings):
             await runner.add(workflow)
+
+    runner = WorkflowRunner(
+        database, [*publishing_workflows(database, settings), InstanceWatch(add_workflows)]
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ one now; ``GET /api/v1/archives`` shows where each archive stands.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,6 +109,22 @@ class ArchiveCleanup(Workflow):
         with self._db.write() as conn:
             purged = archive_store.purge(conn, before, PURGE_BATCH)
         return max(purged.events, purged.delivery_logs, purged.tracking_logs) >= PURGE_BATCH
+
+
+class InstanceWatch(Workflow):
+    """Starts the workflows of execution instances registered or re-enabled by another process
+    (the CLI) while this control instance runs."""
+
+    name = "instanceWatch"
+    required = False
+
+    def __init__(self, start_new: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self._start_new = start_new
+
+    async def run_once(self) -> float:
+        await self._start_new()
+        return IDLE_CHECK_SECONDS
 
 
 def archiving_workflows(db: Database, settings: Settings) -> list[Workflow]:
