@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from msgcenter.settings import Settings, load_settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import current_revision, head_revision, require_current, upgrade
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(
     help="msgcenter: transactional messaging (events in, messages out).", no_args_is_help=True
@@ -350,17 +353,28 @@ def workflow_stop(name: str, config: ConfigOption = None, db: DbOption = None) -
 @exec_app.command("openapi")
 def exec_openapi() -> None:
     """Print the execution instance's OpenAPI document (committed as docs/openapi-exec.json)."""
-    import json
-
     from msgcenter.web.exec_app import create_exec_app
+
+    _print_openapi(create_exec_app)
+
+
+@control_app.command("openapi")
+def control_openapi() -> None:
+    """Print the control instance's OpenAPI document (committed as docs/openapi-control.json)."""
+    from msgcenter.control.app import create_control_app
+
+    _print_openapi(create_control_app)
+
+
+def _print_openapi(create: Callable[[Settings], FastAPI]) -> None:
+    import json
 
     # The app is only built, never started: the database is not opened.
     unused = Path(tempfile.gettempdir()) / "msgcenter-openapi.db"
     settings = Settings(
         database_url=f"sqlite:///{unused}", processing={"workflows_in_web_process": False}
     )
-    document = create_exec_app(settings).openapi()
-    typer.echo(json.dumps(document, indent=2, sort_keys=True))
+    typer.echo(json.dumps(create(settings).openapi(), indent=2, sort_keys=True))
 
 
 @operator_app.command("add")
