@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import threading
 import time
@@ -43,8 +44,10 @@ DEMO_LOGIN = "demo"
 DEMO_PASSWORD = "demo"
 #: the CLI acts as a local administrator of an embedded database
 LOCAL_ADMIN = Operator(id=0, login="up", rights=frozenset(Right))
-#: file in the data directory holding the control instance's credentials key
+#: files in the data directory holding the control instance's credentials key, and the
+#: execution instance's secret key (bounce addresses, tracking links)
 KEY_FILE = "control.key"
+SECRET_FILE = "exec.secret"
 #: how long the demo waits for both instances to start
 STARTUP_SECONDS = 30
 
@@ -76,14 +79,13 @@ def prepare(database_url: str, rights: str) -> Database:
     return database
 
 
-def credentials_key(data_dir: Path) -> str:
-    """The control instance's credentials key, drawn on the first run and kept in ``data_dir``."""
-    path = data_dir / KEY_FILE
+def kept_secret(path: Path, draw: Callable[[], str]) -> str:
+    """The secret in ``path``, drawn with ``draw`` and written there (mode 0600) on the first run."""
     if not path.exists():
         with contextlib.suppress(FileExistsError):
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as out:
-                out.write(Fernet.generate_key().decode())
+                out.write(draw())
     return path.read_text().strip()
 
 
@@ -102,11 +104,17 @@ def run(
     exec_settings.database_url = f"sqlite:///{data_dir / 'exec.db'}"
     exec_settings.smtp.host, exec_settings.smtp.port = host, smtp_port
     exec_settings.processing.workflows_in_web_process = True
+    if not exec_settings.secret_key.get_secret_value():
+        exec_settings.secret_key = SecretStr(
+            kept_secret(data_dir / SECRET_FILE, lambda: secrets.token_urlsafe(32))
+        )
     control_settings = exec_settings.model_copy(deep=True)
     control_settings.database_url = f"sqlite:///{data_dir / 'control.db'}"
     control_settings.instance_name = "control"
     if not control_settings.control.credentials_key.get_secret_value():
-        control_settings.control.credentials_key = SecretStr(credentials_key(data_dir))
+        control_settings.control.credentials_key = SecretStr(
+            kept_secret(data_dir / KEY_FILE, lambda: Fernet.generate_key().decode())
+        )
     where = Embedded(
         control_url=f"http://{host}:{control_port}",
         exec_url=f"http://{host}:{settings.server.port}",

@@ -95,7 +95,9 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         )
         data = tmp_path / "msgcenter-data"
         assert (data / "exec.db").is_file() and (data / "control.db").is_file()
-        assert (data / "control.key").stat().st_mode & 0o077 == 0
+        for secret in ("control.key", "exec.secret"):
+            assert (data / secret).stat().st_mode & 0o077 == 0
+        assert "secret_key is empty" not in printed
     finally:
         process.send_signal(signal.SIGINT)
         try:
