@@ -17,7 +17,8 @@ import httpx
 from sqlalchemy import select
 
 from msgcenter.publications import PublicationSpec
-from msgcenter.store.tables import template_version
+from msgcenter.store.database import Database
+from msgcenter.store.tables import archived_event, event, template_version
 from tests.conftest import add_operator, wait_for
 from tests.control import (
     EXEC_LOGIN,
@@ -35,14 +36,16 @@ from tests.control import (
 from tests.processing import all_final, statuses
 
 EXEC_AUTH = (EXEC_LOGIN, EXEC_PASSWORD)
+#: an operator of exec2 pushing into folder brand_b
+BRAND_B = ("brand_b", "brand-b-password")
 CTX = {"client": {"firstname": "Ann"}, "order": {"id": "1001"}}
 
 
-def push(url: str, email: str) -> int:
+def push(url: str, email: str, auth: tuple[str, str] = EXEC_AUTH) -> int:
     answer = httpx.post(
         f"{url}/api/v1/events/rt",
         json={"type": "order_confirmation", "email": email, "ctx": CTX},
-        auth=EXEC_AUTH,
+        auth=auth,
     )
     assert answer.status_code == 201, answer.text
     return answer.json()["id"]
@@ -62,6 +65,33 @@ def state(control, template: str = "order_mail") -> dict:
 
 def per_instance(publication: dict) -> dict[str, tuple[str, int]]:
     return {i["instance"]: (i["state"], i["version"]) for i in publication["instances"]}
+
+
+def assert_archives_match(control, executions: dict[str, tuple[Database, str | None]]) -> None:  # type: ignore[no-untyped-def]
+    """Archive every execution now; the control instance then holds each one's events of the
+    registration's folder, with their statuses, under that execution's instance id."""
+    for name, (exec_db, folder) in executions.items():
+        initialized = call(control, "POST", f"/instances/{name}/initialize")
+        assert initialized.status_code == 200, initialized.text
+        run = call(control, "POST", f"/archives/{name}/run").json()
+        assert run["outcome"] == "complete", run
+        with exec_db.read() as conn:
+            own = dict(
+                conn.execute(
+                    select(event.c.id, event.c.status).where(
+                        event.c.folder.is_(None) if folder is None else event.c.folder == folder
+                    )
+                ).all()
+            )
+        with control.db.read() as conn:
+            archived = dict(
+                conn.execute(
+                    select(archived_event.c.event_id, archived_event.c.status).where(
+                        archived_event.c.instance_id == initialized.json()["instance_id"]
+                    )
+                ).all()
+            )
+        assert archived == own, name
 
 
 def test_publish_to_two_executions_send_then_unpublish(db, tmp_path, smtp_server):
@@ -106,6 +136,12 @@ def test_publish_to_two_executions_send_then_unpublish(db, tmp_path, smtp_server
             (received,) = smtp_server.handler.to("ann@example.com")
             assert received.message["Subject"] == "Order 1001 confirmed"
             assert "Shop Ltd for ann@example.com" in received.data.decode()
+            # exec2 holds the template in folder brand_b: that brand's events are routed to it
+            add_operator(db2, *BRAND_B, "mc_push", folder="brand_b")
+            more = [push(exec2.url, f"dan{i}@example.com", BRAND_B) for i in range(3)]
+            wait_for(lambda: all_final(db2, more), message="the events on exec2 to be final")
+            assert set(statuses(db2, more).values()) == {"sent"}
+            assert_archives_match(control, {"exec1": (db1, None), "exec2": (db2, "brand_b")})
 
             republished = call(control, "POST", "/templates/order_mail/publish").json()
             assert per_instance(republished) == {
@@ -125,7 +161,10 @@ def test_publish_to_two_executions_send_then_unpublish(db, tmp_path, smtp_server
             again = call(control, "POST", "/templates/order_mail/unpublish")
             assert again.status_code == 409 and "is not published" in again.json()["title"]
 
-            ignored = {url: push(url, "bob@example.com") for url in (exec1.url, exec2.url)}
+            ignored = {
+                exec1.url: push(exec1.url, "bob@example.com"),
+                exec2.url: push(exec2.url, "bob@example.com", BRAND_B),
+            }
             wait_for(
                 lambda: (
                     all_final(db1, [ignored[exec1.url]]) and all_final(db2, [ignored[exec2.url]])
@@ -138,6 +177,7 @@ def test_publish_to_two_executions_send_then_unpublish(db, tmp_path, smtp_server
                 ignored[exec2.url]: "not_taken_into_account"
             }
             assert smtp_server.handler.to("bob@example.com") == []
+            assert_archives_match(control, {"exec1": (db1, None), "exec2": (db2, "brand_b")})
             log = state(control)["log"]
 
     assert [(e["action"], e["version"], e["operator"]) for e in log] == [
