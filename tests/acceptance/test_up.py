@@ -75,7 +75,9 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         followed = httpx.get(html.unescape(link[1]))
         assert followed.status_code == 302
         assert followed.headers["location"] == "https://shop.example/orders/1003"
-        rerun = httpx.post(f"{console}/api/v1/archives/exec/run", auth=DEMO).json()
+        rerun = httpx.post(
+            f"{console}/api/v1/archives/exec/run", params={"wait": 60}, auth=DEMO
+        ).json()
         assert (rerun["outcome"], rerun["tracking_logs"]) == ("complete", 1), rerun
         page = httpx.get(f"{console}/catcher/")
         assert page.status_code == 200 and "Order 1003 confirmed" in page.text

@@ -52,6 +52,7 @@ from tests.archiving import (
     control_server,
     control_settings,
     fill_final_events,
+    pause,
     register,
     run_archive,
 )
@@ -299,6 +300,15 @@ def test_a_second_run_finds_the_archive_held_and_the_first_one_archives_everythi
         assert busy.status_code == 409, busy.text
         assert busy.json()["title"] == "the archive of 'exec1' is already running"
         assert archive_status(control, "exec1")["running"]
+        # asked to wait, a run starts once the first one ends, and finds nothing new
+        waited = httpx.post(
+            f"{control.url}/api/v1/archives/exec1/run",
+            params={"wait": 120},
+            auth=CONTROL_ADMIN,
+            timeout=300,
+        )
+        assert waited.status_code == 200, waited.text
+        assert (waited.json()["outcome"], waited.json()["new_events"]) == ("complete", 0)
         first.join(120)
         assert answers[0].status_code == 200 and answers[0].json()["new_events"] == 1_000
         assert archived_count(control_db) == 1_000
@@ -390,6 +400,7 @@ def test_a_page_with_rows_missing_fields_is_refused_with_a_precise_error_and_the
     db, control_db
 ):
     fake = FakeExecution()
+    pause(control_db, "mcSynch_odd")  # archives run only when the test asks
     with fake.server as url, control_server(control_db) as control:
         settings = control_settings(control_db)
         secret = accounts.cipher(settings)

@@ -94,7 +94,7 @@ def test_two_control_instances_share_one_execution_instance_each_in_its_own_fold
 
             # each control instance archives its own brand's events, and only those
             for brand, control in controls.items():
-                run = call(control, "POST", "/archives/shared/run").json()
+                run = call(control, "POST", "/archives/shared/run", params={"wait": 60}).json()
                 assert run["outcome"] == "complete", run
                 with databases[brand].read() as conn:
                     archived = conn.execute(

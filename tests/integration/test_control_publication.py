@@ -73,7 +73,7 @@ def assert_archives_match(control, executions: dict[str, tuple[Database, str | N
     for name, (exec_db, folder) in executions.items():
         initialized = call(control, "POST", f"/instances/{name}/initialize")
         assert initialized.status_code == 200, initialized.text
-        run = call(control, "POST", f"/archives/{name}/run").json()
+        run = call(control, "POST", f"/archives/{name}/run", params={"wait": 60}).json()
         assert run["outcome"] == "complete", run
         with exec_db.read() as conn:
             own = dict(

@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.operators import Right
@@ -218,16 +218,23 @@ def archive_router(
         description=(
             "Answers when the run ends, with what it archived; a failed run answers 200 with "
             'outcome "failed" and the error (also shown by GET /api/v1/archives). '
-            "409 when another run holds the archive."
+            "When another run holds the archive (its workflow's, say), waits up to `wait` "
+            "seconds for it to end, then 409."
         ),
     )
-    async def run_now(name: str, request: Request) -> Any:
+    async def run_now(
+        name: str,
+        request: Request,
+        wait: Annotated[
+            float, Query(ge=0, le=600, description="seconds to wait for a run in progress")
+        ] = 0.0,
+    ) -> Any:
         await admin(request)
         if workflow_name(name) not in runner.workflows:
             # registered by another process (the CLI): its workflow starts here too
             for workflow in await asyncio.to_thread(archiving_workflows, db, settings):
                 await runner.add(workflow)
-        run = await run_archive(db, settings, name)
+        run = await run_archive(db, settings, name, wait_seconds=wait)
         if run.outcome == "already running":
             raise _busy(run)
         return run

@@ -143,7 +143,8 @@ def _walk(
         )
     console.print(table)
 
-    run = _ok("archive", control.post(f"/archives/{INSTANCE}/run"))
+    # its workflow may be archiving the instance just now: wait for that run, then run again
+    run = _ok("archive", control.post(f"/archives/{INSTANCE}/run", params={"wait": 60}))
     if run["outcome"] != "complete":
         console.print(f"[red]the demo stopped: archiving {run['outcome']}: {run['error']}[/red]")
         return
