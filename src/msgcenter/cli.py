@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from msgcenter.auth.operators import parse_login, parse_networks, parse_rights
+from msgcenter.auth.operators import Operator, Right, parse_login, parse_networks, parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.errors import MsgcenterError
 from msgcenter.logs import configure as configure_logging
@@ -53,6 +53,8 @@ app.add_typer(operator_app, name="operator")
 
 console = Console()
 err_console = Console(stderr=True)
+#: the CLI administers the database it is given, as a local operator with every right
+LOCAL_ADMIN = Operator(id=0, login="cli", rights=frozenset(Right))
 
 ConfigOption = Annotated[
     Path | None,  # noqa: UP007 - typer needs Optional
@@ -269,7 +271,6 @@ def publication_load(
     db: DbOption = None,
 ) -> None:
     """Publish a template from a file (both flavours), as the control instance would."""
-    from msgcenter.embedded import LOCAL_ADMIN
     from msgcenter.publications import load_spec
     from msgcenter.web.admin import publish
 

@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from rich.console import Console
 
-from msgcenter.auth.operators import Operator, Right, parse_rights
+from msgcenter.auth.operators import parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.catcher import SmtpCatcher, catcher_router
 from msgcenter.control.app import create_control_app
@@ -42,8 +42,6 @@ from msgcenter.web.exec_app import create_exec_app
 #: instance, and is the account the control instance uses to reach it
 DEMO_LOGIN = "demo"
 DEMO_PASSWORD = "demo"
-#: the CLI acts as a local administrator of an embedded database
-LOCAL_ADMIN = Operator(id=0, login="up", rights=frozenset(Right))
 #: files in the data directory holding the control instance's credentials key, and the
 #: execution instance's secret key (bounce addresses, tracking links)
 KEY_FILE = "control.key"
