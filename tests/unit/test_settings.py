@@ -158,6 +158,25 @@ def test_out_of_range_value_names_the_setting(monkeypatch, tmp_path):
     assert [e["loc"] for e in caught.value.errors()] == [("server", "port")]
 
 
+@pytest.mark.parametrize(
+    "base_url",
+    ["t.example.com", "ftp://t.example.com", "https://t.example.com?x=1", "https://a b.example"],
+)
+def test_a_tracking_base_url_that_is_no_web_base_is_refused_by_name(base_url):
+    with pytest.raises(ValidationError) as caught:
+        Settings(tracking={"base_url": base_url})
+    assert [e["loc"] for e in caught.value.errors()] == [("tracking", "base_url")]
+
+
+def test_tracking_links_point_at_the_base_url_or_else_at_this_server():
+    assert Settings(tracking={"base_url": "https://t.example.com/mc"}).tracking_base_url() == (
+        "https://t.example.com/mc"
+    )
+    assert Settings(server={"host": "10.0.0.5", "port": 9000}).tracking_base_url() == (
+        "http://10.0.0.5:9000"
+    )
+
+
 # -- the sample file ---------------------------------------------------------------------
 
 
