@@ -26,7 +26,7 @@ from sqlalchemy import func, insert, select, text, update
 from msgcenter.logs import configure as configure_logging
 from msgcenter.settings import LoggingSettings
 from msgcenter.store.tables import delivery_log, event, event_status_change, stats_sample
-from msgcenter.workflows.maintenance import Cleanup
+from msgcenter.workflows.maintenance import SETTLE, Cleanup
 from msgcenter.workflows.runner import STATE_REFRESH_SECONDS
 from tests.conftest import add_operator, wait_for
 from tests.processing import (
@@ -549,7 +549,8 @@ def test_stats_sampler_records_queue_sizes_and_throughput(db, smtp_server):
         sent = push_rest(server, [order_event("now1@example.com"), order_event("now2@example.com")])
         (batch,) = push_rest(server, order_event("batch@example.com"), queue="batch")
         wait_for(lambda: all_final(db, [*sent, batch]), message="the due events to be sent")
-        settled = datetime.now(UTC) + timedelta(seconds=0.1)  # outcomes are written by then
+        # outcomes are written by then, and a sample taken after it counts up to it
+        settled = datetime.now(UTC) + timedelta(seconds=0.1) + SETTLE
 
         def samples() -> list[dict]:
             with db.read() as conn:
@@ -562,7 +563,8 @@ def test_stats_sampler_records_queue_sizes_and_throughput(db, smtp_server):
 
         rows = wait_for(
             lambda: (found := samples()) and found[-1]["at"] > settled and found,
-            message="a sample after the sends",
+            timeout=20,
+            message="a sample whose throughput window covers the sends",
         )
         by_queue = {q: [r for r in rows if r["queue"] == q] for q in ("rt", "batch")}
         assert len(by_queue["rt"]) >= 3 and len(by_queue["batch"]) >= 3

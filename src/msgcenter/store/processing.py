@@ -577,8 +577,11 @@ def purge_stats(conn: Connection, before: datetime) -> int:
     return conn.execute(delete(stats_sample).where(stats_sample.c.at < before)).rowcount
 
 
-def sample_stats(conn: Connection, since: datetime, now: datetime) -> list[dict[str, Any]]:
-    """Queue sizes now and throughput since ``since``, per queue, stored as samples and returned."""
+def sample_stats(
+    conn: Connection, since: datetime, until: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """Queue sizes now and throughput over [``since``, ``until``), per queue, stored as samples
+    taken at ``now`` and returned."""
     samples = []
     for queue in Queue:
         pending_events = conn.execute(
@@ -591,7 +594,7 @@ def sample_stats(conn: Connection, since: datetime, now: datetime) -> list[dict[
         ).scalar_one()
         received = conn.execute(
             select(func.count()).where(
-                event.c.queue == queue.value, event.c.created >= since, event.c.created < now
+                event.c.queue == queue.value, event.c.created >= since, event.c.created < until
             )
         ).scalar_one()
         sent, failed = (
@@ -600,7 +603,7 @@ def sample_stats(conn: Connection, since: datetime, now: datetime) -> list[dict[
                     delivery_log.c.queue == queue.value,
                     delivery_log.c.status == literal_column(str(int(s))),
                     delivery_log.c.last_modified >= since,
-                    delivery_log.c.last_modified < now,
+                    delivery_log.c.last_modified < until,
                 )
             ).scalar_one()
             for s in (DeliveryStatus.SENT, DeliveryStatus.FAILED)

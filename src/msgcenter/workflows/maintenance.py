@@ -12,6 +12,8 @@ from msgcenter.store.database import Database
 from msgcenter.workflows.runner import Workflow
 
 PURGE_BATCH = 5_000
+#: how long after its timestamp a row is surely committed, for throughput counts
+SETTLE = timedelta(seconds=2)
 
 
 class Cleanup(Workflow):
@@ -50,7 +52,14 @@ class Cleanup(Workflow):
 
 
 class StatsSampler(Workflow):
-    """Records queue sizes and throughput every few seconds for the reports."""
+    """Records queue sizes and throughput every few seconds for the reports.
+
+    Throughput is counted from rows' timestamps, which a transaction stamps before
+    it commits: a window that ended just now could miss rows stamped inside it and
+    committed a moment later, and the next window would start after them. So each
+    sample counts the window that ended ``SETTLE`` ago, and the windows follow one
+    another without gap or overlap.
+    """
 
     name = "statsSampler"
     required = False
@@ -66,8 +75,9 @@ class StatsSampler(Workflow):
         return self._interval
 
     def sample(self) -> None:
-        """Store one sample per queue."""
+        """Store one sample per queue: queue sizes now, throughput up to ``SETTLE`` ago."""
         now = datetime.now(UTC)
+        until = max(self._since, now - SETTLE)
         with self._db.write() as conn:
-            processing_store.sample_stats(conn, self._since, now)
-        self._since = now
+            processing_store.sample_stats(conn, self._since, until, now)
+        self._since = until
