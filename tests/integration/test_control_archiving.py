@@ -516,6 +516,12 @@ def test_cleanup_purges_archived_data_past_the_retention(db, control_db):
         with control_server(control_db, archive_interval_seconds=3_600) as control:
             register(control, "exec1", server.url, *ADMIN)
             assert run_archive(control, "exec1").json()["new_events"] == 400
+            # the newest event is a day old, yet the archive is not behind
+            status = archive_status(control, "exec1")
+            assert datetime.now(UTC) - datetime.fromisoformat(status["watermark_at"]) > timedelta(
+                hours=12
+            )
+            assert 0 <= status["lag_seconds"] < 60
         with control_db.read() as conn:
             assert (
                 conn.execute(select(func.count()).select_from(archived_delivery)).scalar_one() >= 4

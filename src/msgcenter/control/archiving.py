@@ -148,7 +148,9 @@ class ArchiveStatus:
     watermark_id: int
     #: last_modified of the newest archived quarantine change
     quarantine_at: datetime | None
-    #: now minus watermark_at (None before the first event is archived)
+    #: how far behind the archive is: seconds since the last successful run ended, which
+    #: archived everything final until it started (None before one); an idle execution
+    #: instance's old watermark does not count as lag
     lag_seconds: float | None
     last_run: datetime | None
     last_success: datetime | None
@@ -171,18 +173,21 @@ def archive_status(db: Database) -> list[ArchiveStatus]:
     found = []
     for instance in instances:
         state = states.get(instance.id) or archive_store.ArchiveState.empty(instance.id)
-        at = state.watermark_at
         found.append(
             ArchiveStatus(
                 instance=instance.name,
                 enabled=instance.enabled,
                 method=instance.archive_method,
                 workflow=workflow_name(instance.name),
-                watermark_at=at,
+                watermark_at=state.watermark_at,
                 watermark_id=state.watermark_id,
                 quarantine_at=state.quarantine_at,
                 tracking_at=state.tracking_at,
-                lag_seconds=None if at is None else round((now - at).total_seconds(), 3),
+                lag_seconds=(
+                    None
+                    if state.last_success is None
+                    else round((now - state.last_success).total_seconds(), 3)
+                ),
                 last_run=state.last_run,
                 last_success=state.last_success,
                 last_error=state.last_error,
