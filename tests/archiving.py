@@ -1,31 +1,27 @@
-"""Helpers for archiving tests (and bench/archive.py): more databases, a control instance with an
-execution instance registered on it, and final events written straight into an execution database."""
+"""Helpers for archiving tests (and bench/archive.py): more databases reused across the session,
+an execution instance registered on a control instance (see :mod:`tests.control`), and final
+events written straight into an execution database."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy
-from cryptography.fernet import Fernet
 from sqlalchemy import Connection, func, insert, select, text
 
-from msgcenter.control.app import create_control_app
-from msgcenter.errors import ConflictError
-from msgcenter.settings import Settings
 from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import upgrade
 from msgcenter.store.tables import archived_event, delivery, event, metadata
-from tests.conftest import PG_ADMIN_URL, RunningServer, ThreadedServer, add_operator
+from tests.conftest import PG_ADMIN_URL, RunningServer
+from tests.control import CONTROL_ADMIN
 
-CREDENTIALS_KEY = Fernet.generate_key().decode()
-CONTROL_ADMIN = ("ctl", "ctl-secret")
 TEMPLATE = "order_confirmation_email"
 
 
@@ -67,10 +63,11 @@ class PgDatabases:
 
 
 @contextmanager
-def another_database(
+def pooled_database(
     beside: Database, role: str, tmp_path: Path, pg: PgDatabases | None
 ) -> Iterator[Database]:
-    """A second migrated, empty database on the store of ``beside``."""
+    """A second migrated, empty database on the store of ``beside`` (on PostgreSQL, the
+    session's database for ``role``, emptied)."""
     if beside.dialect == "sqlite":
         url = f"sqlite:///{tmp_path / f'{role}.db'}"
         migrated = Database(url)
@@ -84,22 +81,6 @@ def another_database(
         yield database
     finally:
         database.dispose()
-
-
-def control_settings(db: Database, **control: Any) -> Settings:
-    """Settings of a control instance on ``db``; ``control`` overrides ``[control]`` settings."""
-    return Settings(database_url=db.url, control={"credentials_key": CREDENTIALS_KEY, **control})  # type: ignore[arg-type]
-
-
-@contextmanager
-def control_server(db: Database, **control: Any) -> Iterator[RunningServer]:
-    """A control instance on ``db`` serving on loopback, with the operator ``CONTROL_ADMIN``."""
-    with suppress(ConflictError):  # started again on the same database
-        add_operator(db, *CONTROL_ADMIN, "mc_admin")
-    settings = control_settings(db, **control)
-    threaded = ThreadedServer(create_control_app(settings, db))
-    with threaded as url:
-        yield RunningServer(url, db, settings)
 
 
 def register(

@@ -75,15 +75,21 @@ def another_database(
         admin.dispose()
 
 
-@contextmanager
-def control_server(db: Database, **control: Any) -> Iterator[RunningServer]:
-    """A control instance on ``db`` with its workflows; ``control`` overrides ``[control]`` settings."""
-    with contextlib.suppress(ConflictError):  # a control instance started again on ``db``
-        add_operator(db, *CONTROL_ADMIN, rights="mc_admin")
-    settings = Settings(
+def control_settings(db: Database, **control: Any) -> Settings:
+    """Settings of a control instance on ``db``; ``control`` overrides ``[control]`` settings."""
+    return Settings(
         database_url=db.url,
         control={"credentials_key": KEY, "instance_timeout_seconds": 3, **control},
     )
+
+
+@contextmanager
+def control_server(db: Database, **control: Any) -> Iterator[RunningServer]:
+    """A control instance on ``db`` with its workflows and the operator ``CONTROL_ADMIN``;
+    ``control`` overrides ``[control]`` settings."""
+    with contextlib.suppress(ConflictError):  # a control instance started again on ``db``
+        add_operator(db, *CONTROL_ADMIN, rights="mc_admin")
+    settings = control_settings(db, **control)
     with ThreadedServer(create_control_app(settings, db)) as url:
         yield RunningServer(url, db, settings)
 

@@ -91,7 +91,9 @@ def cli_database(config: Path | None, db: str | None) -> Iterator[Database]:
 
 
 def cli_settings(config: Path | None, db: str | None) -> Settings:
-    settings = load_settings(config, database_url=db)
+    """The settings a command runs with; bad ones end it with one line naming them."""
+    with cli_errors():
+        settings = load_settings(config, database_url=db)
     configure_logging(settings.logging)
     return settings
 

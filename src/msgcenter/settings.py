@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings
+from msgcenter.errors import ConfigurationError
 
 #: the file read when neither ``--config`` nor ``MSGCENTER_CONFIG`` names one (if it exists)
 DEFAULT_CONFIG_FILE = Path("msgcenter.toml")
@@ -242,7 +245,27 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     ``config_file`` takes the place of ``MSGCENTER_CONFIG``; ``overrides`` whose value
     is None are ignored so that CLI options left unset do not mask the file.
+    Raises :class:`ConfigurationError` naming every bad setting (never its value, which
+    may be a secret), a config file that is missing or not TOML, or an environment
+    variable that does not parse.
     """
     if config_file is not None:
         os.environ["MSGCENTER_CONFIG"] = str(config_file)
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigurationError(
+            "invalid settings", detail="; ".join(_problem(error) for error in exc.errors())
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError("invalid settings", detail=f"{_config_file()}: {exc}") from None
+    except (FileNotFoundError, SettingsError) as exc:
+        raise ConfigurationError("invalid settings", detail=str(exc)) from None
+
+
+def _problem(error: Any) -> str:
+    """One setting's problem: its dotted name and what is wrong, without the value."""
+    name = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{name}: unknown setting"
+    return f"{name}: {error['msg']}"

@@ -24,14 +24,9 @@ from msgcenter.store.tables import (
     delivery_log,
     event,
 )
-from tests.archiving import (
-    CREDENTIALS_KEY,
-    PgDatabases,
-    another_database,
-    archived_count,
-    fill_final_events,
-)
+from tests.archiving import PgDatabases, archived_count, fill_final_events, pooled_database
 from tests.conftest import add_operator, start_exec_server, wait_for
+from tests.control import KEY
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +44,7 @@ def pg_databases() -> Iterator[PgDatabases]:
 @pytest.fixture
 def control_db(db: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
     pg = request.getfixturevalue("pg_databases") if db.dialect == "postgresql" else None
-    with another_database(db, "control", tmp_path, pg) as database:
+    with pooled_database(db, "control", tmp_path, pg) as database:
         yield database
 
 
@@ -76,7 +71,7 @@ class ArchiveSetup:
         # a lease of 3 × 4 s, so that a run killed half-way holds the archive only briefly
         self.env = {
             "MSGCENTER_DATABASE_URL": control_db.url,
-            "MSGCENTER_CONTROL__CREDENTIALS_KEY": CREDENTIALS_KEY,
+            "MSGCENTER_CONTROL__CREDENTIALS_KEY": KEY,
             "MSGCENTER_CONTROL__ARCHIVE_PAGE_SIZE": "100",
             "MSGCENTER_CONTROL__INSTANCE_TIMEOUT_SECONDS": "4",
             "MSGCENTER_LOGGING__FORMAT": "json",

@@ -43,20 +43,17 @@ from msgcenter.store.tables import (
     tracking_log,
 )
 from tests.archiving import (
-    CONTROL_ADMIN,
-    CREDENTIALS_KEY,
     PgDatabases,
-    another_database,
     archive_status,
     archived_count,
-    control_server,
-    control_settings,
     fill_final_events,
     pause,
+    pooled_database,
     register,
     run_archive,
 )
 from tests.conftest import ThreadedServer, add_operator, start_exec_server, wait_for
+from tests.control import CONTROL_ADMIN, KEY, control_server, control_settings
 from tests.processing import (
     ADMIN,
     all_final,
@@ -81,7 +78,7 @@ def pg_databases() -> Iterator[PgDatabases]:
 def control_db(db: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
     """The control instance's database, on the store of ``db`` (the execution instance's)."""
     pg = request.getfixturevalue("pg_databases") if db.dialect == "postgresql" else None
-    with another_database(db, "control", tmp_path, pg) as database:
+    with pooled_database(db, "control", tmp_path, pg) as database:
         yield database
 
 
@@ -550,7 +547,7 @@ def test_an_instance_registered_by_the_cli_is_archived_by_the_running_control_in
     env = {
         **os.environ,
         "MSGCENTER_LOGGING__LEVEL": "warning",
-        "MSGCENTER_CONTROL__CREDENTIALS_KEY": CREDENTIALS_KEY,
+        "MSGCENTER_CONTROL__CREDENTIALS_KEY": KEY,
     }
 
     def cli(*args: str) -> None:
@@ -632,7 +629,7 @@ def test_brands_sharing_an_execution_instance_each_archive_only_their_folder(
         ]
         for role, login, password, brand, method in registrations:
             with (
-                another_database(db, role, tmp_path, pg) as control_db,
+                pooled_database(db, role, tmp_path, pg) as control_db,
                 control_server(control_db) as control,
             ):
                 register(

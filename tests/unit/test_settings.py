@@ -1,7 +1,10 @@
 """Settings: defaults, then a TOML file, then MSGCENTER_* variables; the sample file is complete."""
 
 import ipaddress
+import os
 import re
+import subprocess
+import sys
 import tomllib
 import typing
 from pathlib import Path
@@ -9,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from msgcenter.errors import ConfigurationError
 from msgcenter.settings import Settings, load_settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "msgcenter.sample.toml"
@@ -174,6 +178,52 @@ def test_tracking_links_point_at_the_base_url_or_else_at_this_server():
     )
     assert Settings(server={"host": "10.0.0.5", "port": 9000}).tracking_base_url() == (
         "http://10.0.0.5:9000"
+    )
+
+
+def test_load_settings_names_every_bad_setting_and_never_its_value(monkeypatch):
+    monkeypatch.setenv("MSGCENTER_CONTROL__CREDENTIAL_KEY", "a-secret-in-a-misnamed-variable")
+    monkeypatch.setenv("MSGCENTER_SERVER__PORT", "99999")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert caught.value.message == "invalid settings"
+    assert "server.port: Input should be less than or equal to 65535" in caught.value.detail
+    assert "control.credential_key: unknown setting" in caught.value.detail
+    assert "a-secret" not in caught.value.detail and "99999" not in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("problem", "named"),
+    [
+        ({"file": "[server\nport = 1\n"}, "settings.toml: Expected ']'"),
+        ({"MSGCENTER_CONFIG": "nope.toml"}, "nope.toml, which is not a file"),
+        ({"MSGCENTER_SECURITY__ZONES": "[not json"}, 'error parsing value for field "security"'),
+    ],
+)
+def test_load_settings_refuses_unreadable_sources_by_name(monkeypatch, tmp_path, problem, named):
+    if "file" in problem:
+        monkeypatch.setenv("MSGCENTER_CONFIG", str(write_config(tmp_path, problem["file"])))
+    for name, value in problem.items():
+        if name != "file":
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert named in caught.value.detail
+
+
+def test_a_command_with_bad_settings_prints_one_line_and_exits_1(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "msgcenter", "exec", "serve"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "MSGCENTER_SERVER__PORT": "99999", "COLUMNS": "200"},
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.strip() == (
+        "error: invalid settings: server.port: Input should be less than or equal to 65535"
     )
 
 
