@@ -130,14 +130,15 @@ def up(
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = cli_settings(config, None)
     settings.server.host, settings.server.port = "127.0.0.1", port
-    embedded.run(
-        settings,
-        data_dir,
-        demo=demo,
-        control_port=control_port,
-        smtp_port=smtp_port,
-        console=console,
-    )
+    with cli_errors():
+        embedded.run(
+            settings,
+            data_dir,
+            demo=demo,
+            control_port=control_port,
+            smtp_port=smtp_port,
+            console=console,
+        )
 
 
 @db_app.command("upgrade")

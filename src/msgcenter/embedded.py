@@ -14,6 +14,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from msgcenter.auth.operators import parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.catcher import SmtpCatcher, catcher_router
 from msgcenter.control.app import create_control_app
-from msgcenter.errors import ConflictError
+from msgcenter.errors import ConfigurationError, ConflictError
 from msgcenter.settings import Settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
@@ -119,25 +120,33 @@ def run(
         smtp_port=smtp_port,
     )
     with contextlib.ExitStack() as stack:
+        # the ports first, so that a taken one is said before anything starts
+        control_socket = stack.enter_context(_listening(host, control_port, "--control-port"))
+        exec_socket = stack.enter_context(_listening(host, settings.server.port, "--port"))
+        catcher = SmtpCatcher(host, smtp_port)
+        try:
+            catcher.start()
+        except OSError as exc:
+            raise _port_taken(smtp_port, "--smtp-port", exc) from None
+        stack.callback(catcher.stop)
         exec_db = prepare(exec_settings.database_url, "mc_push,mc_admin")
         stack.callback(exec_db.dispose)
         control_db = prepare(control_settings.database_url, "mc_admin")
         stack.callback(control_db.dispose)
-        catcher = SmtpCatcher(host, smtp_port)
-        catcher.start()
-        stack.callback(catcher.stop)
         control_app = create_control_app(control_settings, control_db)
         control_app.include_router(catcher_router(catcher), prefix="/catcher")
-        servers = [
-            _server(control_app, host, control_port),
-            _server(create_exec_app(exec_settings, exec_db), host, settings.server.port),
-        ]
+        servers = {
+            _server(control_app, host, control_port): control_socket,
+            _server(create_exec_app(exec_settings, exec_db), host, settings.server.port): (
+                exec_socket
+            ),
+        }
         _print_banner(where, console)
         if demo:
             from msgcenter.demo.tour import walk
 
             threading.Thread(
-                target=_when_started, args=(servers, walk, where, console), daemon=True
+                target=_when_started, args=(list(servers), walk, where, console), daemon=True
             ).start()
         asyncio.run(_serve(servers))
 
@@ -156,7 +165,7 @@ def _server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     )
 
 
-async def _serve(servers: list[uvicorn.Server]) -> None:
+async def _serve(servers: dict[uvicorn.Server, socket.socket]) -> None:
     def stop() -> None:
         for server in servers:
             server.should_exit = True
@@ -165,10 +174,32 @@ async def _serve(servers: list[uvicorn.Server]) -> None:
     for stopping in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(stopping, stop)
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(*(server.serve([bound]) for server, bound in servers.items()))
     finally:
         for stopping in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(stopping)
+
+
+@contextlib.contextmanager
+def _listening(host: str, port: int, option: str) -> Iterator[socket.socket]:
+    """A socket bound and listening on ``host``:``port``, for uvicorn to serve on."""
+    bound = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    bound.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        bound.bind((host, port))
+        bound.listen(2048)
+    except OSError as exc:
+        bound.close()
+        raise _port_taken(port, option, exc) from None
+    with bound:
+        yield bound
+
+
+def _port_taken(port: int, option: str, exc: OSError) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot listen on 127.0.0.1:{port}",
+        detail=f"{exc.strerror or exc}; choose another port with {option}",
+    )
 
 
 def _when_started(

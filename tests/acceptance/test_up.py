@@ -7,11 +7,13 @@ import html
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 
@@ -107,3 +109,29 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("option", ["--port", "--control-port", "--smtp-port"])
+def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path, option):
+    ports = {"--port": free_port(), "--control-port": free_port(), "--smtp-port": free_port()}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[option]))
+        taken.listen()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "msgcenter",
+                "up",
+                *(a for p in ports.items() for a in (p[0], str(p[1]))),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "300"},
+            timeout=60,
+        )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{ports[option]}")
+    assert done.stderr.rstrip().endswith(f"choose another port with {option}")
