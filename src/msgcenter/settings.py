@@ -202,7 +202,10 @@ class Settings(BaseSettings):
 
     def tracking_base_url(self) -> str:
         """Where recipients reach the tracking links: ``tracking.base_url`` or this server."""
-        return self.tracking.base_url or f"http://{self.server.host}:{self.server.port}"
+        host = self.server.host
+        if ":" in host:  # an IPv6 address goes in brackets in a URL (RFC 3986 §3.2.2)
+            host = f"[{host}]"
+        return self.tracking.base_url or f"http://{host}:{self.server.port}"
 
     @field_validator("database_url")
     @classmethod

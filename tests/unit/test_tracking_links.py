@@ -7,8 +7,11 @@ from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from structlog.testing import capture_logs
 
+from msgcenter.settings import Settings
 from msgcenter.tracking import LinkSigner, TrackingKind
+from msgcenter.workflows.worker import build_senders
 
 SIGNER = LinkSigner("a secret", "https://t.shop.example/")
 
@@ -71,3 +74,19 @@ def test_another_secret_signs_differently_and_garbage_never_verifies():
     assert not other.verify(TrackingKind.OPEN, 1, signature)
     for garbage in ("", "x" * 22, signature[:-1], signature + "A", "é" * 22):
         assert not SIGNER.verify(TrackingKind.OPEN, 1, garbage)
+
+
+@pytest.mark.parametrize(
+    ("server", "warned"),
+    [
+        ({"host": "0.0.0.0"}, "http://0.0.0.0:8080"),
+        ({"host": "::", "port": 9000}, "http://[::]:9000"),
+        ({"host": "127.0.0.1"}, None),
+    ],
+)
+def test_tracked_links_to_a_wildcard_address_are_warned_about_at_start(server, warned):
+    settings = Settings(server=server)
+    with capture_logs() as logs:
+        build_senders(settings)
+    unreachable = [e for e in logs if e.get("action") == "email.tracking_unreachable"]
+    assert [e["base_url"] for e in unreachable] == ([warned] if warned else [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -25,6 +26,8 @@ log = structlog.get_logger(__name__)
 
 #: used when ``secret_key`` is empty (development); bounce addresses are then forgeable
 DEVELOPMENT_SECRET = "msgcenter-development-secret"
+#: listen-on-every-interface addresses: a server's, never a place to send a recipient
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 
 
 class EmailSender:
@@ -48,6 +51,13 @@ class EmailSender:
         self._attachments = attachments
         self._secret = secret or DEVELOPMENT_SECRET
         self._instance = instance
+        if urlsplit(tracking_base_url).hostname in WILDCARD_HOSTS:
+            log.warning(
+                "tracked links would point at a wildcard address nobody can reach: "
+                "set tracking.base_url",
+                action="email.tracking_unreachable",
+                base_url=tracking_base_url,
+            )
         self._tracking = LinkSigner(self._secret, tracking_base_url)
         self._pool = SmtpPool(smtp)
         self._dkim = DkimSigner.from_settings(smtp)
