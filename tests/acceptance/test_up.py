@@ -81,6 +81,8 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
             f"{console}/api/v1/archives/exec/run", params={"wait": 60}, auth=DEMO
         ).json()
         assert (rerun["outcome"], rerun["tracking_logs"]) == ("complete", 1), rerun
+        landing = httpx.get(f"{console}/", follow_redirects=True)
+        assert landing.url.path == "/docs" and "msgcenter control instance" in landing.text
         page = httpx.get(f"{console}/catcher/")
         assert page.status_code == 200 and "Order 1003 confirmed" in page.text
         events = httpx.get(f"{base}/api/v1/events?status=sent", auth=DEMO).json()["items"]

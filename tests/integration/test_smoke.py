@@ -17,3 +17,9 @@ def test_push_and_read_back(exec_server):
     read = httpx.get(f"{exec_server.url}/api/v1/events/{event_id}", auth=("mc", "secret"))
     assert read.json()["ctx"] == {"a": 1}
     assert read.json()["status"] == "pending"
+
+
+def test_the_root_address_leads_to_the_api_documentation(exec_server):
+    answer = httpx.get(f"{exec_server.url}/", follow_redirects=True)
+    assert answer.status_code == 200 and answer.url.path == "/docs"
+    assert "msgcenter execution instance" in answer.text

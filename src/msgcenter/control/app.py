@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
@@ -68,6 +68,11 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
     app.include_router(design_router(database, authenticator, settings))
     app.include_router(instances_router(database, authenticator, settings, on_change=add_workflows))
     app.include_router(archive_router(database, authenticator, settings, runner))
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        # a person opening the instance's address lands on its API documentation
+        return RedirectResponse("/docs")
 
     @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

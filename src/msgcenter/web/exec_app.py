@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
@@ -109,6 +109,11 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
             ),
         )
     )
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        # a person opening the instance's address lands on its API documentation
+        return RedirectResponse("/docs")
 
     @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
