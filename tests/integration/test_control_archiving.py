@@ -485,11 +485,13 @@ def test_the_workflow_archives_each_instance_once_it_is_initialized(db, control_
     threaded, server = start_exec_server(db)
     with threaded, control_server(control_db) as control:
         register(control, "exec1", server.url, *ADMIN, paused=False)
-        wait_for(
-            lambda: archived_count(control_db) == 50, timeout=30, message="mcSynch_exec1 to archive"
+        # the run's pages commit first; its success is recorded when it ends
+        status = wait_for(
+            lambda: (found := archive_status(control, "exec1"))["last_success"] and found,
+            timeout=30,
+            message="mcSynch_exec1 to archive",
         )
-        status = archive_status(control, "exec1")
-        assert status["last_success"] is not None and status["archived_events"] == 50
+        assert status["archived_events"] == archived_count(control_db) == 50
         workflows = {w.name for w in control_db_workflows(control_db)}
         assert {"mcSynch_exec1", "archiveCleanup"} <= workflows
 
