@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import Connection
@@ -28,6 +28,7 @@ from msgcenter.archives import (
     Cursor,
     EventPage,
     QuarantinePage,
+    RowPage,
     TrackingPage,
     checked_event_page,
     checked_quarantine_page,
@@ -54,6 +55,8 @@ OVERLAP = timedelta(seconds=60)
 LEASE_TIMEOUTS = 3
 
 Outcome = Literal["complete", "failed", "already running"]
+#: a page of rows pulled since a watermark of their own (quarantine changes, tracking logs)
+P = TypeVar("P", bound=RowPage)
 
 
 @dataclass(slots=True)
@@ -292,25 +295,33 @@ async def _pull(
         fetching.cancel()
         with contextlib.suppress(BaseException):
             await fetching
-    after = _rewound(None if state.quarantine_at is None else (state.quarantine_at, 0))
+    run.quarantine += await _pull_rows(
+        state.quarantine_at,
+        source.quarantine,
+        lambda p: _import_quarantine(db, instance, p, lease),
+        size,
+    )
+    run.tracking_logs += await _pull_rows(
+        state.tracking_at, source.tracking, lambda p: _import_tracking(db, instance, p, lease), size
+    )
+
+
+async def _pull_rows(
+    mark: datetime | None,
+    fetch: Callable[[Cursor | None, int], Awaitable[P]],
+    store: Callable[[P], int],
+    size: int,
+) -> int:
+    """Pull pages of rows since ``mark`` (re-reading the overlap) until a short page, storing
+    each off the event loop; returns the sum of what ``store`` counted."""
+    after = _rewound(None if mark is None else (mark, 0))
+    counted = 0
     while True:
-        changes = await source.quarantine(after, size)
-        await asyncio.to_thread(_import_quarantine, db, instance, changes, lease)
-        run.quarantine += len(changes)
-        if len(changes) < size:
-            break
-        cursor = changes.cursor()
-        _check_progress(after, cursor)
-        after = cursor
-    after = _rewound(None if state.tracking_at is None else (state.tracking_at, 0))
-    while True:
-        opened_or_clicked = await source.tracking(after, size)
-        run.tracking_logs += await asyncio.to_thread(
-            _import_tracking, db, instance, opened_or_clicked, lease
-        )
-        if len(opened_or_clicked) < size:
-            break
-        cursor = opened_or_clicked.cursor()
+        page = await fetch(after, size)
+        counted += await asyncio.to_thread(store, page)
+        if len(page) < size:
+            return counted
+        cursor = page.cursor()
         _check_progress(after, cursor)
         after = cursor
 
@@ -372,11 +383,12 @@ def _import_events(
 
 def _import_quarantine(
     db: Database, instance: ExecInstance, page: QuarantinePage, lease: timedelta
-) -> None:
+) -> int:
     assert instance.instance_id is not None
     now = datetime.now(UTC)
     with db.write() as conn:
         archive_store.import_quarantine(conn, instance.id, instance.instance_id, page, now + lease)
+    return len(page)
 
 
 def _import_tracking(

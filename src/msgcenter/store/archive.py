@@ -58,6 +58,7 @@ from msgcenter.archives import (
     Cursor,
     EventPage,
     QuarantinePage,
+    RowPage,
     TrackingPage,
     transpose,
 )
@@ -447,14 +448,7 @@ def import_quarantine(
         [(instance_id, *values) for values in newest.values()],
         ["instance_id", "address", "channel"],
     )
-    cursor = page.cursor()
-    if cursor is not None:
-        _advance_quarantine_mark(conn, exec_instance_id, cursor[0])
-    conn.execute(
-        update(archive_state)
-        .where(archive_state.c.exec_instance_id == exec_instance_id)
-        .values(lease_until=lease_until)
-    )
+    _advance_mark(conn, exec_instance_id, archive_state.c.quarantine_at, page, lease_until)
 
 
 def import_tracking(
@@ -482,16 +476,7 @@ def import_tracking(
                 for values in zip(*(rows[f.name] for f in TRACKING_FIELDS), strict=True)
             ],
         )
-    cursor = page.cursor()
-    mark = archive_state.c
-    condition = mark.exec_instance_id == exec_instance_id
-    conn.execute(update(archive_state).where(condition).values(lease_until=lease_until))
-    if cursor is not None:
-        conn.execute(
-            update(archive_state)
-            .where(condition, or_(mark.tracking_at.is_(None), mark.tracking_at < cursor[0]))
-            .values(tracking_at=cursor[0])
-        )
+    _advance_mark(conn, exec_instance_id, archive_state.c.tracking_at, page, lease_until)
     return new
 
 
@@ -566,16 +551,24 @@ def _advance_watermark(conn: Connection, exec_instance_id: int, cursor: Cursor) 
     )
 
 
-def _advance_quarantine_mark(conn: Connection, exec_instance_id: int, at: datetime) -> None:
-    mark = archive_state.c
-    conn.execute(
-        update(archive_state)
-        .where(
-            mark.exec_instance_id == exec_instance_id,
-            or_(mark.quarantine_at.is_(None), mark.quarantine_at < at),
+def _advance_mark(
+    conn: Connection,
+    exec_instance_id: int,
+    mark: Column[Any],
+    page: RowPage,
+    lease_until: datetime,
+) -> None:
+    """Renew the run's lease and move ``mark`` (a watermark column of ``archive_state``) forward
+    to the page's cursor, never back (an overlapping run may be ahead)."""
+    held = archive_state.c.exec_instance_id == exec_instance_id
+    conn.execute(update(archive_state).where(held).values(lease_until=lease_until))
+    cursor = page.cursor()
+    if cursor is not None:
+        conn.execute(
+            update(archive_state)
+            .where(held, or_(mark.is_(None), mark < cursor[0]))
+            .values({mark.name: cursor[0]})
         )
-        .values(quarantine_at=at)
-    )
 
 
 def _upsert(
