@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -114,3 +114,19 @@ class Publication:
     published_at: datetime
     content: PublishedContent
     active: bool = True
+
+    @classmethod
+    def draft(cls, spec: PublicationSpec) -> Publication:
+        """The real-time flavour ``spec`` becomes, before it is stored: what is compiled to check
+        a publication and rendered for a preview."""
+        return cls(
+            0,
+            spec.template,
+            spec.event_type,
+            spec.channel,
+            spec.folder,
+            Queue.RT,
+            spec.version,
+            spec.published_at or datetime.now(UTC),
+            spec.content,
+        )

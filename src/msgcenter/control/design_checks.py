@@ -33,7 +33,6 @@ from msgcenter.publications import PublishedContent
 from msgcenter.render import (
     CompiledContent,
     Ctx,
-    MessageContent,
     RenderProblem,
     TemplateSyntaxProblem,
     compile_content,
@@ -41,6 +40,7 @@ from msgcenter.render import (
     load_ctx,
 )
 from msgcenter.render.ctx import MAX_DEPTH
+from msgcenter.sending.dispatcher import message_parts
 from msgcenter.store.processing import EVENT_FIELDS
 
 #: the event field that holds a seed's address, per channel
@@ -63,18 +63,6 @@ class MalformedCtxError(InvalidInputError):
         super().__init__(message, detail=detail)
         self.line = line
         self.column = column
-
-
-def message_parts(content: PublishedContent) -> MessageContent:
-    """The renderable parts of a template's content."""
-    return MessageContent(
-        subject=content.subject,
-        html=content.html,
-        text=content.text,
-        sms=content.sms,
-        push_title=content.push_title,
-        push_body=content.push_body,
-    )
 
 
 def seed_event(

@@ -18,7 +18,6 @@ from msgcenter.control.design_checks import (
     check_content,
     check_seed_address,
     check_seed_ctx,
-    message_parts,
     seed_event,
 )
 from msgcenter.control.design_objects import (
@@ -35,6 +34,7 @@ from msgcenter.errors import ConflictError
 from msgcenter.events.model import Channel
 from msgcenter.publications import PublishedContent
 from msgcenter.render import TemplateSyntaxProblem, compile_content, load_ctx
+from msgcenter.sending.dispatcher import message_parts
 from msgcenter.store import control_design as store
 from msgcenter.store.database import Database
 

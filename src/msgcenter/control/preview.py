@@ -10,12 +10,10 @@ execution instance, step for step, so the preview is what will be sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from msgcenter.control.design_checks import seed_event
 from msgcenter.control.design_objects import Seed, SeedIn
 from msgcenter.control.design_service import checked_seed
-from msgcenter.events.model import Queue
 from msgcenter.publications import Publication, PublicationSpec
 from msgcenter.render import Ctx, RenderedMessage, load_ctx
 from msgcenter.sending.dispatcher import compile_publication
@@ -49,19 +47,10 @@ def render_preview(
         else:
             chosen = checked_seed(found, seed, max_ctx_bytes=max_ctx_bytes)
         spec = store.frozen_spec(conn, template_name, found.published_version + 1)
-    draft = Publication(
-        0,
-        spec.template,
-        spec.event_type,
-        spec.channel,
-        spec.folder,
-        Queue.RT,
-        spec.version,
-        datetime.now(UTC),
-        spec.content,
-    )
     ctx = load_ctx(chosen.ctx, chosen.ctx_format)
     event = seed_event(
         spec.event_type, spec.channel, spec.folder, chosen.address, chosen.external_id
     )
-    return Preview(spec, chosen, ctx, compile_publication(draft).render(event, ctx))
+    return Preview(
+        spec, chosen, ctx, compile_publication(Publication.draft(spec)).render(event, ctx)
+    )

@@ -19,8 +19,7 @@ import structlog
 from msgcenter.control.accounts import open_client
 from msgcenter.control.exec_client import ExecClient, ExecInstanceError
 from msgcenter.errors import MsgcenterError
-from msgcenter.events.model import Queue
-from msgcenter.publications import Publication, PublicationSpec
+from msgcenter.publications import Publication
 from msgcenter.sending.dispatcher import compile_publication
 from msgcenter.settings import Settings
 from msgcenter.store import control_design
@@ -74,7 +73,7 @@ class Publisher:
             spec = control_design.frozen_spec(conn, template, current.published_version + 1)
         spec = spec.model_copy(update={"published_at": spec.published_at or now})
         # Exactly what each execution instance compiles when it receives the version.
-        compile_publication(_draft(spec))
+        compile_publication(Publication.draft(spec))
         with self._db.write() as conn:
             publication_store.record_publish(conn, current, spec, operator, now)
         log.info(
@@ -184,17 +183,3 @@ async def _push(client: ExecClient, push: PendingPush) -> int | None:
         return None
     await client.publish(push.spec.model_copy(update={"folder": folder}))
     return push.spec.version
-
-
-def _draft(spec: PublicationSpec) -> Publication:
-    return Publication(
-        0,
-        spec.template,
-        spec.event_type,
-        spec.channel,
-        spec.folder,
-        Queue.RT,
-        spec.version,
-        spec.published_at or datetime.now(UTC),
-        spec.content,
-    )

@@ -20,7 +20,7 @@ import structlog
 from msgcenter.deliveries import DeliveryStatus, FailureType
 from msgcenter.events.model import Channel, Queue
 from msgcenter.monitoring import metrics
-from msgcenter.publications import Publication
+from msgcenter.publications import Publication, PublishedContent
 from msgcenter.render import (
     CompiledContent,
     MessageContent,
@@ -64,10 +64,9 @@ class ContentCache:
         return publication, compile_publication(publication)
 
 
-def compile_publication(publication: Publication) -> CompiledContent:
-    """Compile a publication's message parts with its frozen blocks."""
-    content = publication.content
-    parts = MessageContent(
+def message_parts(content: PublishedContent) -> MessageContent:
+    """The renderable parts of a template's content."""
+    return MessageContent(
         subject=content.subject,
         html=content.html,
         text=content.text,
@@ -75,7 +74,11 @@ def compile_publication(publication: Publication) -> CompiledContent:
         push_title=content.push_title,
         push_body=content.push_body,
     )
-    return compile_content(parts, content.blocks)
+
+
+def compile_publication(publication: Publication) -> CompiledContent:
+    """Compile a publication's message parts with its frozen blocks."""
+    return compile_content(message_parts(publication.content), publication.content.blocks)
 
 
 class Dispatcher:

@@ -19,7 +19,6 @@ from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.operators import Operator, Right
 from msgcenter.errors import NotFoundError, PermissionDeniedError
-from msgcenter.events.model import Queue
 from msgcenter.publications import Publication, PublicationSpec, PublishedContent
 from msgcenter.sending.dispatcher import compile_publication
 from msgcenter.store import instance_info
@@ -91,18 +90,9 @@ def publish(db: Database, spec: PublicationSpec, operator: Operator) -> list[Pub
             )
         spec = spec.model_copy(update={"folder": operator.folder})
     now = datetime.now(UTC)
-    draft = Publication(
-        0,
-        spec.template,
-        spec.event_type,
-        spec.channel,
-        spec.folder,
-        Queue.RT,
-        spec.version,
-        spec.published_at or now,
-        spec.content,
-    )
-    compile_publication(draft)  # raises TemplateSyntaxProblem with the part and line
+    compile_publication(
+        Publication.draft(spec)
+    )  # raises TemplateSyntaxProblem with the part and line
     with db.write() as conn:
         return publication_store.put(conn, spec, now)
 
