@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
@@ -29,6 +29,7 @@ from msgcenter.settings import Settings, load_settings
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
 from msgcenter.web import problems
+from msgcenter.web.landing import add_landing_routes
 from msgcenter.workflows.runner import WorkflowRunner
 
 
@@ -69,14 +70,7 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
     app.include_router(instances_router(database, authenticator, settings, on_change=add_workflows))
     app.include_router(archive_router(database, authenticator, settings, runner))
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> Response:
-        # a person opening the instance's address lands on its API documentation
-        return RedirectResponse("/docs")
-
-    @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    add_landing_routes(app)
 
     @app.get("/readyz", tags=["monitoring"], summary="Ready to serve: database reachable")
     async def readyz() -> Response:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
@@ -31,6 +31,7 @@ from msgcenter.tracking import LinkSigner
 from msgcenter.web import problems
 from msgcenter.web.admin import admin_router
 from msgcenter.web.archive_export import archive_export_router
+from msgcenter.web.landing import add_landing_routes
 from msgcenter.web.tracking import tracking_router
 from msgcenter.workflows.runner import unready_workflows
 from msgcenter.workflows.wakeup import Wakeup
@@ -110,14 +111,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         )
     )
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> Response:
-        # a person opening the instance's address lands on its API documentation
-        return RedirectResponse("/docs")
-
-    @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    add_landing_routes(app)
 
     @app.get(
         "/readyz",
