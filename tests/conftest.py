@@ -213,3 +213,23 @@ def smtp_server():  # type: ignore[no-untyped-def]
     server = SmtpServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_databases():  # type: ignore[no-untyped-def]
+    """Extra PostgreSQL databases for tests running several instances, reused over the session."""
+    from tests.archiving import PgDatabases
+
+    databases = PgDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def control_db(db: Database, tmp_path, request: pytest.FixtureRequest) -> Iterator[Database]:  # type: ignore[no-untyped-def]
+    """A control instance's database, on the store of ``db`` (the execution instance's)."""
+    from tests.archiving import pooled_database
+
+    pg = request.getfixturevalue("pg_databases") if db.dialect == "postgresql" else None
+    with pooled_database(db, "control", tmp_path, pg) as database:
+        yield database

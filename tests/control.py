@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -225,3 +228,20 @@ def _serving(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def control_cli(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ``msgcenter control`` command against the control database."""
+    return subprocess.run(
+        [sys.executable, "-m", "msgcenter", "control", *args, "--db", database_url],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={
+            **os.environ,
+            "COLUMNS": "250",
+            "MSGCENTER_LOGGING__LEVEL": "warning",
+            "MSGCENTER_CONTROL__CREDENTIALS_KEY": KEY,
+        },
+        timeout=60,
+    )

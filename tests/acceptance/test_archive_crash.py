@@ -24,7 +24,7 @@ from msgcenter.store.tables import (
     delivery_log,
     event,
 )
-from tests.archiving import PgDatabases, archived_count, fill_final_events, pooled_database
+from tests.archiving import archived_count, fill_final_events
 from tests.conftest import add_operator, start_exec_server, wait_for
 from tests.control import KEY
 
@@ -32,20 +32,6 @@ pytestmark = pytest.mark.slow
 
 EVENTS = 6_000
 ADMIN = ("mc", "secret")
-
-
-@pytest.fixture(scope="session")
-def pg_databases() -> Iterator[PgDatabases]:
-    databases = PgDatabases()
-    yield databases
-    databases.drop_all()
-
-
-@pytest.fixture
-def control_db(db: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
-    pg = request.getfixturevalue("pg_databases") if db.dialect == "postgresql" else None
-    with pooled_database(db, "control", tmp_path, pg) as database:
-        yield database
 
 
 def msgcenter_cli(*args: str, env: dict[str, str]) -> str:

@@ -8,13 +8,8 @@ through its API. Archives run through ``POST /api/v1/archives/{name}/run``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,7 +38,6 @@ from msgcenter.store.tables import (
     tracking_log,
 )
 from tests.archiving import (
-    PgDatabases,
     archive_status,
     archived_count,
     fill_final_events,
@@ -53,7 +47,7 @@ from tests.archiving import (
     run_archive,
 )
 from tests.conftest import ThreadedServer, add_operator, start_exec_server, wait_for
-from tests.control import CONTROL_ADMIN, KEY, control_server, control_settings
+from tests.control import CONTROL_ADMIN, control_cli, control_server, control_settings
 from tests.processing import (
     ADMIN,
     all_final,
@@ -65,21 +59,6 @@ from tests.processing import (
 from tests.tracking import local, tracked_publication, tracked_urls, tracking_server
 
 UNKNOWN_USER = "550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown"
-
-
-@pytest.fixture(scope="session")
-def pg_databases() -> Iterator[PgDatabases]:
-    databases = PgDatabases()
-    yield databases
-    databases.drop_all()
-
-
-@pytest.fixture
-def control_db(db: Database, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Database]:
-    """The control instance's database, on the store of ``db`` (the execution instance's)."""
-    pg = request.getfixturevalue("pg_databases") if db.dialect == "postgresql" else None
-    with pooled_database(db, "control", tmp_path, pg) as database:
-        yield database
 
 
 def order(email: str, **fields: Any) -> dict[str, Any]:
@@ -546,21 +525,9 @@ def test_an_instance_registered_by_the_cli_is_archived_by_the_running_control_in
     )
     add_operator(db, *ADMIN)
     threaded, server = start_exec_server(db)
-    env = {
-        **os.environ,
-        "MSGCENTER_LOGGING__LEVEL": "warning",
-        "MSGCENTER_CONTROL__CREDENTIALS_KEY": KEY,
-    }
 
     def cli(*args: str) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "msgcenter", "control", *args, "--db", control_db.url],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=60,
-        )
+        done = control_cli(control_db.url, tmp_path, *args)
         assert done.returncode == 0, done.stdout + done.stderr
 
     with threaded, control_server(control_db, archive_interval_seconds=3_600):

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -32,6 +28,7 @@ from tests.control import (
     KEY,
     another_database,
     call,
+    control_cli,
     control_server,
     exec_server,
     garbage_server,
@@ -369,29 +366,12 @@ def exec_identity(url: str) -> dict:
     return answer.json()
 
 
-def cli(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real ``msgcenter control`` command against the control database."""
-    return subprocess.run(
-        [sys.executable, "-m", "msgcenter", "control", *args, "--db", database_url],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={
-            **os.environ,
-            "COLUMNS": "250",
-            "MSGCENTER_LOGGING__LEVEL": "warning",
-            "MSGCENTER_CONTROL__CREDENTIALS_KEY": KEY,
-        },
-        timeout=60,
-    )
-
-
 def test_cli_registers_lists_tests_and_initializes(db, tmp_path):
     with another_database(db, tmp_path, "exec1") as exec_db:
         add_operator(exec_db, EXEC_LOGIN, EXEC_PASSWORD, "mc_admin")
         threaded, execution = exec_server(exec_db)
         with threaded:
-            bad = cli(
+            bad = control_cli(
                 db.url,
                 tmp_path,
                 "instance",
@@ -409,7 +389,7 @@ def test_cli_registers_lists_tests_and_initializes(db, tmp_path):
                 and "invalid url" in bad.stderr
                 and "Traceback" not in bad.stderr
             )
-            added = cli(
+            added = control_cli(
                 db.url,
                 tmp_path,
                 "instance",
@@ -423,7 +403,7 @@ def test_cli_registers_lists_tests_and_initializes(db, tmp_path):
                 EXEC_PASSWORD,
             )
             assert added.returncode == 0, added.stderr
-            wrong = cli(
+            wrong = control_cli(
                 db.url,
                 tmp_path,
                 "instance",
@@ -437,20 +417,20 @@ def test_cli_registers_lists_tests_and_initializes(db, tmp_path):
                 "nope",
             )
             assert wrong.returncode == 0, wrong.stderr
-            tested = cli(db.url, tmp_path, "instance", "test", "exec1")
+            tested = control_cli(db.url, tmp_path, "instance", "test", "exec1")
             assert tested.returncode == 0 and "holds mc_admin" in tested.stdout, (
                 tested.stdout + tested.stderr
             )
-            failed = cli(db.url, tmp_path, "instance", "test", "wrong")
+            failed = control_cli(db.url, tmp_path, "instance", "test", "wrong")
             assert (
                 failed.returncode == 1
                 and "wrong login or password for operator 'mc'" in failed.stdout
             )
-            initialized = cli(db.url, tmp_path, "instance", "init", "exec1")
+            initialized = control_cli(db.url, tmp_path, "instance", "init", "exec1")
             assert initialized.returncode == 0, initialized.stderr
             assigned = exec_identity(execution.url)["instance_id"]
             assert f"has instance id {assigned}" in initialized.stdout
-            listed = cli(db.url, tmp_path, "instance", "list")
+            listed = control_cli(db.url, tmp_path, "instance", "list")
     assert listed.returncode == 0, listed.stderr
     lines = {line.split()[1]: line for line in listed.stdout.splitlines() if line.startswith("│")}
     assert assigned in lines["exec1"] and "yes" in lines["exec1"]

@@ -8,11 +8,6 @@ loopback, on SQLite and on PostgreSQL; the executions send through a real SMTP s
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 from sqlalchemy import select
 
@@ -23,9 +18,9 @@ from tests.conftest import add_operator, wait_for
 from tests.control import (
     EXEC_LOGIN,
     EXEC_PASSWORD,
-    KEY,
     another_database,
     call,
+    control_cli,
     control_server,
     exec_server,
     garbage_server,
@@ -309,23 +304,6 @@ def test_instances_answering_garbage_or_nothing_stay_pending_with_the_reason(db,
     )
 
 
-def cli(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real ``msgcenter control`` command against the control database."""
-    return subprocess.run(
-        [sys.executable, "-m", "msgcenter", "control", *args, "--db", database_url],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={
-            **os.environ,
-            "COLUMNS": "250",
-            "MSGCENTER_LOGGING__LEVEL": "warning",
-            "MSGCENTER_CONTROL__CREDENTIALS_KEY": KEY,
-        },
-        timeout=60,
-    )
-
-
 def test_cli_publishes_shows_the_state_and_unpublishes(db, tmp_path):
     order_template(db)
     with another_database(db, tmp_path, "exec1") as db1:
@@ -334,14 +312,14 @@ def test_cli_publishes_shows_the_state_and_unpublishes(db, tmp_path):
         with threaded:
             with control_server(db) as control:
                 register(control, "exec1", exec1.url)
-            published = cli(db.url, tmp_path, "publish", "order_mail")
+            published = control_cli(db.url, tmp_path, "publish", "order_mail")
             assert published.returncode == 0, published.stderr
             assert {p["version"] for p in active_publications(exec1.url)} == {1}
-            unpublished = cli(db.url, tmp_path, "unpublish", "order_mail")
+            unpublished = control_cli(db.url, tmp_path, "unpublish", "order_mail")
             assert unpublished.returncode == 0, unpublished.stderr
             assert active_publications(exec1.url) == []
-            shown = cli(db.url, tmp_path, "publication", "order_mail")
-            missing = cli(db.url, tmp_path, "publish", "no_such")
+            shown = control_cli(db.url, tmp_path, "publication", "order_mail")
+            missing = control_cli(db.url, tmp_path, "publish", "no_such")
     assert "template order_mail: version 1" in published.stdout and "published" in published.stdout
     assert "template order_mail: unpublished" in shown.stdout
     log_lines = [line for line in shown.stdout.splitlines() if "cli:" in line]
