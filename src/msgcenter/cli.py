@@ -176,19 +176,42 @@ def exec_serve(
     workers: Annotated[int | None, typer.Option(help="web worker processes")] = None,  # noqa: UP007
 ) -> None:
     """Run the execution instance's web API (SOAP, REST, health, metrics)."""
+    _serve("msgcenter.web.exec_app:app_from_environment", config, db, host, port, workers)
+
+
+@control_app.command("serve")
+def control_serve(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+) -> None:
+    """Run the control instance (design API, publication, archiving workflows)."""
+    _serve("msgcenter.control.app:app_from_environment", config, db, host, port, 1)
+
+
+def _serve(
+    factory: str,
+    config: Path | None,
+    db: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+) -> None:
+    """Run the app ``factory`` builds under uvicorn; its processes read the settings from the
+    environment, so the options go there first."""
     import uvicorn
 
     if db:
         os.environ["MSGCENTER_DATABASE_URL"] = db
     if config:
         os.environ["MSGCENTER_CONFIG"] = str(config)
-    settings = cli_settings(None, None)
-    server = settings.server
+    server = cli_settings(None, None).server
     worker_count = workers or server.workers
     if worker_count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="msgcenter-metrics-")
     uvicorn.run(
-        "msgcenter.web.exec_app:app_from_environment",
+        factory,
         factory=True,
         host=host or server.host,
         port=port or server.port,
@@ -200,34 +223,6 @@ def exec_serve(
         timeout_graceful_shutdown=10,
         # a loaded machine can take more than uvicorn's default 5 s to start a worker
         timeout_worker_healthcheck=30,
-    )
-
-
-@control_app.command("serve")
-def control_serve(
-    config: ConfigOption = None,
-    db: DbOption = None,
-    host: Annotated[str | None, typer.Option(help="listen address")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port")] = None,
-) -> None:
-    """Run the control instance (design API, publication, archiving workflows)."""
-    import uvicorn
-
-    if db:
-        os.environ["MSGCENTER_DATABASE_URL"] = db
-    if config:
-        os.environ["MSGCENTER_CONFIG"] = str(config)
-    settings = cli_settings(None, None)
-    uvicorn.run(
-        "msgcenter.control.app:app_from_environment",
-        factory=True,
-        host=host or settings.server.host,
-        port=port or settings.server.port,
-        access_log=False,
-        proxy_headers=bool(settings.server.forwarded_allow_ips),
-        forwarded_allow_ips=",".join(settings.server.forwarded_allow_ips) or None,
-        log_config=None,
-        timeout_graceful_shutdown=10,
     )
 
 
