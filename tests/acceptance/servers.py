@@ -15,9 +15,19 @@ from tests.conftest import free_port
 
 
 class ServerProcess:
-    """``msgcenter exec serve`` in a child process on a free loopback port."""
+    """``msgcenter exec serve`` (or ``control serve`` with ``role``) in a child process on a free
+    loopback port; ``env`` adds variables to the inherited ones."""
 
-    def __init__(self, database_url: str, log_path: Path, *extra_args: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *extra_args: str,
+        role: str = "exec",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.role = role
+        self.env = env or {}
         self.database_url = database_url
         self.log_path = log_path
         self.extra_args = extra_args
@@ -27,14 +37,14 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start the server and wait until /healthz answers."""
-        env = {**os.environ, "MSGCENTER_LOGGING__FORMAT": "json"}
+        env = {**os.environ, "MSGCENTER_LOGGING__FORMAT": "json", **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "msgcenter",
-                    "exec",
+                    self.role,
                     "serve",
                     "--db",
                     self.database_url,
