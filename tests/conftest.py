@@ -23,7 +23,7 @@ import sqlalchemy
 import uvicorn
 from argon2 import PasswordHasher
 
-from msgcenter.auth.operators import Operator, parse_networks, parse_rights
+from msgcenter.operators import Operator, parse_networks, parse_rights
 from msgcenter.settings import Settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database

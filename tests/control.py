@@ -24,7 +24,7 @@ import trustme
 from cryptography.fernet import Fernet
 
 from msgcenter.control.app import create_control_app
-from msgcenter.control.design_objects import TemplateContent
+from msgcenter.designs import TemplateContent
 from msgcenter.errors import ConflictError
 from msgcenter.events.model import Channel
 from msgcenter.settings import Settings

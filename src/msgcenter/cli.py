@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from msgcenter.auth.operators import Operator, Right, parse_login, parse_networks, parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.errors import MsgcenterError
 from msgcenter.logs import configure as configure_logging
+from msgcenter.operators import Operator, Right, parse_login, parse_networks, parse_rights
 from msgcenter.settings import Settings, load_settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database

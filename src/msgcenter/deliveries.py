@@ -1,10 +1,14 @@
-"""Delivery logs: the statuses of one message, and how they map onto event statuses (SPEC §3.3, §3.7)."""
+"""Delivery logs: the statuses of one message, how they map onto event statuses, the messages a
+sender claims and the outcomes it records (SPEC §3.3, §3.7)."""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from msgcenter.events.model import EventStatus
+from msgcenter.events.model import Channel, EventStatus, Queue
 
 
 class DeliveryStatus(enum.IntEnum):
@@ -52,3 +56,50 @@ class FailureType(enum.StrEnum):
     ATTACHMENT = "attachment"  # an attachment could not be fetched
     NO_CHANNEL = "no_channel"  # this instance has no connector for the channel
     EXPIRED = "expired"  # the validity period ended before a successful attempt
+
+
+@dataclass(slots=True)
+class ClaimedMessage:
+    """One message a sender must attempt now: its delivery log, its event, its publication."""
+
+    delivery_log_id: int
+    publication_id: int
+    queue: Queue
+    channel: Channel
+    address: str
+    attempts: int
+    valid_until: datetime
+    #: the fields a template sees as ``event`` (:data:`~msgcenter.events.model.TEMPLATE_EVENT_FIELDS`)
+    event: dict[str, Any]
+    ctx: str
+    ctx_format: str
+
+
+@dataclass(slots=True)
+class Claim:
+    """What one claim of pending events produced."""
+
+    messages: list[ClaimedMessage] = field(default_factory=list)
+    not_routed: int = 0
+    ignored: int = 0
+
+    @property
+    def events(self) -> int:
+        """How many events the claim took, whatever became of them."""
+        return len(self.messages) + self.not_routed + self.ignored
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one attempt, to be recorded on its delivery log (and event, when final)."""
+
+    delivery_log_id: int
+    event_id: int
+    status: DeliveryStatus
+    failure_type: FailureType | None = None
+    reason: str | None = None
+    #: next attempt (status pending)
+    due: datetime | None = None
+    message_id: str | None = None
+    #: (address, channel) to quarantine
+    quarantine: tuple[str, Channel] | None = None

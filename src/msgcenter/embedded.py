@@ -28,11 +28,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from rich.console import Console
 
-from msgcenter.auth.operators import parse_rights
 from msgcenter.auth.passwords import hash_password
 from msgcenter.catcher import SmtpCatcher, catcher_router
 from msgcenter.control.app import create_control_app
 from msgcenter.errors import ConfigurationError, ConflictError
+from msgcenter.operators import parse_rights
 from msgcenter.settings import Settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database

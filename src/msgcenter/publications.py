@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from msgcenter.errors import InvalidInputError
 from msgcenter.events.model import Channel, Queue
 from msgcenter.events.validation import TYPE_NAME
+from msgcenter.render import CompiledContent, MessageContent, compile_content
 
 TEMPLATE_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
 
@@ -130,3 +131,21 @@ class Publication:
             spec.published_at or datetime.now(UTC),
             spec.content,
         )
+
+
+def message_parts(content: PublishedContent) -> MessageContent:
+    """The renderable parts of a template's content."""
+    return MessageContent(
+        subject=content.subject,
+        html=content.html,
+        text=content.text,
+        sms=content.sms,
+        push_title=content.push_title,
+        push_body=content.push_body,
+    )
+
+
+def compile_publication(publication: Publication) -> CompiledContent:
+    """Compile a publication's message parts with its frozen blocks (raises
+    :class:`~msgcenter.render.TemplateSyntaxProblem` with the part and line)."""
+    return compile_content(message_parts(publication.content), publication.content.blocks)

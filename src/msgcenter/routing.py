@@ -1,13 +1,20 @@
-"""Routing: an event goes to the newest active publication of its type, channel, queue and folder (SPEC §3.5)."""
+"""Routing: an event goes to the newest active publication of its type, channel, queue and folder
+(SPEC §3.5), and what becomes of the events of one claim is decided here, before the store
+records it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from msgcenter.events.model import Channel, Queue
+from msgcenter.events.model import Channel, EventStatus, Queue
 from msgcenter.publications import Publication
 
 RouteKey = tuple[str, int, str, str | None]
+#: why a routed event's message is not attempted
+QUARANTINED = "the address is in quarantine"
 
 
 class RoutingTable:
@@ -37,3 +44,84 @@ class RoutingTable:
 
     def __len__(self) -> int:
         return len(self._routes)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """An event routed to a publication: one message to ``address``; ``held`` when the address
+    is in quarantine (the message is then ignored without an attempt)."""
+
+    event: Mapping[str, Any]
+    publication: Publication
+    address: str
+    held: bool = False
+
+    @property
+    def reason(self) -> str:
+        """The timeline step of the routing."""
+        return f"routed to {self.publication.template} v{self.publication.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unrouted:
+    """An event that ends at once: no publication serves it, or it has no address for its channel."""
+
+    event_id: int
+    status: EventStatus
+    reason: str
+
+
+@dataclass(slots=True)
+class Routing:
+    """What becomes of the events of one claim."""
+
+    routed: list[Routed] = field(default_factory=list)
+    unrouted: list[Unrouted] = field(default_factory=list)
+
+    def addresses(self) -> list[tuple[str, Channel]]:
+        """The (address, channel) pairs to look up in the quarantine."""
+        return [(r.address, r.publication.channel) for r in self.routed]
+
+    def holding(self, quarantined: set[tuple[str, int]]) -> Routing:
+        """The same routing with the messages to quarantined addresses held."""
+        routed = [
+            replace(r, held=(r.address.lower(), int(r.publication.channel)) in quarantined)
+            for r in self.routed
+        ]
+        return Routing(routed, self.unrouted)
+
+
+def route_events(events: Iterable[Mapping[str, Any]], queue: Queue, table: RoutingTable) -> Routing:
+    """Route claimed ``events`` of ``queue``: each to its publication and address, or ended with
+    ``not_taken_into_account`` (no publication) or ``ignored`` (no address for the channel)."""
+    routing = Routing()
+    for event in events:
+        channel = Channel(event["wished_channel"])
+        publication = table.route(event["type"], channel, queue, event["folder"])
+        if publication is None:
+            reason = f"no published template for type '{event['type']}', channel {channel.label}"
+            if event["folder"]:
+                reason += f", folder '{event['folder']}'"
+            routing.unrouted.append(
+                Unrouted(event["id"], EventStatus.NOT_TAKEN_INTO_ACCOUNT, reason)
+            )
+            continue
+        address = address_for(event, channel)
+        if not address:
+            routing.unrouted.append(
+                Unrouted(
+                    event["id"], EventStatus.IGNORED, f"no address for the {channel.label} channel"
+                )
+            )
+            continue
+        routing.routed.append(Routed(event, publication, address))
+    return routing
+
+
+def address_for(event: Mapping[str, Any], channel: Channel) -> str | None:
+    """The event's address on ``channel``: email, phone number or device token."""
+    if channel is Channel.EMAIL:
+        return event["email"]
+    if channel is Channel.SMS:
+        return event["mobile_phone"]
+    return event["registration_token"]

@@ -29,7 +29,7 @@ from argon2 import PasswordHasher
 from lxml import etree
 from sqlalchemy import func, select, update
 
-from msgcenter.auth.operators import Operator, parse_networks, parse_rights
+from msgcenter.operators import Operator, parse_networks, parse_rights
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import upgrade

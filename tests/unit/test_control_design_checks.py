@@ -13,18 +13,17 @@ from msgcenter.control.design_checks import (
     check_seed_ctx,
     seed_event,
 )
-from msgcenter.control.design_objects import TemplateContent, TemplateIn, parse_channel
+from msgcenter.designs import TemplateContent, TemplateIn, parse_channel
 from msgcenter.errors import InvalidInputError, PayloadTooLargeError
-from msgcenter.events.model import Channel
+from msgcenter.events.model import TEMPLATE_EVENT_FIELDS, Channel
 from msgcenter.publications import PublishedContent
 from msgcenter.render import TemplateSyntaxProblem, load_ctx
-from msgcenter.store.processing import EVENT_FIELDS
 
 EVENT = seed_event("order_confirmation", Channel.EMAIL, None, "ann@example.com")
 
 
 def test_a_seed_event_has_the_fields_an_execution_instance_passes():
-    assert set(EVENT) == set(EVENT_FIELDS)
+    assert set(EVENT) == set(TEMPLATE_EVENT_FIELDS)
     assert (EVENT["type"], EVENT["email"], EVENT["wished_channel"]) == (
         "order_confirmation",
         "ann@example.com",

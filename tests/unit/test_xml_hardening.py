@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from msgcenter.errors import HostileXmlError, InvalidInputError, MalformedXmlError
-from msgcenter.intake.xml import parse_document
+from msgcenter.events.xml import parse_document
 
 DEPTH = 16
 

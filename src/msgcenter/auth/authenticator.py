@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from msgcenter.auth.operators import Operator
 from msgcenter.auth.passwords import verify_password
 from msgcenter.auth.throttle import FailedLogonThrottle
 from msgcenter.auth.zones import Client, SecurityZones
 from msgcenter.errors import AuthenticationError, PermissionDeniedError
+from msgcenter.operators import Operator
 from msgcenter.settings import SecuritySettings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database

@@ -19,11 +19,11 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from sqlalchemy.engine import make_url
 
-from msgcenter.auth.operators import LOGIN, Right
 from msgcenter.control.credentials import CredentialCipher
-from msgcenter.control.design_objects import FOLDER
 from msgcenter.control.exec_client import ExecClient, ExecInstanceError, Failure, InstanceIdentity
+from msgcenter.designs import FOLDER
 from msgcenter.errors import ConflictError, InvalidInputError, MsgcenterError
+from msgcenter.operators import LOGIN, Right
 from msgcenter.settings import Settings
 from msgcenter.store import control_instances as instance_store
 from msgcenter.store import control_publications as publication_store

@@ -18,9 +18,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.auth.operators import Right
 from msgcenter.control.archiver import ArchiveRun, run_archive
 from msgcenter.errors import ConflictError, MsgcenterError, NotFoundError
+from msgcenter.operators import Right
 from msgcenter.settings import Settings
 from msgcenter.store import archive as archive_store
 from msgcenter.store import control_instances as instance_store

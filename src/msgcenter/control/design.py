@@ -20,9 +20,10 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.auth.operators import Operator, Right
 from msgcenter.control import design_service as service
-from msgcenter.control.design_objects import (
+from msgcenter.control.preview import render_preview
+from msgcenter.control.proofs import send_proof
+from msgcenter.designs import (
     BlockIn,
     BlockPatch,
     EventTypeIn,
@@ -36,9 +37,8 @@ from msgcenter.control.design_objects import (
     TemplateIn,
     TemplatePatch,
 )
-from msgcenter.control.preview import render_preview
-from msgcenter.control.proofs import send_proof
 from msgcenter.errors import InvalidInputError
+from msgcenter.operators import Operator, Right
 from msgcenter.render import RenderProblem
 from msgcenter.settings import Settings
 from msgcenter.store import control_design as store

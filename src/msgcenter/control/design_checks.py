@@ -26,10 +26,10 @@ from msgcenter.errors import (
     MsgcenterError,
     PayloadTooLargeError,
 )
-from msgcenter.events.model import Channel, CtxFormat, EmailFormat
+from msgcenter.events.model import TEMPLATE_EVENT_FIELDS, Channel, CtxFormat, EmailFormat
 from msgcenter.events.validation import json_type, validate_event
-from msgcenter.intake.xml import parse_document
-from msgcenter.publications import PublishedContent
+from msgcenter.events.xml import parse_document
+from msgcenter.publications import PublishedContent, message_parts
 from msgcenter.render import (
     CompiledContent,
     Ctx,
@@ -40,8 +40,6 @@ from msgcenter.render import (
     load_ctx,
 )
 from msgcenter.render.ctx import MAX_DEPTH
-from msgcenter.sending.dispatcher import message_parts
-from msgcenter.store.processing import EVENT_FIELDS
 
 #: the event field that holds a seed's address, per channel
 ADDRESS_FIELDS = {
@@ -73,7 +71,7 @@ def seed_event(
     external_id: str | None = None,
 ) -> dict[str, Any]:
     """The ``event`` a template sees for a seed: the fields an execution instance passes, seed values in."""
-    fields: dict[str, Any] = dict.fromkeys(EVENT_FIELDS)
+    fields: dict[str, Any] = dict.fromkeys(TEMPLATE_EVENT_FIELDS)
     fields.update(
         id=0,
         type=event_type,

@@ -27,7 +27,9 @@ from msgcenter.cli import (
     console,
 )
 from msgcenter.control import design_service as service
-from msgcenter.control.design_objects import (
+from msgcenter.control.preview import render_preview
+from msgcenter.control.proofs import send_proof
+from msgcenter.designs import (
     BlockIn,
     EventTypeIn,
     SeedIn,
@@ -35,8 +37,6 @@ from msgcenter.control.design_objects import (
     TemplateIn,
     TemplatePatch,
 )
-from msgcenter.control.preview import render_preview
-from msgcenter.control.proofs import send_proof
 from msgcenter.errors import InvalidInputError, NotFoundError
 from msgcenter.store import control_design as store
 

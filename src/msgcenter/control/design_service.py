@@ -20,7 +20,7 @@ from msgcenter.control.design_checks import (
     check_seed_ctx,
     seed_event,
 )
-from msgcenter.control.design_objects import (
+from msgcenter.designs import (
     Block,
     BlockIn,
     Seed,
@@ -32,9 +32,8 @@ from msgcenter.control.design_objects import (
 )
 from msgcenter.errors import ConflictError
 from msgcenter.events.model import Channel
-from msgcenter.publications import PublishedContent
+from msgcenter.publications import PublishedContent, message_parts
 from msgcenter.render import TemplateSyntaxProblem, compile_content, load_ctx
-from msgcenter.sending.dispatcher import message_parts
 from msgcenter.store import control_design as store
 from msgcenter.store.database import Database
 

@@ -17,10 +17,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.auth.operators import Operator, Right
 from msgcenter.control import accounts
 from msgcenter.control.accounts import AccountIn, AccountPatch
 from msgcenter.control.publishing import Publisher
+from msgcenter.operators import Operator, Right
 from msgcenter.settings import Settings
 from msgcenter.store.control_instances import ExecInstance
 from msgcenter.store.database import Database

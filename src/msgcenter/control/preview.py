@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from msgcenter.control.design_checks import seed_event
-from msgcenter.control.design_objects import Seed, SeedIn
 from msgcenter.control.design_service import checked_seed
-from msgcenter.publications import Publication, PublicationSpec
+from msgcenter.designs import Seed, SeedIn
+from msgcenter.publications import Publication, PublicationSpec, compile_publication
 from msgcenter.render import Ctx, RenderedMessage, load_ctx
-from msgcenter.sending.dispatcher import compile_publication
 from msgcenter.store import control_design as store
 from msgcenter.store.database import Database
 

@@ -22,8 +22,8 @@ from msgcenter.channels.email import (
     domain_of,
     fetch_attachment,
 )
-from msgcenter.control.design_objects import Proof
 from msgcenter.control.preview import Preview, render_preview
+from msgcenter.designs import Proof
 from msgcenter.errors import ConfigurationError, InvalidInputError
 from msgcenter.events.model import Channel, EmailFormat
 from msgcenter.publications import AttachmentSpec

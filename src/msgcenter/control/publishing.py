@@ -19,8 +19,7 @@ import structlog
 from msgcenter.control.accounts import open_client
 from msgcenter.control.exec_client import ExecClient, ExecInstanceError
 from msgcenter.errors import MsgcenterError
-from msgcenter.publications import Publication
-from msgcenter.sending.dispatcher import compile_publication
+from msgcenter.publications import Publication, compile_publication
 from msgcenter.settings import Settings
 from msgcenter.store import control_design
 from msgcenter.store import control_publications as publication_store

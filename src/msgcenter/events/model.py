@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -104,3 +105,105 @@ class NewEvent:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the caller's idempotency key (REST header, or SOAP correlationId when enabled)
     idempotency_key: str | None = None
+
+
+#: the event fields a template sees as ``event`` (besides ``ctx``)
+TEMPLATE_EVENT_FIELDS = (
+    "id",
+    "type",
+    "email",
+    "mobile_phone",
+    "registration_token",
+    "mobile_app_uuid",
+    "wished_channel",
+    "email_format",
+    "external_id",
+    "origin",
+    "language",
+    "country",
+    "correlation_id",
+    "scheduled",
+    "created",
+    "folder",
+)
+
+
+@dataclass(slots=True)
+class EnqueueRequest:
+    """The events of one intake call: all stored together or not at all."""
+
+    queue: Queue
+    events: Sequence[NewEvent]
+    operator_id: int | None = None
+    folder: str | None = None
+
+
+@dataclass(slots=True)
+class StatusChange:
+    """One step of an event's timeline."""
+
+    status: EventStatus
+    at: datetime
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """An event as stored, with its timeline when it was asked for."""
+
+    id: int
+    queue: Queue
+    type: str
+    status: EventStatus
+    email: str | None
+    mobile_phone: str | None
+    registration_token: str | None
+    mobile_app_uuid: str | None
+    wished_channel: int
+    email_format: int
+    external_id: str | None
+    origin: str | None
+    language: str | None
+    country: str | None
+    correlation_id: str | None
+    scheduled: datetime | None
+    ctx: str
+    ctx_format: str
+    extra: dict[str, Any]
+    folder: str | None
+    error_count: int
+    process_requested_on: datetime
+    created: datetime
+    last_modified: datetime
+    publication_id: int | None
+    delivery_id: int | None
+    delivery_log_id: int | None
+    history: list[StatusChange] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EventFilter:
+    """Criteria of an event search; None means "any"."""
+
+    queue: Queue | None = None
+    type: str | None = None
+    status: EventStatus | None = None
+    email: str | None = None
+    external_id: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    #: restricts the search to one folder (operators bound to a folder)
+    folder: str | None = None
+
+
+@dataclass(slots=True)
+class Enqueued:
+    """The ids of one request's events, and which of them this request stored (not replays)."""
+
+    ids: list[int]
+    fresh: list[bool]
+
+    @property
+    def replay(self) -> bool:
+        """Whether every event was already stored under its idempotency key."""
+        return not any(self.fresh)

@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 import structlog
 
 from msgcenter.errors import MsgcenterError, StoreUnavailableError
-from msgcenter.events.model import Queue
+from msgcenter.events.model import Enqueued, EnqueueRequest, Queue
 from msgcenter.store import events as event_store
 from msgcenter.store.database import Database
-from msgcenter.store.events import Enqueued, EnqueueRequest
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,6 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from msgcenter.auth.authenticator import Authenticator, identify
-from msgcenter.auth.operators import Operator
 from msgcenter.auth.zones import Client
 from msgcenter.errors import (
     AuthenticationError,
@@ -27,13 +26,13 @@ from msgcenter.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from msgcenter.events.model import CtxFormat, EventStatus, NewEvent, Queue
+from msgcenter.events.model import CtxFormat, EventFilter, EventStatus, NewEvent, Queue, StoredEvent
 from msgcenter.events.validation import json_type, validate_event
 from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
+from msgcenter.operators import Operator
 from msgcenter.store import events as event_store
 from msgcenter.store.database import Database
-from msgcenter.store.events import EventFilter, StoredEvent
 
 MAX_PAGE = 500
 

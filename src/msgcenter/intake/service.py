@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from msgcenter.auth.operators import Operator, Right
 from msgcenter.errors import PayloadTooLargeError
-from msgcenter.events.model import NewEvent, Queue
+from msgcenter.events.model import Enqueued, EnqueueRequest, NewEvent, Queue
 from msgcenter.intake.committer import GroupCommitter
 from msgcenter.monitoring import metrics
+from msgcenter.operators import Operator, Right
 from msgcenter.settings import IntakeSettings
-from msgcenter.store.events import Enqueued, EnqueueRequest
 
 
 class IntakeService:

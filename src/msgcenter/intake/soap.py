@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from msgcenter.auth.authenticator import Authenticator, identify
-from msgcenter.auth.operators import Operator
 from msgcenter.auth.zones import Client
 from msgcenter.errors import (
     AuthenticationError,
@@ -35,10 +34,11 @@ from msgcenter.errors import (
 )
 from msgcenter.events.model import CtxFormat, NewEvent, Queue
 from msgcenter.events.validation import validate_event
+from msgcenter.events.xml import parse_document
 from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
-from msgcenter.intake.xml import parse_document
 from msgcenter.monitoring import metrics
+from msgcenter.operators import Operator
 
 log = structlog.get_logger(__name__)
 

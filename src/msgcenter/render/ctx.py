@@ -35,7 +35,7 @@ from typing import Any, Literal
 from lxml import etree
 
 from msgcenter.errors import MsgcenterError
-from msgcenter.intake.xml import parse_document
+from msgcenter.events.xml import parse_document
 from msgcenter.render.errors import RenderProblem, TemplateFault
 
 #: deepest ctx accepted (elements or JSON objects and lists)

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from msgcenter.deliveries import DeliveryStatus, FailureType
+from msgcenter.deliveries import ClaimedMessage, DeliveryStatus, FailureType, Outcome
 from msgcenter.publications import Publication
 from msgcenter.render import Ctx, RenderedMessage
-from msgcenter.store.processing import ClaimedMessage, Outcome
 
 
 class AttemptKind(enum.Enum):

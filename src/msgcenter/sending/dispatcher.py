@@ -17,24 +17,16 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from msgcenter.deliveries import DeliveryStatus, FailureType
+from msgcenter.deliveries import ClaimedMessage, DeliveryStatus, FailureType, Outcome
 from msgcenter.events.model import Channel, Queue
 from msgcenter.monitoring import metrics
-from msgcenter.publications import Publication, PublishedContent
-from msgcenter.render import (
-    CompiledContent,
-    MessageContent,
-    RenderProblem,
-    TemplateSyntaxProblem,
-    compile_content,
-    load_ctx,
-)
+from msgcenter.publications import Publication, compile_publication
+from msgcenter.render import CompiledContent, RenderProblem, TemplateSyntaxProblem, load_ctx
 from msgcenter.sending.attempts import ChannelSender, failed, outcome_of
 from msgcenter.settings import ProcessingSettings
 from msgcenter.store import processing as processing_store
 from msgcenter.store import publications as publication_store
 from msgcenter.store.database import Database
-from msgcenter.store.processing import ClaimedMessage, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -62,23 +54,6 @@ class ContentCache:
         if publication is None:
             raise LookupError(f"publication {publication_id} vanished")
         return publication, compile_publication(publication)
-
-
-def message_parts(content: PublishedContent) -> MessageContent:
-    """The renderable parts of a template's content."""
-    return MessageContent(
-        subject=content.subject,
-        html=content.html,
-        text=content.text,
-        sms=content.sms,
-        push_title=content.push_title,
-        push_body=content.push_body,
-    )
-
-
-def compile_publication(publication: Publication) -> CompiledContent:
-    """Compile a publication's message parts with its frozen blocks."""
-    return compile_content(message_parts(publication.content), publication.content.blocks)
 
 
 class Dispatcher:

@@ -14,12 +14,11 @@ from msgcenter.channels.email.identity import domain_of, message_id, verp_addres
 from msgcenter.channels.email.mime import Attachment, build_message
 from msgcenter.channels.email.replies import SendStatus
 from msgcenter.channels.email.smtp import SmtpPool
-from msgcenter.deliveries import FailureType
+from msgcenter.deliveries import ClaimedMessage, FailureType
 from msgcenter.events.model import EmailFormat
 from msgcenter.publications import AttachmentSpec, Publication
 from msgcenter.render import Ctx, RenderedMessage
 from msgcenter.sending.attempts import Attempt, AttemptKind
-from msgcenter.store.processing import ClaimedMessage
 from msgcenter.tracking import LinkSigner
 
 log = structlog.get_logger(__name__)

@@ -15,7 +15,7 @@ import sqlalchemy.exc
 from sqlalchemy import ColumnElement, Connection, RowMapping, Table, delete, insert, select, update
 
 from msgcenter.control.design_checks import check_content, seed_event
-from msgcenter.control.design_objects import Block, EventType, Proof, Seed, Template
+from msgcenter.designs import Block, EventType, Proof, Seed, Template
 from msgcenter.errors import ConflictError, InvalidInputError, NotFoundError
 from msgcenter.events.model import Channel
 from msgcenter.publications import PublicationSpec, PublishedContent

@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy.exc
 from sqlalchemy import Connection, and_, insert, select, update
 
-from msgcenter.control.design_objects import Template
+from msgcenter.designs import Template
 from msgcenter.errors import ConflictError
 from msgcenter.publications import PublicationSpec
 from msgcenter.store.control_design import get_template

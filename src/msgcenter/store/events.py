@@ -3,108 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, RowMapping, and_, func, insert, select, text, tuple_
 
-from msgcenter.events.model import EventStatus, NewEvent, Queue
+from msgcenter.events.model import (
+    Enqueued,
+    EnqueueRequest,
+    EventFilter,
+    EventStatus,
+    NewEvent,
+    Queue,
+    StatusChange,
+    StoredEvent,
+)
 from msgcenter.store.tables import event, event_status_change
 
 #: the PostgreSQL NOTIFY channel that wakes the processing workflows
 NOTIFY_CHANNEL = "msgcenter_events"
-
-
-@dataclass(slots=True)
-class EnqueueRequest:
-    """The events of one intake call: all stored together or not at all."""
-
-    queue: Queue
-    events: Sequence[NewEvent]
-    operator_id: int | None = None
-    folder: str | None = None
-
-
-@dataclass(slots=True)
-class StatusChange:
-    """One step of an event's timeline."""
-
-    status: EventStatus
-    at: datetime
-    reason: str | None = None
-
-
-@dataclass(slots=True)
-class StoredEvent:
-    """An event as stored, with its timeline when it was asked for."""
-
-    id: int
-    queue: Queue
-    type: str
-    status: EventStatus
-    email: str | None
-    mobile_phone: str | None
-    registration_token: str | None
-    mobile_app_uuid: str | None
-    wished_channel: int
-    email_format: int
-    external_id: str | None
-    origin: str | None
-    language: str | None
-    country: str | None
-    correlation_id: str | None
-    scheduled: datetime | None
-    ctx: str
-    ctx_format: str
-    extra: dict[str, Any]
-    folder: str | None
-    error_count: int
-    process_requested_on: datetime
-    created: datetime
-    last_modified: datetime
-    publication_id: int | None
-    delivery_id: int | None
-    delivery_log_id: int | None
-    history: list[StatusChange] = field(default_factory=list)
-
-    @classmethod
-    def from_row(cls, row: RowMapping) -> StoredEvent:
-        """Build from an ``event`` row."""
-        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
-        values["queue"] = Queue(row["queue"])
-        values["status"] = EventStatus(row["status"])
-        values["extra"] = orjson.loads(row["extra"]) if row["extra"] else {}
-        return cls(**values)
-
-
-@dataclass(slots=True)
-class EventFilter:
-    """Criteria of an event search; None means "any"."""
-
-    queue: Queue | None = None
-    type: str | None = None
-    status: EventStatus | None = None
-    email: str | None = None
-    external_id: str | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
-    #: restricts the search to one folder (operators bound to a folder)
-    folder: str | None = None
-
-
-@dataclass(slots=True)
-class Enqueued:
-    """The ids of one request's events, and which of them this request stored (not replays)."""
-
-    ids: list[int]
-    fresh: list[bool]
-
-    @property
-    def replay(self) -> bool:
-        """Whether every event was already stored under its idempotency key."""
-        return not any(self.fresh)
 
 
 def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime) -> list[Enqueued]:
@@ -240,6 +159,14 @@ def _row(request: EnqueueRequest, new: NewEvent, now: datetime) -> dict[str, Any
     }
 
 
+def _stored_event(row: RowMapping) -> StoredEvent:
+    values = {f.name: row[f.name] for f in fields(StoredEvent) if f.name in row}
+    values["queue"] = Queue(row["queue"])
+    values["status"] = EventStatus(row["status"])
+    values["extra"] = orjson.loads(row["extra"]) if row["extra"] else {}
+    return StoredEvent(**values)
+
+
 def get(conn: Connection, event_id: int, *, folder: str | None = None) -> StoredEvent | None:
     """One event with its timeline, or None (also when it lies outside ``folder``)."""
     query = select(event).where(event.c.id == event_id)
@@ -248,7 +175,7 @@ def get(conn: Connection, event_id: int, *, folder: str | None = None) -> Stored
     row = conn.execute(query).mappings().first()
     if row is None:
         return None
-    stored = StoredEvent.from_row(row)
+    stored = _stored_event(row)
     stored.history = [StatusChange(EventStatus.PENDING, stored.created)]
     changes = conn.execute(
         select(event_status_change.c.status, event_status_change.c.at, event_status_change.c.reason)
@@ -279,7 +206,7 @@ def search(
     if before_id is not None:
         conditions.append(event.c.id < before_id)
     query = select(event).where(and_(True, *conditions)).order_by(event.c.id.desc()).limit(limit)
-    return [StoredEvent.from_row(row) for row in conn.execute(query).mappings()]
+    return [_stored_event(row) for row in conn.execute(query).mappings()]
 
 
 def queue_sizes(conn: Connection) -> dict[tuple[str, int], int]:

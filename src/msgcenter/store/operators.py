@@ -7,8 +7,8 @@ from datetime import datetime
 import sqlalchemy.exc
 from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
-from msgcenter.auth.operators import Operator, parse_networks, parse_rights
 from msgcenter.errors import ConflictError, NotFoundError
+from msgcenter.operators import Operator, parse_networks, parse_rights
 from msgcenter.store.tables import operator, operator_session
 
 

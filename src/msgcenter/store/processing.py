@@ -11,12 +11,12 @@ partial indexes whatever plan it caches.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    RowMapping,
     and_,
     bindparam,
     delete,
@@ -28,10 +28,17 @@ from sqlalchemy import (
     update,
 )
 
-from msgcenter.deliveries import FINAL_EVENT_STATUS, DeliveryStatus, FailureType
-from msgcenter.events.model import Channel, EventStatus, Queue
+from msgcenter.deliveries import (
+    FINAL_EVENT_STATUS,
+    Claim,
+    ClaimedMessage,
+    DeliveryStatus,
+    FailureType,
+    Outcome,
+)
+from msgcenter.events.model import TEMPLATE_EVENT_FIELDS, Channel, EventStatus, Queue
 from msgcenter.publications import Publication
-from msgcenter.routing import RoutingTable
+from msgcenter.routing import QUARANTINED, Routed, Routing
 from msgcenter.store.database import dialect_insert, insert_or_ignore
 from msgcenter.store.tables import (
     delivery,
@@ -46,74 +53,10 @@ PENDING = literal_column("0")
 #: delivery-log statuses a sender may claim: pending (due) and sending (claim lapsed)
 CLAIMABLE = [literal_column("0"), literal_column("4")]
 
-#: the event fields a template sees as ``event``
-EVENT_FIELDS = (
-    "id",
-    "type",
-    "email",
-    "mobile_phone",
-    "registration_token",
-    "mobile_app_uuid",
-    "wished_channel",
-    "email_format",
-    "external_id",
-    "origin",
-    "language",
-    "country",
-    "correlation_id",
-    "scheduled",
-    "created",
-    "folder",
-)
-EVENT_COLUMNS = [event.c[name] for name in EVENT_FIELDS] + [
+EVENT_COLUMNS = [event.c[name] for name in TEMPLATE_EVENT_FIELDS] + [
     event.c.ctx,
     event.c.ctx_format,
 ]
-
-
-@dataclass(slots=True)
-class ClaimedMessage:
-    """One message a sender must attempt now: its delivery log, its event, its publication."""
-
-    delivery_log_id: int
-    publication_id: int
-    queue: Queue
-    channel: Channel
-    address: str
-    attempts: int
-    valid_until: datetime
-    event: dict[str, Any]
-    ctx: str
-    ctx_format: str
-
-
-@dataclass(slots=True)
-class Claim:
-    """What one claim of pending events produced."""
-
-    messages: list[ClaimedMessage] = field(default_factory=list)
-    not_routed: int = 0
-    ignored: int = 0
-
-    @property
-    def events(self) -> int:
-        return len(self.messages) + self.not_routed + self.ignored
-
-
-@dataclass(slots=True)
-class Outcome:
-    """The result of one attempt, to be recorded on its delivery log (and event, when final)."""
-
-    delivery_log_id: int
-    event_id: int
-    status: DeliveryStatus
-    failure_type: FailureType | None = None
-    reason: str | None = None
-    #: next attempt (status pending)
-    due: datetime | None = None
-    message_id: str | None = None
-    #: (address, channel) to quarantine
-    quarantine: tuple[str, Channel] | None = None
 
 
 class DeliveryCache:
@@ -144,33 +87,12 @@ class DeliveryCache:
         return found
 
 
-def _address(row: Any, channel: Channel) -> str | None:
-    if channel is Channel.EMAIL:
-        return row["email"]
-    if channel is Channel.SMS:
-        return row["mobile_phone"]
-    return row["registration_token"]
-
-
-def claim_events(
-    conn: Connection,
-    queue: Queue,
-    limit: int,
-    now: datetime,
-    routing: RoutingTable,
-    deliveries: DeliveryCache,
-    *,
-    lease: timedelta,
-    validity: timedelta,
-) -> Claim:
-    """Take up to ``limit`` due pending events of ``queue``, route them, and create their delivery logs.
-
-    Routed events become ``pending_delivery`` with a delivery log claimed by the
-    caller (status sending until ``now + lease``); events with no publication
-    become ``not_taken_into_account``; events without an address for their
-    channel, and quarantined addresses, become ``ignored``.
-    """
-    rows = (
+def lock_due_events(
+    conn: Connection, queue: Queue, limit: int, now: datetime
+) -> Sequence[RowMapping]:
+    """Lock up to ``limit`` due pending events of ``queue``, oldest first (skipping events
+    another worker holds): the fields a template sees, ``ctx`` and ``ctx_format``."""
+    return (
         conn.execute(
             select(*EVENT_COLUMNS)
             .where(
@@ -185,145 +107,12 @@ def claim_events(
         .mappings()
         .all()
     )
-    claim = Claim()
-    if not rows:
-        return claim
-    history: list[dict[str, Any]] = []
-    routed: list[tuple[Any, Publication, str]] = []
-    final: dict[int, list[int]] = {}
-    for row in rows:
-        channel = Channel(row["wished_channel"])
-        publication = routing.route(row["type"], channel, queue, row["folder"])
-        if publication is None:
-            final.setdefault(EventStatus.NOT_TAKEN_INTO_ACCOUNT, []).append(row["id"])
-            history.append(
-                _change(
-                    row["id"],
-                    EventStatus.NOT_TAKEN_INTO_ACCOUNT,
-                    now,
-                    f"no published template for type '{row['type']}', channel {channel.label}"
-                    + (f", folder '{row['folder']}'" if row["folder"] else ""),
-                )
-            )
-            claim.not_routed += 1
-            continue
-        address = _address(row, channel)
-        if not address:
-            final.setdefault(EventStatus.IGNORED, []).append(row["id"])
-            history.append(
-                _change(
-                    row["id"],
-                    EventStatus.IGNORED,
-                    now,
-                    f"no address for the {channel.label} channel",
-                )
-            )
-            claim.ignored += 1
-            continue
-        routed.append((row, publication, address))
-    quarantined = _quarantined(conn, [(address, pub.channel) for _, pub, address in routed])
-    logs = []
-    for row, publication, address in routed:
-        held = (address.lower(), int(publication.channel)) in quarantined
-        logs.append(
-            {
-                "delivery_id": deliveries.id_for(conn, publication, now),
-                "event_id": row["id"],
-                "publication_id": publication.id,
-                "queue": queue.value,
-                "channel": int(publication.channel),
-                "address": address,
-                "folder": row["folder"],
-                "status": int(DeliveryStatus.IGNORED if held else DeliveryStatus.SENDING),
-                "failure_type": FailureType.QUARANTINED.value if held else None,
-                "failure_reason": "the address is in quarantine" if held else None,
-                "attempts": 0,
-                "due": now + lease,
-                "valid_until": now + validity,
-                "message_id": None,
-                "created": now,
-                "last_modified": now,
-                "sent_at": None,
-            }
-        )
-    if logs:
-        log_ids = [
-            r[0]
-            for r in conn.execute(
-                insert(delivery_log).returning(delivery_log.c.id, sort_by_parameter_order=True),
-                logs,
-            )
-        ]
-        links = []
-        for (row, publication, address), log, log_id in zip(routed, logs, log_ids, strict=True):
-            held = log["status"] == DeliveryStatus.IGNORED
-            status = EventStatus.IGNORED if held else EventStatus.PENDING_DELIVERY
-            links.append(
-                {
-                    "b_id": row["id"],
-                    "b_status": int(status),
-                    "b_publication": publication.id,
-                    "b_delivery": log["delivery_id"],
-                    "b_log": log_id,
-                }
-            )
-            history.append(
-                _change(
-                    row["id"],
-                    EventStatus.PENDING_DELIVERY,
-                    now,
-                    f"routed to {publication.template} v{publication.version}",
-                )
-            )
-            if held:
-                history.append(
-                    _change(row["id"], EventStatus.IGNORED, now, "the address is in quarantine")
-                )
-                claim.ignored += 1
-            else:
-                claim.messages.append(
-                    ClaimedMessage(
-                        delivery_log_id=log_id,
-                        publication_id=publication.id,
-                        queue=queue,
-                        channel=publication.channel,
-                        address=address,
-                        attempts=0,
-                        valid_until=log["valid_until"],
-                        event={name: row[name] for name in EVENT_FIELDS},
-                        ctx=row["ctx"],
-                        ctx_format=row["ctx_format"],
-                    )
-                )
-        conn.execute(
-            update(event)
-            .where(event.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                publication_id=bindparam("b_publication"),
-                delivery_id=bindparam("b_delivery"),
-                delivery_log_id=bindparam("b_log"),
-                last_modified=now,
-            ),
-            links,
-        )
-    for status, ids in final.items():
-        conn.execute(
-            update(event).where(event.c.id.in_(ids)).values(status=int(status), last_modified=now)
-        )
-    conn.execute(insert(event_status_change), history)
-    return claim
 
 
-def _change(
-    event_id: int, status: EventStatus, at: datetime, reason: str | None = None
-) -> dict[str, Any]:
-    return {"event_id": event_id, "status": int(status), "at": at, "reason": reason}
-
-
-def _quarantined(
+def quarantined(
     conn: Connection, candidates: Sequence[tuple[str, Channel]]
 ) -> set[tuple[str, int]]:
+    """The (lower-cased address, channel) pairs of ``candidates`` that are in quarantine."""
     if not candidates:
         return set()
     addresses = sorted({address.lower() for address, _ in candidates})
@@ -333,6 +122,150 @@ def _quarantined(
         )
     )
     return {(address, channel) for address, channel in rows}
+
+
+def record_routing(
+    conn: Connection,
+    queue: Queue,
+    routing: Routing,
+    deliveries: DeliveryCache,
+    now: datetime,
+    *,
+    lease: timedelta,
+    validity: timedelta,
+) -> Claim:
+    """Record what :func:`~msgcenter.routing.route_events` decided for locked events.
+
+    Routed events become ``pending_delivery`` with a delivery log claimed by the caller
+    (status sending until ``now + lease``), or ``ignored`` with an ignored delivery log when
+    held; the others take their final status. Each change is a timeline step.
+    """
+    if not routing.routed and not routing.unrouted:
+        return Claim()
+    claim = Claim(
+        not_routed=sum(u.status is EventStatus.NOT_TAKEN_INTO_ACCOUNT for u in routing.unrouted),
+        ignored=sum(u.status is EventStatus.IGNORED for u in routing.unrouted),
+    )
+    history = [_change(u.event_id, u.status, now, u.reason) for u in routing.unrouted]
+    if routing.routed:
+        claim.messages, held = _insert_logs(
+            conn, queue, routing.routed, deliveries, now, lease, validity
+        )
+        claim.ignored += held
+        for routed in routing.routed:
+            history.append(
+                _change(routed.event["id"], EventStatus.PENDING_DELIVERY, now, routed.reason)
+            )
+            if routed.held:
+                history.append(_change(routed.event["id"], EventStatus.IGNORED, now, QUARANTINED))
+    finals: dict[EventStatus, list[int]] = {}
+    for unrouted in routing.unrouted:
+        finals.setdefault(unrouted.status, []).append(unrouted.event_id)
+    for status, ids in finals.items():
+        conn.execute(
+            update(event).where(event.c.id.in_(ids)).values(status=int(status), last_modified=now)
+        )
+    conn.execute(insert(event_status_change), history)
+    return claim
+
+
+def _insert_logs(
+    conn: Connection,
+    queue: Queue,
+    routed: Sequence[Routed],
+    deliveries: DeliveryCache,
+    now: datetime,
+    lease: timedelta,
+    validity: timedelta,
+) -> tuple[list[ClaimedMessage], int]:
+    """Create the delivery logs of routed events and link the events to them; returns the
+    messages to send and how many were held."""
+    logs = [
+        _log_row(queue, r, deliveries.id_for(conn, r.publication, now), now, lease, validity)
+        for r in routed
+    ]
+    log_ids = [
+        row[0]
+        for row in conn.execute(
+            insert(delivery_log).returning(delivery_log.c.id, sort_by_parameter_order=True), logs
+        )
+    ]
+    messages = []
+    links = []
+    for r, log, log_id in zip(routed, logs, log_ids, strict=True):
+        status = EventStatus.IGNORED if r.held else EventStatus.PENDING_DELIVERY
+        links.append(
+            {
+                "b_id": r.event["id"],
+                "b_status": int(status),
+                "b_publication": r.publication.id,
+                "b_delivery": log["delivery_id"],
+                "b_log": log_id,
+            }
+        )
+        if not r.held:
+            messages.append(
+                ClaimedMessage(
+                    delivery_log_id=log_id,
+                    publication_id=r.publication.id,
+                    queue=queue,
+                    channel=r.publication.channel,
+                    address=r.address,
+                    attempts=0,
+                    valid_until=log["valid_until"],
+                    event={name: r.event[name] for name in TEMPLATE_EVENT_FIELDS},
+                    ctx=r.event["ctx"],
+                    ctx_format=r.event["ctx_format"],
+                )
+            )
+    conn.execute(
+        update(event)
+        .where(event.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            publication_id=bindparam("b_publication"),
+            delivery_id=bindparam("b_delivery"),
+            delivery_log_id=bindparam("b_log"),
+            last_modified=now,
+        ),
+        links,
+    )
+    return messages, len(routed) - len(messages)
+
+
+def _log_row(
+    queue: Queue,
+    routed: Routed,
+    delivery_id: int,
+    now: datetime,
+    lease: timedelta,
+    validity: timedelta,
+) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "event_id": routed.event["id"],
+        "publication_id": routed.publication.id,
+        "queue": queue.value,
+        "channel": int(routed.publication.channel),
+        "address": routed.address,
+        "folder": routed.event["folder"],
+        "status": int(DeliveryStatus.IGNORED if routed.held else DeliveryStatus.SENDING),
+        "failure_type": FailureType.QUARANTINED.value if routed.held else None,
+        "failure_reason": QUARANTINED if routed.held else None,
+        "attempts": 0,
+        "due": now + lease,
+        "valid_until": now + validity,
+        "message_id": None,
+        "created": now,
+        "last_modified": now,
+        "sent_at": None,
+    }
+
+
+def _change(
+    event_id: int, status: EventStatus, at: datetime, reason: str | None = None
+) -> dict[str, Any]:
+    return {"event_id": event_id, "status": int(status), "at": at, "reason": reason}
 
 
 def claim_due_attempts(
@@ -379,7 +312,7 @@ def claim_due_attempts(
             address=row["address"],
             attempts=row["attempts"],
             valid_until=row["valid_until"],
-            event={name: row[name] for name in EVENT_FIELDS},
+            event={name: row[name] for name in TEMPLATE_EVENT_FIELDS},
             ctx=row["ctx"],
             ctx_format=row["ctx_format"],
         )

@@ -17,10 +17,14 @@ from pydantic import BaseModel, Field
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.auth.operators import Operator, Right
 from msgcenter.errors import NotFoundError, PermissionDeniedError
-from msgcenter.publications import Publication, PublicationSpec, PublishedContent
-from msgcenter.sending.dispatcher import compile_publication
+from msgcenter.operators import Operator, Right
+from msgcenter.publications import (
+    Publication,
+    PublicationSpec,
+    PublishedContent,
+    compile_publication,
+)
 from msgcenter.store import instance_info
 from msgcenter.store import publications as publication_store
 from msgcenter.store import workflows as workflow_store

@@ -24,8 +24,8 @@ from msgcenter.archives import (
     encode_tracking_page,
 )
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.auth.operators import Operator, Right
 from msgcenter.errors import InvalidInputError, PermissionDeniedError
+from msgcenter.operators import Operator, Right
 from msgcenter.store import archive as archive_store
 from msgcenter.store.database import Database
 from msgcenter.web.credentials import operator_of

@@ -9,9 +9,9 @@ from functools import partial
 from starlette.requests import Request
 
 from msgcenter.auth.authenticator import Authenticator, identify
-from msgcenter.auth.operators import Operator
 from msgcenter.auth.zones import Client
 from msgcenter.errors import AuthenticationError
+from msgcenter.operators import Operator
 
 
 def client_of(request: Request) -> Client:

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
+from msgcenter.deliveries import ClaimedMessage
 from msgcenter.events.model import Queue
-from msgcenter.routing import RoutingTable
+from msgcenter.routing import RoutingTable, route_events
 from msgcenter.sending.dispatcher import Dispatcher
 from msgcenter.settings import ProcessingSettings
 from msgcenter.store import processing as processing_store
@@ -89,17 +90,19 @@ class EventsProcessing(Workflow):
         self._dispatcher.submit(claimed)
         return 0 if taken >= room else self._settings.poll_interval_seconds
 
-    def _claim(self, room: int) -> tuple[list[processing_store.ClaimedMessage], int]:
+    def _claim(self, room: int) -> tuple[list[ClaimedMessage], int]:
         """Claim new events, then due retries with the room left; returns the messages and how many items were taken."""
         now = datetime.now(UTC)
         with self._db.write() as conn:
-            claim = processing_store.claim_events(
+            events = processing_store.lock_due_events(conn, self.queue, room, now)
+            routing = route_events(events, self.queue, self._routing.current(conn))
+            held = processing_store.quarantined(conn, routing.addresses())
+            claim = processing_store.record_routing(
                 conn,
                 self.queue,
-                room,
-                now,
-                self._routing.current(conn),
+                routing.holding(held),
                 self._deliveries,
+                now,
                 lease=self._lease,
                 validity=self._validity,
             )

@@ -1,4 +1,4 @@
-"""Hardened XML parsing for the SOAP endpoint (SPEC §3.2 "Intake rules").
+"""Hardened XML parsing of SOAP requests and XML ctx (SPEC §3.2 "Intake rules").
 
 No DTD is accepted (so no entity of any kind, internal or external), nothing is
 fetched from the network, and nesting deeper than the limit is refused; a
