@@ -8,7 +8,8 @@ travel column by column (one list per field): as JSON from the admin API
 (``web`` method) or from the same query run on the execution database
 (``database`` method). Every page is checked here, field by field, before
 anything of it is stored; checks run per column so that a 5,000-event page
-costs milliseconds, not a Python loop per value.
+costs milliseconds, not a Python loop per value. :class:`ArchiveState` is where
+one execution instance's archive stands on the control instance.
 """
 
 from __future__ import annotations
@@ -310,3 +311,40 @@ def _document(body: bytes, parts: Sequence[str]) -> dict[str, Any]:
         if part not in document:
             raise ArchivePageError(f"the page has no '{part}'")
     return document
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveState:
+    """Where the archive of one execution instance stands."""
+
+    exec_instance_id: int
+    watermark_at: datetime | None
+    watermark_id: int
+    quarantine_at: datetime | None
+    tracking_at: datetime | None
+    last_run: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    lease_until: datetime | None
+    archived_events: int
+
+    @classmethod
+    def empty(cls, exec_instance_id: int) -> ArchiveState:
+        """The state of an archive never run."""
+        return cls(exec_instance_id, None, 0, None, None, None, None, None, None, None, 0)
+
+    @property
+    def watermark(self) -> Cursor | None:
+        """The (last_modified, id) of the newest event archived, if any."""
+        return None if self.watermark_at is None else (self.watermark_at, self.watermark_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What one purge batch deleted."""
+
+    events: int
+    delivery_logs: int
+    deliveries: int
+    tracking_logs: int

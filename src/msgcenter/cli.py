@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from msgcenter.auth.passwords import hash_password
-from msgcenter.errors import MsgcenterError
-from msgcenter.logs import configure as configure_logging
-from msgcenter.operators import Operator, Right, parse_login, parse_networks, parse_rights
-from msgcenter.settings import Settings, load_settings
+from msgcenter.commandline import (
+    LOCAL_ADMIN,
+    ConfigOption,
+    DbOption,
+    cli_database,
+    cli_errors,
+    cli_settings,
+    console,
+)
+from msgcenter.control.archiving import cli as archiving_cli
+from msgcenter.control.design import cli as design_cli
+from msgcenter.control.instances import cli as instances_cli
+from msgcenter.control.publishing import cli as publishing_cli
+from msgcenter.execution.publications import PublicationService
+from msgcenter.operators import parse_login, parse_networks, parse_rights
+from msgcenter.publications import load_spec
+from msgcenter.settings import Settings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import current_revision, head_revision, require_current, upgrade
+from msgcenter.workflows.admin import WorkflowAdmin
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -45,57 +56,13 @@ exec_app.add_typer(publication_app, name="publication")
 control_app = typer.Typer(
     help="Control instance: design, publication, archiving.", no_args_is_help=True
 )
+for group in (design_cli, instances_cli, publishing_cli, archiving_cli):
+    control_app.add_typer(group.commands)
 app.add_typer(control_app, name="control")
 app.add_typer(exec_app, name="exec")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(db_app, name="db")
 app.add_typer(operator_app, name="operator")
-
-console = Console()
-err_console = Console(stderr=True)
-#: the CLI administers the database it is given, as a local operator with every right
-LOCAL_ADMIN = Operator(id=0, login="cli", rights=frozenset(Right))
-
-ConfigOption = Annotated[
-    Path | None,  # noqa: UP007 - typer needs Optional
-    typer.Option(
-        "--config", "-c", help="TOML settings file (else MSGCENTER_CONFIG, else ./msgcenter.toml)"
-    ),
-]
-DbOption = Annotated[
-    str | None,  # noqa: UP007
-    typer.Option("--db", help="database URL (else MSGCENTER_DATABASE_URL, else the settings file)"),
-]
-
-
-@contextmanager
-def cli_instance(config: Path | None, db: str | None) -> Iterator[tuple[Settings, Database]]:
-    """The settings and the database a command works on, the schema checked to be current (else
-    the error says to run ``msgcenter db upgrade``), closed at the end; errors printed as by
-    :func:`cli_errors`."""
-    with cli_errors():
-        settings = cli_settings(config, db)
-        database = Database(settings.database_url)
-        try:
-            require_current(database)
-            yield settings, database
-        finally:
-            database.dispose()
-
-
-@contextmanager
-def cli_database(config: Path | None, db: str | None) -> Iterator[Database]:
-    """The database of :func:`cli_instance`."""
-    with cli_instance(config, db) as (_settings, database):
-        yield database
-
-
-def cli_settings(config: Path | None, db: str | None) -> Settings:
-    """The settings a command runs with; bad ones end it with one line naming them."""
-    with cli_errors():
-        settings = load_settings(config, database_url=db)
-    configure_logging(settings.logging)
-    return settings
 
 
 def _now() -> datetime:
@@ -126,6 +93,7 @@ def up(
     """Start msgcenter on the embedded default (SQLite, one process: control and execution
     instances, SMTP catcher) — the first thing to run."""
     from msgcenter import embedded
+    from msgcenter.demo.tour import walk
 
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = cli_settings(config, None)
@@ -134,10 +102,10 @@ def up(
         embedded.run(
             settings,
             data_dir,
-            demo=demo,
             control_port=control_port,
             smtp_port=smtp_port,
             console=console,
+            once_started=walk if demo else None,
         )
 
 
@@ -269,11 +237,9 @@ def publication_load(
     db: DbOption = None,
 ) -> None:
     """Publish a template from a file (both flavours), as the control instance would."""
-    from msgcenter.publications import load_spec
-    from msgcenter.web.admin import publish
-
     with cli_database(config, db) as database:
-        stored = publish(database, load_spec(file), LOCAL_ADMIN)  # the CLI administers its database
+        # the CLI administers its database
+        stored = PublicationService(database).publish(load_spec(file), LOCAL_ADMIN)
     first = stored[0]
     console.print(
         f"published {first.template} v{first.version} for type '{first.event_type}' "
@@ -284,10 +250,8 @@ def publication_load(
 @publication_app.command("list")
 def publication_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List active publications."""
-    from msgcenter.store import publications as publication_store
-
-    with cli_database(config, db) as database, database.read() as conn:
-        found = publication_store.list_active(conn, any_folder=True)
+    with cli_database(config, db) as database:
+        found = PublicationService(database).active(LOCAL_ADMIN)
     table = Table(
         "id", "template", "event type", "channel", "queue", "version", "folder", "published"
     )
@@ -308,10 +272,8 @@ def publication_list(config: ConfigOption = None, db: DbOption = None) -> None:
 @workflow_app.command("list")
 def workflow_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List workflows with their state, last run and last error."""
-    from msgcenter.store import workflows as workflow_store
-
-    with cli_database(config, db) as database, database.read() as conn:
-        states = workflow_store.list_all(conn)
+    with cli_database(config, db) as database:
+        states = WorkflowAdmin(database).list()
     table = Table("workflow", "state", "last run", "last error")
     for w in states:
         table.add_row(
@@ -323,30 +285,28 @@ def workflow_list(config: ConfigOption = None, db: DbOption = None) -> None:
     console.print(table)
 
 
-def _set_workflow(name: str, state: str, config: Path | None, db: str | None) -> None:
-    from msgcenter.store import workflows as workflow_store
-
-    with cli_database(config, db) as database, database.write() as conn:
-        workflow_store.set_state(conn, name, state, _now())
-    console.print(f"workflow {name}: {state}")
+def _act(name: str, action: str, config: Path | None, db: str | None) -> None:
+    with cli_database(config, db) as database:
+        changed = WorkflowAdmin(database).act(name, action)
+    console.print(f"workflow {name}: {changed.state}")
 
 
 @workflow_app.command("start")
 def workflow_start(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Start (or resume) a workflow."""
-    _set_workflow(name, "running", config, db)
+    _act(name, "start", config, db)
 
 
 @workflow_app.command("pause")
 def workflow_pause(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Pause a workflow: it does no work until started again."""
-    _set_workflow(name, "paused", config, db)
+    _act(name, "pause", config, db)
 
 
 @workflow_app.command("stop")
 def workflow_stop(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Stop a workflow: it does no work until started again, and the instance reports unready."""
-    _set_workflow(name, "stopped", config, db)
+    _act(name, "stop", config, db)
 
 
 @exec_app.command("openapi")
@@ -455,32 +415,6 @@ def operator_remove(login: str, config: ConfigOption = None, db: DbOption = None
     console.print(f"operator '{login}' removed")
 
 
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """Print a msgcenter error as one clear line and exit 1, instead of a traceback."""
-    try:
-        yield
-    except MsgcenterError as exc:
-        err_console.print(
-            f"[red]error:[/red] {exc.message}"
-            + (f": {exc.detail}" if exc.detail != exc.message else "")
-        )
-        raise typer.Exit(1) from None
-
-
-def _register_control_commands() -> None:
-    # The control instance's verbs live beside the modules they drive.
-    from msgcenter.control.archiving_commands import commands as archiving_commands
-    from msgcenter.control.design_commands import commands as design_commands
-    from msgcenter.control.instances_commands import commands as instances_commands
-
-    for group in (design_commands, instances_commands, archiving_commands):
-        control_app.add_typer(group)
-
-
 def main() -> None:
     """Entry point of the ``msgcenter`` command."""
-    # The control verbs pull in the whole control instance: load them only when asked.
-    if sys.argv[1:2] == ["control"]:
-        _register_control_commands()
     app()

@@ -3,8 +3,9 @@
 It runs a control instance, an execution instance registered on it, and a
 built-in SMTP catcher that is the mail relay of both; the caught mail is
 served by the control instance at ``/catcher``. Each instance has its own
-SQLite file in the data directory. With ``--demo``, :mod:`msgcenter.demo.tour`
-walks the whole path through the control instance's API once both are up.
+SQLite file in the data directory. With ``--demo``, the command passes
+:func:`msgcenter.demo.tour.walk`, which walks the whole path through the APIs
+once both are up.
 """
 
 from __future__ import annotations
@@ -92,12 +93,13 @@ def run(
     settings: Settings,
     data_dir: Path,
     *,
-    demo: bool,
     control_port: int,
     smtp_port: int,
     console: Console,
+    once_started: Callable[[Embedded, Console], None] | None = None,
 ) -> None:
-    """Serve both instances until interrupted; with ``demo``, walk the demo once they are up."""
+    """Serve both instances until interrupted; ``once_started`` (the demo's walk) runs in a
+    thread of its own once both are up."""
     host = "127.0.0.1"
     exec_settings = settings.model_copy(deep=True)
     exec_settings.database_url = f"sqlite:///{data_dir / 'exec.db'}"
@@ -142,11 +144,11 @@ def run(
             ),
         }
         _print_banner(where, console)
-        if demo:
-            from msgcenter.demo.tour import walk
-
+        if once_started is not None:
             threading.Thread(
-                target=_when_started, args=(list(servers), walk, where, console), daemon=True
+                target=_when_started,
+                args=(list(servers), once_started, where, console),
+                daemon=True,
             ).start()
         asyncio.run(_serve(servers))
 

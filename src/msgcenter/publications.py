@@ -2,7 +2,8 @@
 
 The control instance pushes a :class:`PublicationSpec`; the execution instance
 stores one immutable row per flavour (real-time and batch) and routes events
-to the newest active one.
+to the newest active one. On the control instance, :class:`PublicationState`
+says where a template's publication stands on each execution instance.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from msgcenter.errors import InvalidInputError
 from msgcenter.events.model import Channel, Queue
 from msgcenter.events.validation import TYPE_NAME
+from msgcenter.instances import ExecInstance
 from msgcenter.render import CompiledContent, MessageContent, compile_content
 
 TEMPLATE_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
@@ -149,3 +151,52 @@ def compile_publication(publication: Publication) -> CompiledContent:
     """Compile a publication's message parts with its frozen blocks (raises
     :class:`~msgcenter.render.TemplateSyntaxProblem` with the part and line)."""
     return compile_content(message_parts(publication.content), publication.content.blocks)
+
+
+#: where a template stands on one execution instance
+PENDING, PUBLISHED, UNPUBLISHED = "pending", "published", "unpublished"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPush:
+    """One template an execution instance has not caught up with."""
+
+    instance: ExecInstance
+    template_id: int
+    template: str
+    folder: str | None
+    #: the version to publish, or None to unpublish
+    spec: PublicationSpec | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceState:
+    """Where a template stands on one execution instance."""
+
+    instance: str
+    enabled: bool
+    state: str
+    version: int
+    failure_reason: str | None
+    last_attempt: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One publication or unpublication."""
+
+    action: str
+    version: int
+    operator: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PublicationState:
+    """A template's publication: wanted state, per-instance state, and its log (newest first)."""
+
+    template: str
+    published: bool
+    version: int
+    instances: list[InstanceState]
+    log: list[LogEntry]

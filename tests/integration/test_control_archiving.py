@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from starlette.responses import Response
 
 from msgcenter.archives import TRACKING_FIELDS, checked_event_page
-from msgcenter.control import accounts
+from msgcenter.control.credentials import cipher
 from msgcenter.store import archive as archive_store
 from msgcenter.store import control_instances
 from msgcenter.store.archive import iso_week
@@ -379,7 +379,7 @@ def test_a_page_with_rows_missing_fields_is_refused_with_a_precise_error_and_the
     pause(control_db, "mcSynch_odd")  # archives run only when the test asks
     with fake.server as url, control_server(control_db) as control:
         settings = control_settings(control_db)
-        secret = accounts.cipher(settings)
+        secret = cipher(settings)
         with control_db.write() as conn:
             control_instances.add(
                 conn,

@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import update
 
 from msgcenter.control.app import create_control_app
+from msgcenter.control.design.service import DesignService
 from msgcenter.settings import Settings
-from msgcenter.store import control_design
 from msgcenter.store.database import Database
 from msgcenter.store.schema import upgrade
 from msgcenter.store.tables import template
@@ -581,8 +581,7 @@ def test_preview_is_what_an_execution_instance_sends(control, db, smtp_server, t
     seed = add_seed(control, "order_email")
     shown = ok(control.post(f"/api/v1/templates/order_email/preview?seed={seed['id']}"))
 
-    with db.read() as conn:
-        spec = control_design.frozen_spec(conn, "order_email", 1)
+    spec = DesignService(db, Settings(database_url=db.url)).freeze("order_email", 1)
     assert spec.content.blocks == {"footer": FOOTER}
     execution_db = Database(f"sqlite:///{tmp_path / 'exec.db'}")
     upgrade(execution_db)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from msgcenter.control.design_checks import (
+from msgcenter.control.design.checks import (
     MalformedCtxError,
     check_block,
     check_content,

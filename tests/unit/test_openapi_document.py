@@ -48,3 +48,27 @@ def test_control_openapi_takes_passwords_and_never_returns_them():
     shown = set(schemas["InstanceOut"]["properties"])
     assert not shown & {"password", "password_encrypted", "database_url"}
     assert "database_url_set" in shown
+
+
+def test_both_documents_declare_basic_and_bearer_on_every_protected_operation():
+    for path in (COMMITTED, CONTROL):
+        document = json.loads(path.read_text())
+        schemes = document["components"]["securitySchemes"]
+        assert schemes["basic"] == {
+            "type": "http",
+            "scheme": "basic",
+            "description": "an operator's login and password",
+        }
+        assert schemes["bearer"]["type"] == "http" and schemes["bearer"]["scheme"] == "bearer"
+        for url, operations in document["paths"].items():
+            for method, operation in operations.items():
+                public = not url.startswith("/api/") or (url, method) == (
+                    "/api/v1/sessions",
+                    "post",
+                )
+                if public:
+                    assert "security" not in operation, (url, method)
+                elif (url, method) == ("/api/v1/sessions/current", "delete"):
+                    assert operation["security"] == [{"bearer": []}]
+                else:
+                    assert operation["security"] == [{"basic": []}, {"bearer": []}], (url, method)

@@ -13,15 +13,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.responses import Response
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.control.archiving import InstanceWatch, archive_router, archiving_workflows
-from msgcenter.control.design import design_router
-from msgcenter.control.instances import instances_router
-from msgcenter.control.publishing import publishing_workflows
+from msgcenter.control.archiving import api as archiving_api
+from msgcenter.control.archiving.workflows import InstanceWatch, archiving_workflows
+from msgcenter.control.design import api as design_api
+from msgcenter.control.instances import api as instances_api
+from msgcenter.control.publishing import api as publishing_api
+from msgcenter.control.publishing.service import PublicationCatchUp
+from msgcenter.control.services import control_services
 from msgcenter.errors import MsgcenterError
 from msgcenter.logs import configure as configure_logging
 from msgcenter.monitoring import metrics
@@ -36,22 +38,26 @@ from msgcenter.workflows.runner import WorkflowRunner
 def create_control_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """A control instance on ``db`` (by default the database of ``settings``)."""
     database = db or Database(settings.database_url)
-    authenticator = Authenticator(database, settings.security)
 
-    async def add_workflows() -> None:
+    async def start_workflows() -> None:
         """Start the workflows of execution instances registered since the last call."""
         for workflow in await asyncio.to_thread(archiving_workflows, database, settings):
             await runner.add(workflow)
 
+    services = control_services(database, settings, start_workflows=start_workflows)
     runner = WorkflowRunner(
-        database, [*publishing_workflows(database, settings), InstanceWatch(add_workflows)]
+        database,
+        [
+            PublicationCatchUp(services.publishing, settings.control.publication_retry_seconds),
+            InstanceWatch(start_workflows),
+        ],
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         require_current(database)
         await runner.start()
-        await add_workflows()
+        await start_workflows()
         try:
             yield
         finally:
@@ -62,21 +68,25 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
     app = FastAPI(
         title="msgcenter control instance",
         version=__version__,
-        description="Design, preview and proof messages, publish them to execution instances, archive their history.",
+        description="Design, preview and proof messages, publish them to execution instances, "
+        "archive their history.",
         lifespan=lifespan,
     )
+    app.state.authenticator = Authenticator(database, settings.security)
+    app.state.design = services.design
+    app.state.publishing = services.publishing
+    app.state.instances = services.instances
+    app.state.archiving = services.archiving
     problems.install(app)
-    app.include_router(design_router(database, authenticator, settings))
-    app.include_router(instances_router(database, authenticator, settings, on_change=add_workflows))
-    app.include_router(archive_router(database, authenticator, settings, runner))
-
+    for router in (design_api.router, instances_api.router, publishing_api.router):
+        app.include_router(router)
+    app.include_router(archiving_api.router)
     add_landing_routes(app)
 
     @app.get("/readyz", tags=["monitoring"], summary="Ready to serve: database reachable")
     async def readyz() -> Response:
         try:
-            with database.read() as conn:
-                conn.execute(text("SELECT 1"))
+            await asyncio.to_thread(database.ping)
         except MsgcenterError as exc:
             return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
         return JSONResponse({"status": "ready", "database": "ok"})

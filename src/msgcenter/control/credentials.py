@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
 from msgcenter.errors import ConfigurationError
+from msgcenter.settings import Settings
 
 KEY_HELP = (
     "generate one with `msgcenter control new-key` and set it as [control] credentials_key "
@@ -52,3 +53,8 @@ class CredentialCipher:
                     "control.credentials_key (restore that key, or enter the secret again)"
                 ),
             ) from None
+
+
+def cipher(settings: Settings) -> CredentialCipher:
+    """The cipher of ``control.credentials_key`` (:class:`ConfigurationError` if unusable)."""
+    return CredentialCipher(settings.control.credentials_key)

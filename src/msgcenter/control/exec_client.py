@@ -19,8 +19,11 @@ from typing import Any
 import httpx
 
 from msgcenter import __version__
+from msgcenter.control.credentials import cipher
 from msgcenter.errors import ConflictError, MsgcenterError, UpstreamError
+from msgcenter.instances import ExecInstance
 from msgcenter.publications import PublicationSpec
+from msgcenter.settings import Settings
 
 PROBLEM_TYPE = "urn:msgcenter:problem:"
 
@@ -240,6 +243,20 @@ class ExecClient:
         return ExecInstanceError(
             self.name, Failure.NOT_MSGCENTER, f"not an msgcenter execution instance: {what}"
         )
+
+
+def client_for(instance: ExecInstance, settings: Settings) -> ExecClient:
+    """A client of ``instance``'s admin API with its decrypted credentials."""
+    password = cipher(settings).decrypt(
+        instance.password_encrypted, what=f"the password of execution instance '{instance.name}'"
+    )
+    return ExecClient(
+        instance.name,
+        instance.url,
+        instance.login,
+        password,
+        settings.control.instance_timeout_seconds,
+    )
 
 
 def _problem(answer: httpx.Response) -> dict[str, Any] | None:

@@ -11,28 +11,29 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Security
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from msgcenter.auth.authenticator import Authenticator, identify
-from msgcenter.auth.zones import Client
-from msgcenter.errors import (
-    AuthenticationError,
-    InvalidEventError,
-    InvalidInputError,
-    NotFoundError,
+from msgcenter.auth.authenticator import identify
+from msgcenter.errors import AuthenticationError, InvalidEventError, InvalidInputError
+from msgcenter.events.model import (
+    CtxFormat,
+    EventFilter,
+    EventStatus,
+    NewEvent,
+    Queue,
+    StoredEvent,
 )
-from msgcenter.events.model import CtxFormat, EventFilter, EventStatus, NewEvent, Queue, StoredEvent
 from msgcenter.events.validation import json_type, validate_event
+from msgcenter.execution.events import EventQueries
 from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
-from msgcenter.operators import Operator
-from msgcenter.store import events as event_store
-from msgcenter.store.database import Database
+from msgcenter.operators import Right
+from msgcenter.web.access import BEARER, Caller, Pusher, authenticator_of, client_of, require
 
 MAX_PAGE = 500
 
@@ -129,162 +130,149 @@ PROBLEM = {"content": {"application/problem+json": {}}}
 ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM}
 
 
-def client_of(request: Request) -> Client:
-    """The calling client as the security zones see it."""
-    return Client.parse(
-        request.client.host if request.client else None, https=request.url.scheme == "https"
-    )
+def _intake(request: Request) -> IntakeService:
+    return cast(IntakeService, request.app.state.intake)
 
 
-def rest_router(intake: IntakeService, auth: Authenticator, db: Database) -> APIRouter:
-    """The ``/api/v1`` routes of an execution instance."""
-    router = APIRouter(prefix="/api/v1")
+def _events(request: Request) -> EventQueries:
+    return cast(EventQueries, request.app.state.events)
 
-    async def operator_of(request: Request) -> Operator:
-        header = request.headers.get("authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        client = client_of(request)
-        if scheme.lower() == "basic":
-            try:
-                login, _, password = (
-                    base64.b64decode(credentials, validate=True).decode().partition(":")
-                )
-            except (binascii.Error, UnicodeDecodeError):
-                raise AuthenticationError("malformed HTTP Basic credentials") from None
-            return await identify(partial(auth.password, login, password, client))
-        if scheme.lower() == "bearer" and credentials:
-            return await identify(partial(auth.bearer, credentials.strip(), client))
-        raise AuthenticationError(
-            "no credentials: send HTTP Basic (operator login and password) or a Bearer session token"
-        )
 
-    @router.post(
-        "/events/{queue}",
-        status_code=201,
-        response_model=PushResult,
-        responses={
-            200: {"model": PushResult, "description": "replay of an idempotent push"},
-            **ERRORS,
-        },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                EventIn.model_json_schema(),
-                                {"type": "array", "items": EventIn.model_json_schema()},
-                            ]
-                        }
+Intake = Annotated[IntakeService, Depends(_intake)]
+Events = Annotated[EventQueries, Depends(_events)]
+#: pushing needs mc_push, checked before the body is read
+push_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require(Right.MC_PUSH))])
+#: reading needs any operator (its folder bounds what it sees)
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require())])
+sessions_router = APIRouter(prefix="/api/v1")
+
+
+@push_router.post(
+    "/events/{queue}",
+    status_code=201,
+    response_model=PushResult,
+    responses={200: {"model": PushResult, "description": "replay of an idempotent push"}, **ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            EventIn.model_json_schema(),
+                            {"type": "array", "items": EventIn.model_json_schema()},
+                        ]
                     }
-                },
-            }
-        },
-        summary="Push one event or a list (all stored, or none)",
+                }
+            },
+        }
+    },
+    summary="Push one event or a list (all stored, or none)",
+)
+async def push(
+    queue: Queue,
+    request: Request,
+    operator: Pusher,
+    intake: Intake,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    data = await read_body(request, intake.settings.max_request_bytes)
+    body = _parse_json(data)
+    events = _events_of(body, idempotency_key, intake.settings.max_event_bytes)
+    enqueued = await intake.push(queue, events, operator)
+    content = {"id": enqueued.ids[0]} if isinstance(body, dict) else {"ids": enqueued.ids}
+    # A replay (every event already stored under its key) answers 200 with the first ids.
+    return Response(
+        orjson.dumps(content),
+        status_code=200 if enqueued.replay else 201,
+        media_type="application/json",
     )
-    async def push(
-        queue: Queue,
-        request: Request,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> Response:
-        operator = await operator_of(request)
-        data = await read_body(request, intake.settings.max_request_bytes)
-        body = _parse_json(data)
-        if isinstance(body, dict):
-            events = [_event(body, None, idempotency_key, intake.settings.max_event_bytes)]
-        elif isinstance(body, list):
-            if not body:
-                raise InvalidInputError("no events", detail="the event list is empty")
-            events = [
-                _event(
-                    item,
-                    i,
-                    f"{idempotency_key}#{i}" if idempotency_key else None,
-                    intake.settings.max_event_bytes,
-                )
-                for i, item in enumerate(body)
-            ]
-        else:
-            raise InvalidInputError(
-                "body must be an event object or a list of them",
-                detail=f"the body is a JSON {json_type(body)}",
-            )
-        enqueued = await intake.push(queue, events, operator)
-        content = {"id": enqueued.ids[0]} if isinstance(body, dict) else {"ids": enqueued.ids}
-        # A replay (every event already stored under its key) answers 200 with the first ids.
-        return Response(
-            orjson.dumps(content),
-            status_code=200 if enqueued.replay else 201,
-            media_type="application/json",
-        )
 
-    @router.get(
-        "/events/{event_id}",
-        response_model=EventOut,
-        responses=ERRORS,
-        summary="One event with its timeline",
+
+@router.get(
+    "/events/{event_id}",
+    response_model=EventOut,
+    responses=ERRORS,
+    summary="One event with its timeline",
+)
+def read_event(event_id: int, operator: Caller, events: Events) -> Any:
+    return _out(events.get(event_id, operator))
+
+
+@router.get(
+    "/events", response_model=EventPage, responses=ERRORS, summary="Search events, newest first"
+)
+def search_events(
+    operator: Caller,
+    events: Events,
+    queue: Queue | None = None,
+    type: str | None = None,  # noqa: A002 - the API's field name
+    status: Annotated[str | None, Query(description="code or name, e.g. 2 or sent")] = None,
+    email: str | None = None,
+    external_id: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> Any:
+    criteria = EventFilter(
+        queue=queue,
+        type=type,
+        status=_status(status) if status else None,
+        email=email,
+        external_id=external_id,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
     )
-    async def read_event(event_id: int, request: Request) -> Any:
-        operator = await operator_of(request)
-        with db.read() as conn:
-            stored = event_store.get(conn, event_id, folder=operator.folder)
-        if stored is None:
-            raise NotFoundError(f"no event {event_id}")
-        return _out(stored)
+    before_id = _decode_cursor(cursor) if cursor else None
+    found = events.search(criteria, operator, before_id=before_id, limit=limit + 1)
+    page = found[:limit]
+    next_cursor = _encode_cursor(page[-1].id) if len(found) > limit else None
+    return {"items": [_out(e) for e in page], "next_cursor": next_cursor}
 
-    @router.get(
-        "/events", response_model=EventPage, responses=ERRORS, summary="Search events, newest first"
+
+@sessions_router.post(
+    "/sessions", status_code=201, response_model=SessionOut, responses=ERRORS, summary="Log on"
+)
+async def logon(credentials: SessionIn, request: Request) -> Any:
+    token, operator, expires = await asyncio.to_thread(
+        authenticator_of(request).logon, credentials.login, credentials.password, client_of(request)
     )
-    async def search_events(
-        request: Request,
-        queue: Queue | None = None,
-        type: str | None = None,  # noqa: A002 - the API's field name
-        status: Annotated[str | None, Query(description="code or name, e.g. 2 or sent")] = None,
-        email: str | None = None,
-        external_id: str | None = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        cursor: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    ) -> Any:
-        operator = await operator_of(request)
-        criteria = EventFilter(
-            queue=queue,
-            type=type,
-            status=_status(status) if status else None,
-            email=email,
-            external_id=external_id,
-            created_from=_utc(created_from),
-            created_to=_utc(created_to),
-            folder=operator.folder,
-        )
-        before_id = _decode_cursor(cursor) if cursor else None
-        with db.read() as conn:
-            found = event_store.search(conn, criteria, before_id=before_id, limit=limit + 1)
-        page = found[:limit]
-        next_cursor = _encode_cursor(page[-1].id) if len(found) > limit else None
-        return {"items": [_out(e) for e in page], "next_cursor": next_cursor}
+    return {"token": token, "expires": expires, "login": operator.login}
 
-    @router.post(
-        "/sessions", status_code=201, response_model=SessionOut, responses=ERRORS, summary="Log on"
+
+@sessions_router.delete(
+    "/sessions/current",
+    status_code=204,
+    responses=ERRORS,
+    summary="Log off",
+    dependencies=[Security(BEARER)],
+)
+async def logoff(request: Request) -> Response:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("log off needs the session as a Bearer token")
+    auth = authenticator_of(request)
+    await identify(partial(auth.bearer, token.strip(), client_of(request)))
+    await asyncio.to_thread(auth.logoff, token.strip())
+    return Response(status_code=204)
+
+
+def _events_of(body: Any, idempotency_key: str | None, max_event_bytes: int) -> list[NewEvent]:
+    """The events of a push: one object, or a non-empty list (element *i* keyed ``KEY#i``)."""
+    if isinstance(body, dict):
+        return [_event(body, None, idempotency_key, max_event_bytes)]
+    if isinstance(body, list):
+        if not body:
+            raise InvalidInputError("no events", detail="the event list is empty")
+        return [
+            _event(item, i, f"{idempotency_key}#{i}" if idempotency_key else None, max_event_bytes)
+            for i, item in enumerate(body)
+        ]
+    raise InvalidInputError(
+        "body must be an event object or a list of them",
+        detail=f"the body is a JSON {json_type(body)}",
     )
-    async def logon(credentials: SessionIn, request: Request) -> Any:
-        token, operator, expires = await asyncio.to_thread(
-            auth.logon, credentials.login, credentials.password, client_of(request)
-        )
-        return {"token": token, "expires": expires, "login": operator.login}
-
-    @router.delete("/sessions/current", status_code=204, responses=ERRORS, summary="Log off")
-    async def logoff(request: Request) -> Response:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthenticationError("log off needs the session as a Bearer token")
-        await identify(partial(auth.bearer, token.strip(), client_of(request)))
-        await asyncio.to_thread(auth.logoff, token.strip())
-        return Response(status_code=204)
-
-    return router
 
 
 def _parse_json(data: bytes) -> Any:

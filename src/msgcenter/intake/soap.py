@@ -39,6 +39,7 @@ from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
 from msgcenter.monitoring import metrics
 from msgcenter.operators import Operator
+from msgcenter.web.access import client_of
 
 log = structlog.get_logger(__name__)
 
@@ -201,9 +202,7 @@ class SoapRouter:
         return SoapCall(service, qname.localname, operation)
 
     async def _dispatch(self, call: SoapCall, request: Request) -> str:
-        client = Client.parse(
-            request.client.host if request.client else None, https=request.url.scheme == "https"
-        )
+        client = client_of(request)
         handlers = {
             ("xtk:session", "Logon"): self._logon,
             ("xtk:session", "Logoff"): self._logoff,

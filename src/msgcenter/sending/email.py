@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlsplit
 
 import structlog
 
-from msgcenter.channels.email.attachments import AttachmentError, fetch_attachment
+from msgcenter.channels.email.attachments import AttachmentError, fetch_attachments
 from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings
 from msgcenter.channels.email.dkim import DkimSigner
 from msgcenter.channels.email.identity import domain_of, message_id, verp_address
-from msgcenter.channels.email.mime import Attachment, build_message
+from msgcenter.channels.email.mime import build_message
 from msgcenter.channels.email.replies import SendStatus
 from msgcenter.channels.email.smtp import SmtpPool
 from msgcenter.deliveries import ClaimedMessage, FailureType
 from msgcenter.events.model import EmailFormat
-from msgcenter.publications import AttachmentSpec, Publication
+from msgcenter.publications import Publication
 from msgcenter.render import Ctx, RenderedMessage
 from msgcenter.sending.attempts import Attempt, AttemptKind
 from msgcenter.tracking import LinkSigner
@@ -71,7 +70,7 @@ class EmailSender:
         domain = domain_of(content.sender)
         identifier = message_id(message.delivery_log_id, domain, instance=self._instance)
         try:
-            files = await asyncio.gather(*(self._fetch(spec, ctx) for spec in content.attachments))
+            files = await fetch_attachments(content.attachments, ctx, self._attachments)
         except AttachmentError as exc:
             kind = AttemptKind.TEMPORARY if exc.temporary else AttemptKind.PERMANENT
             return Attempt(kind, exc.message, failure_type=FailureType.ATTACHMENT)
@@ -115,19 +114,3 @@ class EmailSender:
     async def close(self) -> None:
         """Close the relay connections."""
         await self._pool.close()
-
-    async def _fetch(self, spec: AttachmentSpec, ctx: Ctx) -> Attachment:
-        url = spec.url or _ctx_text(ctx, spec.ctx_url or "")
-        if not url:
-            raise AttachmentError(spec.ctx_url or "", f"ctx has no URL at '{spec.ctx_url}'")
-        fetched = await fetch_attachment(url, self._attachments)
-        if spec.filename:
-            return Attachment(spec.filename, fetched.content_type, fetched.data)
-        return fetched
-
-
-def _ctx_text(ctx: Ctx, path: str) -> str:
-    node = ctx
-    for part in filter(None, path.split(".")):
-        node = node[part]
-    return str(node).strip()

@@ -18,7 +18,7 @@ COPied into a temporary table and merged with one statement per table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any
@@ -55,8 +55,10 @@ from msgcenter.archives import (
     FINAL_STATUSES,
     QUARANTINE_FIELDS,
     TRACKING_FIELDS,
+    ArchiveState,
     Cursor,
     EventPage,
+    Purged,
     QuarantinePage,
     RowPage,
     TrackingPage,
@@ -216,33 +218,6 @@ def _after(modified: Column[Any], row_id: Column[Any], after: Cursor) -> Any:
 
 
 # -- control side: state -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveState:
-    """Where the archive of one execution instance stands."""
-
-    exec_instance_id: int
-    watermark_at: datetime | None
-    watermark_id: int
-    quarantine_at: datetime | None
-    tracking_at: datetime | None
-    last_run: datetime | None
-    last_success: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    lease_until: datetime | None
-    archived_events: int
-
-    @classmethod
-    def empty(cls, exec_instance_id: int) -> ArchiveState:
-        """The state of an archive never run."""
-        return cls(exec_instance_id, None, 0, None, None, None, None, None, None, None, 0)
-
-    @property
-    def watermark(self) -> Cursor | None:
-        """The (last_modified, id) of the newest event archived, if any."""
-        return None if self.watermark_at is None else (self.watermark_at, self.watermark_id)
 
 
 def states(conn: Connection) -> dict[int, ArchiveState]:
@@ -679,16 +654,6 @@ def _staging(table: Table) -> Table:
 
 
 # -- control side: retention ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Purged:
-    """What one purge batch deleted."""
-
-    events: int
-    delivery_logs: int
-    deliveries: int
-    tracking_logs: int
 
 
 def purge(conn: Connection, before: datetime, limit: int) -> Purged:

@@ -1,8 +1,4 @@
-"""Named queries on a control instance's design objects: event types, templates, blocks, seeds, proofs.
-
-:func:`frozen_spec` freezes a template into the publication that execution
-instances receive, with every block it uses.
-"""
+"""Named queries on a control instance's design objects: event types, templates, blocks, seeds, proofs."""
 
 from __future__ import annotations
 
@@ -14,12 +10,10 @@ from typing import Any
 import sqlalchemy.exc
 from sqlalchemy import ColumnElement, Connection, RowMapping, Table, delete, insert, select, update
 
-from msgcenter.control.design_checks import check_content, seed_event
 from msgcenter.designs import Block, EventType, Proof, Seed, Template
-from msgcenter.errors import ConflictError, InvalidInputError, NotFoundError
+from msgcenter.errors import ConflictError, NotFoundError
 from msgcenter.events.model import Channel
-from msgcenter.publications import PublicationSpec, PublishedContent
-from msgcenter.render import load_ctx
+from msgcenter.publications import PublishedContent
 from msgcenter.store.tables import (
     block,
     event_type,
@@ -76,9 +70,9 @@ def relabel_event_type(conn: Connection, name: str, label: str, now: datetime) -
     return get_event_type(conn, name)
 
 
-def retire_event_type(conn: Connection, name: str, now: datetime) -> EventType:
-    """Retire an event type; :class:`ConflictError` while a template of that type is published."""
-    published = (
+def published_templates_of_type(conn: Connection, name: str) -> list[str]:
+    """The names of the published templates of event type ``name``."""
+    return sorted(
         conn.execute(
             select(template.c.name).where(
                 template.c.event_type == name, template.c.published.is_(True)
@@ -87,11 +81,10 @@ def retire_event_type(conn: Connection, name: str, now: datetime) -> EventType:
         .scalars()
         .all()
     )
-    if published:
-        raise ConflictError(
-            f"event type '{name}' has published templates",
-            detail=f"unpublish {', '.join(sorted(published))} before retiring '{name}'",
-        )
+
+
+def retire_event_type(conn: Connection, name: str, now: datetime) -> EventType:
+    """Retire an event type."""
     _change(
         conn,
         event_type,
@@ -101,22 +94,6 @@ def retire_event_type(conn: Connection, name: str, now: datetime) -> EventType:
         updated=now,
     )
     return get_event_type(conn, name)
-
-
-def usable_event_type(conn: Connection, name: str) -> EventType:
-    """The event type a template names: declared and not retired, else :class:`InvalidInputError`."""
-    try:
-        found = get_event_type(conn, name)
-    except NotFoundError:
-        raise InvalidInputError(
-            f"unknown event type '{name}'", detail=f"event type '{name}' is not declared"
-        ) from None
-    if found.retired:
-        raise InvalidInputError(
-            f"event type '{name}' is retired",
-            detail=f"event type '{name}' is retired; templates cannot use it",
-        )
-    return found
 
 
 # -- templates ---------------------------------------------------------------------------
@@ -214,20 +191,14 @@ def update_template(
     return get_template(conn, current.name)
 
 
-def delete_template(conn: Connection, name: str) -> None:
-    """Delete an unpublished template with its seeds, proofs and publication history.
+def delete_template(conn: Connection, template_id: int) -> None:
+    """Delete a template with its seeds, proofs and publication history.
 
     The history goes too: SQLite may give a later template the same id.
     """
-    found = get_template(conn, name)
-    if found.published:
-        raise ConflictError(
-            f"template '{name}' is published",
-            detail=f"template '{name}' is published (version {found.published_version}); unpublish it first",
-        )
     for table in (seed, proof, template_version, publication_log, instance_publication):
-        conn.execute(delete(table).where(table.c.template_id == found.id))
-    conn.execute(delete(template).where(template.c.id == found.id))
+        conn.execute(delete(table).where(table.c.template_id == template_id))
+    conn.execute(delete(template).where(template.c.id == template_id))
 
 
 def _route_free(
@@ -419,36 +390,6 @@ def list_proofs(conn: Connection, template_id: int) -> list[Proof]:
         select(proof).where(proof.c.template_id == template_id).order_by(proof.c.id.desc())
     )
     return [_proof(row) for row in rows.mappings()]
-
-
-# -- publication -------------------------------------------------------------------------
-
-
-def frozen_spec(conn: Connection, template_name: str, version: int) -> PublicationSpec:
-    """Template ``template_name`` frozen as publication ``version``, with every block it uses.
-
-    The content is checked as at save (compiled, tried on an empty ctx and on the
-    template's seeds), so a block changed since, or a sandbox violation, is
-    refused here with its part and line. Raises :class:`NotFoundError` (no such
-    template), :class:`InvalidInputError` (its event type is undeclared or
-    retired) or :class:`~msgcenter.render.TemplateSyntaxProblem`.
-    """
-    found = get_template(conn, template_name)
-    usable_event_type(conn, found.event_type)
-    blocks = block_sources(conn)
-    samples = [load_ctx(s.ctx, s.ctx_format) for s in list_seeds(conn, found.id)]
-    compiled = check_content(
-        found.content, blocks, seed_event(found.event_type, found.channel, found.folder), samples
-    )
-    used = {name: blocks[name] for name in sorted(compiled.blocks_used)}
-    return PublicationSpec(
-        template=found.name,
-        event_type=found.event_type,
-        channel=found.channel,
-        folder=found.folder,
-        version=version,
-        content=found.content.model_copy(update={"blocks": used}),
-    )
 
 
 # -- helpers -----------------------------------------------------------------------------

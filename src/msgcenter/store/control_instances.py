@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -10,33 +10,13 @@ import sqlalchemy.exc
 from sqlalchemy import Connection, RowMapping, insert, select, update
 
 from msgcenter.errors import ConflictError, NotFoundError
+from msgcenter.instances import ExecInstance
 from msgcenter.store.tables import exec_instance
 
 
-@dataclass(frozen=True, slots=True)
-class ExecInstance:
-    """One registered execution instance; its secrets stay encrypted (and out of ``repr``)."""
-
-    id: int
-    name: str
-    label: str
-    url: str
-    login: str
-    password_encrypted: str = field(repr=False)
-    enabled: bool
-    #: "web" or "database"
-    archive_method: str
-    database_url_encrypted: str | None = field(repr=False)
-    folder: str | None
-    #: assigned by "Initialize connection" (None until then)
-    instance_id: str | None
-    created: datetime
-    updated: datetime
-
-    @classmethod
-    def from_row(cls, row: RowMapping) -> ExecInstance:
-        """The instance in a row holding (at least) every ``exec_instance`` column."""
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+def instance_from_row(row: RowMapping) -> ExecInstance:
+    """The instance in a row holding (at least) every ``exec_instance`` column."""
+    return ExecInstance(**{f.name: row[f.name] for f in fields(ExecInstance)})
 
 
 def add(conn: Connection, values: dict[str, Any], now: datetime) -> ExecInstance:
@@ -60,7 +40,7 @@ def get(conn: Connection, name: str) -> ExecInstance:
     )
     if found is None:
         raise NotFoundError(f"no execution instance named '{name}'")
-    return ExecInstance.from_row(found)
+    return instance_from_row(found)
 
 
 def list_all(conn: Connection, *, enabled_only: bool = False) -> list[ExecInstance]:
@@ -68,7 +48,7 @@ def list_all(conn: Connection, *, enabled_only: bool = False) -> list[ExecInstan
     query = select(exec_instance).order_by(exec_instance.c.name)
     if enabled_only:
         query = query.where(exec_instance.c.enabled.is_(True))
-    return [ExecInstance.from_row(row) for row in conn.execute(query).mappings()]
+    return [instance_from_row(row) for row in conn.execute(query).mappings()]
 
 
 def change(conn: Connection, name: str, values: dict[str, Any], now: datetime) -> ExecInstance:
@@ -98,6 +78,4 @@ def holder_of(conn: Connection, instance_id: str) -> str | None:
 
 
 def _by(conn: Connection, condition: Any) -> ExecInstance:
-    return ExecInstance.from_row(
-        conn.execute(select(exec_instance).where(condition)).mappings().one()
-    )
+    return instance_from_row(conn.execute(select(exec_instance).where(condition)).mappings().one())

@@ -10,7 +10,6 @@ older push never hides a newer version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy.exc
@@ -18,9 +17,18 @@ from sqlalchemy import Connection, and_, insert, select, update
 
 from msgcenter.designs import Template
 from msgcenter.errors import ConflictError
-from msgcenter.publications import PublicationSpec
+from msgcenter.publications import (
+    PENDING,
+    PUBLISHED,
+    UNPUBLISHED,
+    InstanceState,
+    LogEntry,
+    PendingPush,
+    PublicationSpec,
+    PublicationState,
+)
 from msgcenter.store.control_design import get_template
-from msgcenter.store.control_instances import ExecInstance
+from msgcenter.store.control_instances import instance_from_row
 from msgcenter.store.database import dialect_insert
 from msgcenter.store.tables import (
     exec_instance,
@@ -29,53 +37,6 @@ from msgcenter.store.tables import (
     template,
     template_version,
 )
-
-PENDING, PUBLISHED, UNPUBLISHED = "pending", "published", "unpublished"
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPush:
-    """One template an execution instance has not caught up with."""
-
-    instance: ExecInstance
-    template_id: int
-    template: str
-    folder: str | None
-    #: the version to publish, or None to unpublish
-    spec: PublicationSpec | None
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceState:
-    """Where a template stands on one execution instance."""
-
-    instance: str
-    enabled: bool
-    state: str
-    version: int
-    failure_reason: str | None
-    last_attempt: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One publication or unpublication."""
-
-    action: str
-    version: int
-    operator: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class PublicationState:
-    """A template's publication: wanted state, per-instance state, and its log (newest first)."""
-
-    template: str
-    published: bool
-    version: int
-    instances: list[InstanceState]
-    log: list[LogEntry]
 
 
 def record_publish(
@@ -195,7 +156,7 @@ def pending(
         query = query.where(template.c.name == template_name)
     return [
         PendingPush(
-            instance=ExecInstance.from_row(row),
+            instance=instance_from_row(row),
             template_id=row["template_id"],
             template=row["template_name"],
             folder=row["template_folder"] or None,

@@ -8,7 +8,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy.exc
-from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy import Connection, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -67,6 +67,11 @@ class Database:
         """A read-only unit of work (its transaction is rolled back on exit)."""
         with translate_errors(), self.engine.connect() as conn:
             yield conn
+
+    def ping(self) -> None:
+        """Check that the database answers (:class:`StoreUnavailableError` if not)."""
+        with self.read() as conn:
+            conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         """Close every pooled connection."""

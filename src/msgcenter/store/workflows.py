@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, select, update
@@ -10,18 +9,7 @@ from sqlalchemy import Connection, select, update
 from msgcenter.errors import NotFoundError
 from msgcenter.store.database import insert_or_ignore
 from msgcenter.store.tables import workflow
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowState:
-    """What the ``workflow`` table says of one workflow."""
-
-    name: str
-    state: str
-    last_run: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    watermark: int | None
+from msgcenter.workflow_states import WorkflowState
 
 
 def ensure(conn: Connection, names: list[str], now: datetime) -> None:

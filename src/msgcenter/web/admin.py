@@ -1,4 +1,5 @@
-"""The execution instance's admin API (``mc_admin``): identity, publications and technical workflows.
+"""The execution instance's admin API: identity (any operator), publications and technical
+workflows (``mc_admin``).
 
 The control instance tests the connection, assigns the instance id and
 publishes through these routes; operators use them (or the CLI) to start,
@@ -7,31 +8,21 @@ pause and stop workflows.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from msgcenter import __version__
-from msgcenter.auth.authenticator import Authenticator
-from msgcenter.errors import NotFoundError, PermissionDeniedError
+from msgcenter.execution.identity import IdentityService
+from msgcenter.execution.publications import PublicationService
 from msgcenter.operators import Operator, Right
-from msgcenter.publications import (
-    Publication,
-    PublicationSpec,
-    PublishedContent,
-    compile_publication,
-)
-from msgcenter.store import instance_info
-from msgcenter.store import publications as publication_store
-from msgcenter.store import workflows as workflow_store
-from msgcenter.store.database import Database
-from msgcenter.web.credentials import operator_of
+from msgcenter.publications import Publication, PublicationSpec, PublishedContent
+from msgcenter.web.access import Admin, Caller, require
+from msgcenter.workflows.admin import WorkflowAdmin
 
-WORKFLOW_ACTIONS = {"start": "running", "pause": "paused", "stop": "stopped"}
 INSTANCE_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
@@ -84,125 +75,97 @@ class WorkflowOut(BaseModel):
     last_error_at: datetime | None
 
 
-def publish(db: Database, spec: PublicationSpec, operator: Operator) -> list[Publication]:
-    """Validate (compile every part) and store both flavours of ``spec`` for ``operator``'s folder."""
-    operator.require(Right.MC_ADMIN)
-    if operator.folder is not None:
-        if spec.folder not in (None, operator.folder):
-            raise PermissionDeniedError(
-                f"operator '{operator.login}' is restricted to folder '{operator.folder}', not '{spec.folder}'"
-            )
-        spec = spec.model_copy(update={"folder": operator.folder})
-    now = datetime.now(UTC)
-    compile_publication(
-        Publication.draft(spec)
-    )  # raises TemplateSyntaxProblem with the part and line
-    with db.write() as conn:
-        return publication_store.put(conn, spec, now)
+def _identity(request: Request) -> IdentityService:
+    return cast(IdentityService, request.app.state.identity)
 
 
-def admin_router(auth: Authenticator, db: Database) -> APIRouter:
-    """Routes under ``/api/v1/admin``."""
-    router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-
-    async def admin(request: Request) -> Operator:
-        operator = await operator_of(auth, request)
-        operator.require(Right.MC_ADMIN)
-        return operator
-
-    @router.get(
-        "/instance",
-        response_model=InstanceOut,
-        summary="This instance's identity and the calling operator's rights (any operator)",
-    )
-    async def get_instance(request: Request) -> Any:
-        # Any operator may ask, so that a control instance can tell a missing right
-        # apart from wrong credentials.
-        operator = await operator_of(auth, request)
-        with db.read() as conn:
-            assigned = instance_info.instance_id(conn)
-        return _identity(operator, assigned)
-
-    @router.put(
-        "/instance",
-        response_model=InstanceOut,
-        summary="Store the instance id assigned by a control instance; 409 if another is stored",
-    )
-    async def put_instance(assigned: InstanceIdIn, request: Request) -> Any:
-        operator = await admin(request)
-        with db.write() as conn:
-            instance_info.assign_instance_id(
-                conn, assigned.instance_id, datetime.now(UTC), force=assigned.force
-            )
-        return _identity(operator, assigned.instance_id)
-
-    @router.put(
-        "/publications",
-        status_code=201,
-        response_model=list[PublicationOut],
-        summary="Publish a template (both flavours); replaces its previous version",
-    )
-    async def put_publication(spec: PublicationSpec, request: Request) -> Any:
-        operator = await admin(request)
-        stored = await asyncio.to_thread(publish, db, spec, operator)
-        return [_out(p) for p in stored]
-
-    @router.get("/publications", response_model=list[PublicationOut], summary="Active publications")
-    async def list_publications(request: Request) -> Any:
-        operator = await admin(request)
-        with db.read() as conn:
-            found = publication_store.list_active(
-                conn, operator.folder, any_folder=operator.folder is None
-            )
-        return [_out(p) for p in found]
-
-    @router.delete("/publications/{template}", summary="Unpublish a template (both flavours)")
-    async def delete_publication(
-        template: str, request: Request, folder: str | None = None
-    ) -> dict[str, int]:
-        operator = await admin(request)
-        target = operator.folder if operator.folder is not None else folder
-        with db.write() as conn:
-            retired = publication_store.remove(conn, template, target, datetime.now(UTC))
-        if not retired:
-            raise NotFoundError(
-                f"no active publication of template '{template}'"
-                + (f" in folder '{target}'" if target else "")
-            )
-        return {"retired": retired}
-
-    @router.get(
-        "/workflows",
-        response_model=list[WorkflowOut],
-        summary="Technical workflows and their state",
-    )
-    async def list_workflows(request: Request) -> Any:
-        await admin(request)
-        with db.read() as conn:
-            return [asdict(s) for s in workflow_store.list_all(conn)]
-
-    @router.post(
-        "/workflows/{name}/{action}",
-        response_model=WorkflowOut,
-        summary="Start, pause or stop a workflow",
-    )
-    async def change_workflow(
-        name: str, action: Literal["start", "pause", "stop"], request: Request
-    ) -> Any:
-        await admin(request)
-        with db.write() as conn:
-            workflow_store.set_state(conn, name, WORKFLOW_ACTIONS[action], datetime.now(UTC))
-            return next(asdict(s) for s in workflow_store.list_all(conn) if s.name == name)
-
-    return router
+def _publications(request: Request) -> PublicationService:
+    return cast(PublicationService, request.app.state.publications)
 
 
-def _identity(operator: Operator, instance_id: str | None) -> InstanceOut:
+def _workflows(request: Request) -> WorkflowAdmin:
+    return cast(WorkflowAdmin, request.app.state.workflows)
+
+
+Identity = Annotated[IdentityService, Depends(_identity)]
+Publications = Annotated[PublicationService, Depends(_publications)]
+Workflows = Annotated[WorkflowAdmin, Depends(_workflows)]
+
+#: any operator may ask who the instance is, so that a control instance can tell a missing
+#: right apart from wrong credentials
+identity_router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require())]
+)
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require(Right.MC_ADMIN))]
+)
+
+
+@identity_router.get(
+    "/instance",
+    response_model=InstanceOut,
+    summary="This instance's identity and the calling operator's rights (any operator)",
+)
+def get_instance(operator: Caller, identity: Identity) -> Any:
+    return _identity_out(operator, identity.instance_id())
+
+
+@router.put(
+    "/instance",
+    response_model=InstanceOut,
+    summary="Store the instance id assigned by a control instance; 409 if another is stored",
+)
+def put_instance(assigned: InstanceIdIn, operator: Admin, identity: Identity) -> Any:
+    identity.assign(assigned.instance_id, force=assigned.force)
+    return _identity_out(operator, assigned.instance_id)
+
+
+@router.put(
+    "/publications",
+    status_code=201,
+    response_model=list[PublicationOut],
+    summary="Publish a template (both flavours); replaces its previous version",
+)
+def put_publication(spec: PublicationSpec, operator: Admin, publications: Publications) -> Any:
+    return [_publication_out(p) for p in publications.publish(spec, operator)]
+
+
+@router.get("/publications", response_model=list[PublicationOut], summary="Active publications")
+def list_publications(operator: Admin, publications: Publications) -> Any:
+    return [_publication_out(p) for p in publications.active(operator)]
+
+
+@router.delete("/publications/{template}", summary="Unpublish a template (both flavours)")
+def delete_publication(
+    template: str, operator: Admin, publications: Publications, folder: str | None = None
+) -> dict[str, int]:
+    return {"retired": publications.unpublish(template, folder, operator)}
+
+
+@router.get(
+    "/workflows", response_model=list[WorkflowOut], summary="Technical workflows and their state"
+)
+def list_workflows(workflows: Workflows) -> Any:
+    return [asdict(s) for s in workflows.list()]
+
+
+@router.post(
+    "/workflows/{name}/{action}",
+    response_model=WorkflowOut,
+    summary="Start, pause or stop a workflow",
+)
+def change_workflow(
+    name: str, action: Literal["start", "pause", "stop"], workflows: Workflows
+) -> Any:
+    return asdict(workflows.act(name, action))
+
+
+def _identity_out(operator: Operator, instance_id: str | None) -> InstanceOut:
     caller = CallerOut(login=operator.login, rights=sorted(operator.rights), folder=operator.folder)
     return InstanceOut(version=__version__, instance_id=instance_id, operator=caller)
 
 
-def _out(publication: Publication) -> dict[str, Any]:
+def _publication_out(publication: Publication) -> dict[str, Any]:
     return {
         "id": publication.id,
         "template": publication.template,

@@ -1,34 +1,18 @@
-"""The execution instance's archive export (``mc_admin``): what the control instance's archiving pulls.
-
-Pages are JSON objects of columns (see :mod:`msgcenter.archives`), encoded
-with orjson off the event loop. An operator restricted to a folder sees only
-that folder's events, quarantine rows and tracking logs: this is how several brands share
-one execution instance and each control instance archives only its own.
-"""
+"""The execution instance's archive export API (``mc_admin``): the pages the control instance's
+archiving pulls (see :mod:`msgcenter.execution.archive_export`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Query, Request
-from sqlalchemy import Connection
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from msgcenter.archives import (
-    Cursor,
-    encode_event_page,
-    encode_quarantine_page,
-    encode_tracking_page,
-)
-from msgcenter.auth.authenticator import Authenticator
-from msgcenter.errors import InvalidInputError, PermissionDeniedError
-from msgcenter.operators import Operator, Right
-from msgcenter.store import archive as archive_store
-from msgcenter.store.database import Database
-from msgcenter.web.credentials import operator_of
+from msgcenter.execution.archive_export import ArchiveExport, PageKind
+from msgcenter.operators import Right
+from msgcenter.web.access import Admin, require
 
 MAX_PAGE = 100_000
 
@@ -42,7 +26,7 @@ Folder = Annotated[
     str | None,
     Query(description="only this folder (an operator restricted to a folder always gets its own)"),
 ]
-PAGE_DOC = {
+PAGE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A page: one list per field, all of the same length",
         "content": {"application/json": {}},
@@ -50,93 +34,90 @@ PAGE_DOC = {
 }
 
 
-def archive_export_router(auth: Authenticator, db: Database) -> APIRouter:
-    """Routes under ``/api/v1/admin/archive``."""
-    router = APIRouter(prefix="/api/v1/admin/archive", tags=["admin"])
+def _export(request: Request) -> ArchiveExport:
+    return cast(ArchiveExport, request.app.state.archive_export)
 
-    async def scope(request: Request, folder: str | None) -> str | None:
-        operator = await operator_of(auth, request)
-        operator.require(Right.MC_ADMIN)
-        return _folder(operator, folder)
 
-    def page_route(
-        path: str,
-        name: str,
-        summary: str,
-        description: str,
-        export: Callable[[Connection, Cursor | None, int, str | None], Any],
-        encode: Callable[[Any], bytes],
-    ) -> None:
-        async def page(
-            request: Request,
-            after_at: AfterAt = None,
-            after_id: AfterId = 0,
-            limit: Limit = 5_000,
-            folder: Folder = None,
-        ) -> Response:
-            target = await scope(request, folder)
-            after = _cursor(after_at, after_id)
+Export = Annotated[ArchiveExport, Depends(_export)]
+router = APIRouter(
+    prefix="/api/v1/admin/archive",
+    tags=["admin"],
+    dependencies=[Depends(require(Right.MC_ADMIN))],
+)
 
-            def read() -> bytes:
-                with db.read() as conn:
-                    exported = export(conn, after, limit, target)
-                return encode(exported)
 
-            return Response(await asyncio.to_thread(read), media_type="application/json")
-
-        router.add_api_route(
-            path,
-            page,
-            methods=["GET"],
-            name=name,
-            summary=summary,
-            description=description,
-            responses=PAGE_DOC,
-        )
-
-    page_route(
-        "",
-        "events_page",
-        "Events in a final status changed after a cursor, with their delivery logs",
-        "Ordered by (last_modified, id); the next page starts after the last event of this "
-        "one. A page shorter than `limit` is the last one for now.",
-        archive_store.export_events,
-        encode_event_page,
+async def _page(
+    kind: PageKind,
+    export: ArchiveExport,
+    operator: Admin,
+    after_at: datetime | None,
+    after_id: int,
+    limit: int,
+    folder: str | None,
+) -> Response:
+    # pages run to megabytes: read and encode them off the event loop
+    body = await asyncio.to_thread(
+        export.page,
+        kind,
+        operator,
+        after_at=after_at,
+        after_id=after_id,
+        limit=limit,
+        folder=folder,
     )
-    page_route(
-        "/quarantine",
-        "quarantine_page",
-        "Quarantine rows changed after a cursor",
-        "Ordered by (last_modified, id), like the event pages.",
-        archive_store.export_quarantine,
-        encode_quarantine_page,
-    )
-    page_route(
-        "/tracking",
-        "tracking_page",
-        "Tracking logs (opens, clicks) recorded after a cursor",
-        "Ordered by (created, id); tracking logs never change once recorded.",
-        archive_store.export_tracking,
-        encode_tracking_page,
-    )
-    return router
+    return Response(body, media_type="application/json")
 
 
-def _folder(operator: Operator, asked: str | None) -> str | None:
-    if operator.folder is None:
-        return asked
-    if asked not in (None, operator.folder):
-        raise PermissionDeniedError(
-            f"operator '{operator.login}' is restricted to folder '{operator.folder}', not '{asked}'"
-        )
-    return operator.folder
+@router.get(
+    "",
+    name="events_page",
+    summary="Events in a final status changed after a cursor, with their delivery logs",
+    description="Ordered by (last_modified, id); the next page starts after the last event of "
+    "this one. A page shorter than `limit` is the last one for now.",
+    responses=PAGE_DOC,
+)
+async def events_page(
+    export: Export,
+    operator: Admin,
+    after_at: AfterAt = None,
+    after_id: AfterId = 0,
+    limit: Limit = 5_000,
+    folder: Folder = None,
+) -> Response:
+    return await _page(PageKind.EVENTS, export, operator, after_at, after_id, limit, folder)
 
 
-def _cursor(after_at: datetime | None, after_id: int) -> Cursor | None:
-    if after_at is None:
-        return None
-    if after_at.tzinfo is None:
-        raise InvalidInputError(
-            "after_at has no UTC offset", detail="after_at must carry an offset, e.g. +00:00"
-        )
-    return after_at, after_id
+@router.get(
+    "/quarantine",
+    name="quarantine_page",
+    summary="Quarantine rows changed after a cursor",
+    description="Ordered by (last_modified, id), like the event pages.",
+    responses=PAGE_DOC,
+)
+async def quarantine_page(
+    export: Export,
+    operator: Admin,
+    after_at: AfterAt = None,
+    after_id: AfterId = 0,
+    limit: Limit = 5_000,
+    folder: Folder = None,
+) -> Response:
+    return await _page(PageKind.QUARANTINE, export, operator, after_at, after_id, limit, folder)
+
+
+@router.get(
+    "/tracking",
+    name="tracking_page",
+    summary="Tracking logs (opens, clicks) recorded after a cursor",
+    description="Ordered by (created, id); tracking logs never change once recorded.",
+    responses=PAGE_DOC,
+)
+async def tracking_page(
+    export: Export,
+    operator: Admin,
+    after_at: AfterAt = None,
+    after_id: AfterId = 0,
+    limit: Limit = 5_000,
+    folder: Folder = None,
+) -> Response:
+    return await _page(PageKind.TRACKING, export, operator, after_at, after_id, limit, folder)

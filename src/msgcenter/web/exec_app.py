@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,25 +16,26 @@ from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.errors import MsgcenterError
 from msgcenter.events.model import Queue
+from msgcenter.execution.archive_export import ArchiveExport
+from msgcenter.execution.events import EventQueries
+from msgcenter.execution.identity import IdentityService
+from msgcenter.execution.publications import PublicationService
+from msgcenter.execution.tracking import TrackingRecorder
+from msgcenter.intake import rest
 from msgcenter.intake.committer import GroupCommitter
-from msgcenter.intake.rest import rest_router
 from msgcenter.intake.service import IntakeService
 from msgcenter.intake.soap import SoapRouter
 from msgcenter.logs import configure as configure_logging
 from msgcenter.monitoring import metrics
 from msgcenter.sending.email import DEVELOPMENT_SECRET
 from msgcenter.settings import Settings, load_settings
-from msgcenter.store import events as event_store
-from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
 from msgcenter.tracking import LinkSigner
-from msgcenter.web import problems
-from msgcenter.web.admin import admin_router
-from msgcenter.web.archive_export import archive_export_router
+from msgcenter.web import admin, archive_export, problems, tracking
 from msgcenter.web.landing import add_landing_routes
-from msgcenter.web.tracking import tracking_router
-from msgcenter.workflows.runner import unready_workflows
+from msgcenter.workflow_states import unready_workflows
+from msgcenter.workflows.admin import WorkflowAdmin
 from msgcenter.workflows.wakeup import Wakeup
 from msgcenter.workflows.worker import REQUIRED_WORKFLOWS, Worker
 
@@ -59,12 +61,9 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     intake = IntakeService(committer, settings.intake)
     authenticator = Authenticator(database, settings.security)
     soap = SoapRouter(intake, authenticator)
-
-    def read_queue_sizes() -> dict[tuple[str, int], int]:
-        with database.read() as conn:
-            return event_store.queue_sizes(conn)
-
-    queue_sizes = metrics.QueueSizeCollector(read_queue_sizes)
+    events = EventQueries(database)
+    workflows = WorkflowAdmin(database)
+    queue_sizes = metrics.QueueSizeCollector(events.queue_sizes)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +86,17 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         description="Event intake (SOAP compatibility and REST) of a msgcenter execution instance.",
         lifespan=lifespan,
     )
+    app.state.authenticator = authenticator
+    app.state.intake = intake
+    app.state.events = events
+    app.state.publications = PublicationService(database)
+    app.state.identity = IdentityService(database)
+    app.state.archive_export = ArchiveExport(database)
+    app.state.tracking = TrackingRecorder(database)
+    app.state.workflows = workflows
+    app.state.link_signer = LinkSigner(
+        settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET, settings.tracking_base_url()
+    )
     problems.install(app)
     # Plain Starlette routes: the SOAP endpoint needs none of FastAPI's parameter handling,
     # so its hot path skips FastAPI's dependency solving.
@@ -98,18 +108,16 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         include_in_schema=False,
     )
     app.add_route("/nl/jsp/schemawsdl.jsp", soap.wsdl, methods=["GET"], include_in_schema=False)
-    app.include_router(rest_router(intake, authenticator, database))
-    app.include_router(admin_router(authenticator, database))
-    app.include_router(archive_export_router(authenticator, database))
-    app.include_router(
-        tracking_router(
-            database,
-            LinkSigner(
-                settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET,
-                settings.tracking_base_url(),
-            ),
-        )
-    )
+    for router in (
+        rest.push_router,
+        rest.router,
+        rest.sessions_router,
+        admin.identity_router,
+        admin.router,
+        archive_export.router,
+        tracking.router,
+    ):
+        app.include_router(router)
 
     add_landing_routes(app)
 
@@ -120,8 +128,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     async def readyz() -> Response:
         try:
-            with database.read() as conn:
-                states = workflow_store.list_all(conn)
+            states = await asyncio.to_thread(workflows.list)
         except MsgcenterError as exc:
             return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
         problems = unready_workflows(states, set(REQUIRED_WORKFLOWS), datetime.now(UTC))

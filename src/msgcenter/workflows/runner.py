@@ -27,8 +27,6 @@ log = structlog.get_logger(__name__)
 STATE_REFRESH_SECONDS = 1.0
 #: how often a healthy workflow records that it ran
 HEARTBEAT_SECONDS = 5.0
-#: a running workflow whose last heartbeat is older than this is reported as not running
-HEARTBEAT_TIMEOUT_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 60.0
 
 
@@ -177,28 +175,3 @@ async def _quietly(function, *args) -> None:  # type: ignore[no-untyped-def]
         log.warning(
             "workflow bookkeeping failed", action="workflow.bookkeeping_failed", error=str(exc)
         )
-
-
-def unready_workflows(
-    states: list[workflow_store.WorkflowState], required: set[str], now: datetime
-) -> list[str]:
-    """Names (with the reason) of required workflows that are not running right now."""
-    by_name = {s.name: s for s in states}
-    problems = []
-    for name in sorted(required):
-        state = by_name.get(name)
-        if state is None:
-            problems.append(f"{name}: never started")
-        elif state.state != "running":
-            problems.append(
-                f"{name}: {state.state}"
-                + (f" ({state.last_error})" if state.state == "failed" else "")
-            )
-        elif (
-            state.last_run is None
-            or (now - state.last_run).total_seconds() > HEARTBEAT_TIMEOUT_SECONDS
-        ):
-            problems.append(
-                f"{name}: no heartbeat for over {int(HEARTBEAT_TIMEOUT_SECONDS)} s (no worker running?)"
-            )
-    return problems

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import mimetypes
 import socket
+from collections.abc import Sequence
 from email.message import Message
 from urllib.parse import unquote
 
@@ -20,6 +21,8 @@ import httpx
 from msgcenter.channels.email.config import AttachmentSettings
 from msgcenter.channels.email.mime import Attachment
 from msgcenter.errors import MsgcenterError
+from msgcenter.publications import AttachmentSpec
+from msgcenter.render import Ctx
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -34,6 +37,31 @@ class AttachmentError(MsgcenterError):
         self.url = url
         self.reason = reason
         self.temporary = temporary
+
+
+async def fetch_attachments(
+    specs: Sequence[AttachmentSpec], ctx: Ctx, settings: AttachmentSettings
+) -> list[Attachment]:
+    """A template's attachments for one event (fixed URLs, or URLs read from its ``ctx``),
+    fetched concurrently; the first failure raises :class:`AttachmentError`."""
+    return list(await asyncio.gather(*(_fetch_spec(spec, ctx, settings) for spec in specs)))
+
+
+async def _fetch_spec(spec: AttachmentSpec, ctx: Ctx, settings: AttachmentSettings) -> Attachment:
+    url = spec.url or _ctx_text(ctx, spec.ctx_url or "")
+    if not url:
+        raise AttachmentError(spec.ctx_url or "", f"ctx has no URL at '{spec.ctx_url}'")
+    fetched = await fetch_attachment(url, settings)
+    if spec.filename:
+        return Attachment(spec.filename, fetched.content_type, fetched.data)
+    return fetched
+
+
+def _ctx_text(ctx: Ctx, path: str) -> str:
+    node = ctx
+    for part in filter(None, path.split(".")):
+        node = node[part]
+    return str(node).strip()
 
 
 async def fetch_attachment(url: str, settings: AttachmentSettings) -> Attachment:

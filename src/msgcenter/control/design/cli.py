@@ -1,16 +1,16 @@
 """CLI verbs of the control instance: event types, templates, blocks, seeds, preview and proofs.
 
 They work on the control instance's database directly (``--db`` / ``--config``)
-through the same checks as the REST API.
+through the design service, with the same checks as the REST API.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import tomllib
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,16 +19,8 @@ from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from msgcenter.cli import (
-    ConfigOption,
-    DbOption,
-    cli_database,
-    cli_instance,
-    console,
-)
-from msgcenter.control import design_service as service
-from msgcenter.control.preview import render_preview
-from msgcenter.control.proofs import send_proof
+from msgcenter.commandline import ConfigOption, DbOption, cli_instance, cli_login, console
+from msgcenter.control.design.service import DesignService
 from msgcenter.designs import (
     BlockIn,
     EventTypeIn,
@@ -37,8 +29,7 @@ from msgcenter.designs import (
     TemplateIn,
     TemplatePatch,
 )
-from msgcenter.errors import InvalidInputError, NotFoundError
-from msgcenter.store import control_design as store
+from msgcenter.errors import InvalidInputError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,6 +69,13 @@ def _valid(model: type[M], what: str, **values: Any) -> M:
         raise InvalidInputError(f"invalid {what}", detail=f"{where}: {first['msg']}") from None
 
 
+@contextmanager
+def _design(config: Path | None, db: str | None) -> Iterator[DesignService]:
+    """The design service of the control instance a command works on."""
+    with cli_instance(config, db) as (settings, database):
+        yield DesignService(database, settings)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text("utf-8")
@@ -98,17 +96,6 @@ def _content(path: Path) -> dict[str, Any]:
     return data
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _login() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"[:64]
-    except OSError:  # no user name in this environment
-        return "cli"
-
-
 # -- event types -------------------------------------------------------------------------
 
 
@@ -120,18 +107,16 @@ def event_type_add(
     db: DbOption = None,
 ) -> None:
     """Declare an event type."""
-    with cli_database(config, db) as database:
-        new = _valid(EventTypeIn, "event type", name=name, label=label)
-        with database.write() as conn:
-            store.add_event_type(conn, new.name, new.label, _now())
+    with _design(config, db) as design:
+        design.add_event_type(_valid(EventTypeIn, "event type", name=name, label=label))
     console.print(f"event type '{name}' declared")
 
 
 @event_types.command("list")
 def event_type_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List event types."""
-    with cli_database(config, db) as database, database.read() as conn:
-        found = store.list_event_types(conn)
+    with _design(config, db) as design:
+        found = design.list_event_types()
     table = Table("event type", "label", "retired")
     for t in found:
         table.add_row(t.name, escape(t.label), "yes" if t.retired else "")
@@ -146,16 +131,16 @@ def event_type_rename(
     db: DbOption = None,
 ) -> None:
     """Give an event type a new label (its name stays: events carry it)."""
-    with cli_database(config, db) as database, database.write() as conn:
-        store.relabel_event_type(conn, name, label, _now())
+    with _design(config, db) as design:
+        design.relabel_event_type(name, label)
     console.print(f"event type '{name}' relabelled")
 
 
 @event_types.command("retire")
 def event_type_retire(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Retire an event type: no new template nor publication of that type."""
-    with cli_database(config, db) as database, database.write() as conn:
-        store.retire_event_type(conn, name, _now())
+    with _design(config, db) as design:
+        design.retire_event_type(name)
     console.print(f"event type '{name}' retired")
 
 
@@ -174,7 +159,7 @@ def template_add(
     db: DbOption = None,
 ) -> None:
     """Create a template for an event type, channel and folder."""
-    with cli_database(config, db) as database:
+    with _design(config, db) as design:
         new = _valid(
             TemplateIn,
             "template",
@@ -185,7 +170,7 @@ def template_add(
             folder=folder,
             content=_content(file) if file else None,
         )
-        created = service.create_template(database, new)
+        created = design.create_template(new)
     console.print(
         f"template '{created.name}' created for ({created.event_type}, {created.channel.label}"
         + (f", folder {created.folder})" if created.folder else ")")
@@ -207,7 +192,7 @@ def template_edit(
     db: DbOption = None,
 ) -> None:
     """Edit a template; the content file replaces only the parts it holds."""
-    with cli_database(config, db) as database:
+    with _design(config, db) as design:
         patch = _valid(
             TemplatePatch,
             "template",
@@ -217,7 +202,7 @@ def template_edit(
             folder=folder,
             content=_content(file) if file else None,
         )
-        service.edit_template(database, name, patch)
+        design.edit_template(name, patch)
     console.print(f"template '{name}' saved")
 
 
@@ -233,7 +218,7 @@ def template_copy(
     db: DbOption = None,
 ) -> None:
     """Copy a template (content and seeds); the copy needs its own type, channel or folder."""
-    with cli_database(config, db) as database:
+    with _design(config, db) as design:
         copy = _valid(
             TemplateCopy,
             "copy",
@@ -243,15 +228,15 @@ def template_copy(
             channel=channel,
             folder=folder,
         )
-        service.copy_template(database, name, copy)
+        design.copy_template(name, copy)
     console.print(f"template '{name}' copied to '{new_name}'")
 
 
 @templates.command("list")
 def template_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List templates."""
-    with cli_database(config, db) as database, database.read() as conn:
-        found = store.list_templates(conn)
+    with _design(config, db) as design:
+        found = design.list_templates()
     table = Table("template", "event type", "channel", "folder", "published", "label")
     for t in found:
         table.add_row(
@@ -268,16 +253,16 @@ def template_list(config: ConfigOption = None, db: DbOption = None) -> None:
 @templates.command("show")
 def template_show(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Print a template's content as JSON."""
-    with cli_database(config, db) as database, database.read() as conn:
-        found = store.get_template(conn, name)
+    with _design(config, db) as design:
+        found = design.get_template(name)
     typer.echo(found.content.model_dump_json(exclude={"blocks"}, indent=2))
 
 
 @templates.command("remove")
 def template_remove(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Delete an unpublished template with its seeds and proofs."""
-    with cli_database(config, db) as database, database.write() as conn:
-        store.delete_template(conn, name)
+    with _design(config, db) as design:
+        design.delete_template(name)
     console.print(f"template '{name}' deleted")
 
 
@@ -292,22 +277,18 @@ def block_set(
     db: DbOption = None,
 ) -> None:
     """Create a block, or replace its source."""
-    with cli_database(config, db) as database:
+    with _design(config, db) as design:
         new = _valid(BlockIn, "block", name=name, content=_read(file))
-        try:
-            service.edit_block(database, new.name, new.content)
-            done = "replaced"
-        except NotFoundError:
-            service.create_block(database, new)
-            done = "created"
+        _block, created = design.set_block(new)
+        done = "created" if created else "replaced"
     console.print(f"block '{name}' {done}")
 
 
 @blocks.command("list")
 def block_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List blocks."""
-    with cli_database(config, db) as database, database.read() as conn:
-        found = store.list_blocks(conn)
+    with _design(config, db) as design:
+        found = design.list_blocks()
     table = Table("block", "updated", "size")
     for b in found:
         table.add_row(b.name, b.updated.isoformat(timespec="seconds"), f"{len(b.content)} chars")
@@ -317,8 +298,8 @@ def block_list(config: ConfigOption = None, db: DbOption = None) -> None:
 @blocks.command("remove")
 def block_remove(name: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Delete a block that no template includes."""
-    with cli_database(config, db) as database:
-        service.delete_block(database, name)
+    with _design(config, db) as design:
+        design.delete_block(name)
     console.print(f"block '{name}' deleted")
 
 
@@ -362,19 +343,17 @@ def seed_add(
     db: DbOption = None,
 ) -> None:
     """Add a seed to a template."""
-    with cli_instance(config, db) as (settings, database):
+    with _design(config, db) as design:
         new = _seed_input(label, address, external_id, ctx_file, ctx_format)
-        added = service.add_seed(
-            database, template, new, max_ctx_bytes=settings.intake.max_event_bytes
-        )
+        added = design.add_seed(template, new)
     console.print(f"seed {added.id} added to '{template}'")
 
 
 @seeds.command("list")
 def seed_list(template: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """List a template's seeds."""
-    with cli_database(config, db) as database, database.read() as conn:
-        found = store.list_seeds(conn, store.get_template(conn, template).id)
+    with _design(config, db) as design:
+        found = design.list_seeds(template)
     table = Table("id", "label", "address", "external id", "ctx")
     for s in found:
         table.add_row(str(s.id), escape(s.label), s.address, s.external_id or "", s.ctx_format)
@@ -386,8 +365,8 @@ def seed_remove(
     template: str, seed_id: int, config: ConfigOption = None, db: DbOption = None
 ) -> None:
     """Delete a seed."""
-    with cli_database(config, db) as database:
-        service.delete_seed(database, template, seed_id)
+    with _design(config, db) as design:
+        design.delete_seed(template, seed_id)
     console.print(f"seed {seed_id} of '{template}' deleted")
 
 
@@ -407,7 +386,7 @@ def preview(
     db: DbOption = None,
 ) -> None:
     """Render a template for a seed, exactly as an execution instance will."""
-    with cli_instance(config, db) as (settings, database):
+    with _design(config, db) as design:
         if (seed is None) == (ctx_file is None):
             raise InvalidInputError("no seed", detail="give --seed ID, or --ctx-file and --address")
         chosen: int | SeedIn
@@ -416,9 +395,7 @@ def preview(
         else:
             assert ctx_file is not None
             chosen = _seed_input("inline seed", address or "", None, ctx_file, ctx_format)
-        shown = render_preview(
-            database, template, chosen, max_ctx_bytes=settings.intake.max_event_bytes
-        )
+        shown = design.preview(template, chosen)
     console.print(
         f"[bold]{shown.spec.template}[/bold] v{shown.spec.version} for {escape(shown.seed.address)}"
         + (
@@ -443,8 +420,8 @@ def proof(
     db: DbOption = None,
 ) -> None:
     """Mail a template rendered for a seed to the seed's address, through the SMTP relay of the settings."""
-    with cli_instance(config, db) as (settings, database):
-        sent = asyncio.run(send_proof(database, settings, template, seed, _login()))
+    with _design(config, db) as design:
+        sent = asyncio.run(design.send_proof(template, seed, cli_login()))
     if sent.status != "sent":
         console.print(f"[red]proof {sent.id} failed:[/red] {escape(sent.reason or '')}")
         raise typer.Exit(1)
@@ -454,8 +431,8 @@ def proof(
 @commands.command("proofs")
 def proofs(template: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """List a template's proofs, newest first."""
-    with cli_database(config, db) as database, database.read() as conn:
-        found = store.list_proofs(conn, store.get_template(conn, template).id)
+    with _design(config, db) as design:
+        found = design.list_proofs(template)
     table = Table("id", "at", "seed", "address", "status", "by", "reason")
     for p in found:
         table.add_row(

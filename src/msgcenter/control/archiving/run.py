@@ -25,6 +25,7 @@ from sqlalchemy import Connection
 
 from msgcenter.archives import (
     ArchivePageError,
+    ArchiveState,
     Cursor,
     EventPage,
     QuarantinePage,
@@ -37,13 +38,13 @@ from msgcenter.archives import (
     decode_quarantine_page,
     decode_tracking_page,
 )
-from msgcenter.control import accounts
-from msgcenter.control.exec_client import ExecClient, ExecInstanceError, Failure
+from msgcenter.control.credentials import cipher
+from msgcenter.control.exec_client import ExecClient, ExecInstanceError, Failure, client_for
 from msgcenter.errors import ConflictError, MsgcenterError, StoreUnavailableError
+from msgcenter.instances import ExecInstance
 from msgcenter.settings import Settings
 from msgcenter.store import archive as archive_store
 from msgcenter.store import control_instances as instance_store
-from msgcenter.store.control_instances import ExecInstance
 from msgcenter.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -181,7 +182,7 @@ class DatabaseSource:
 async def page_source(instance: ExecInstance, settings: Settings) -> AsyncIterator[PageSource]:
     """The page source of ``instance``'s archive method, with its credentials decrypted."""
     if instance.archive_method != "database":
-        async with accounts.open_client(instance, settings) as client:
+        async with client_for(instance, settings) as client:
             yield WebSource(client, instance.folder)
         return
     if not instance.database_url_encrypted:
@@ -189,7 +190,7 @@ async def page_source(instance: ExecInstance, settings: Settings) -> AsyncIterat
             f"execution instance '{instance.name}' has no database URL",
             detail="it archives with the database method: set its database URL",
         )
-    url = accounts.cipher(settings).decrypt(
+    url = cipher(settings).decrypt(
         instance.database_url_encrypted,
         what=f"the database URL of execution instance '{instance.name}'",
     )
@@ -341,7 +342,7 @@ def _instance(db: Database, name: str) -> ExecInstance:
         return instance_store.get(conn, name)
 
 
-def _state(db: Database, exec_instance_id: int) -> archive_store.ArchiveState:
+def _state(db: Database, exec_instance_id: int) -> ArchiveState:
     with db.read() as conn:
         return archive_store.states(conn)[exec_instance_id]
 
@@ -402,7 +403,7 @@ def _import_tracking(
         )
 
 
-def _finish(db: Database, exec_instance_id: int, error: str | None) -> archive_store.ArchiveState:
+def _finish(db: Database, exec_instance_id: int, error: str | None) -> ArchiveState:
     with db.write() as conn:
         archive_store.finish_run(conn, exec_instance_id, datetime.now(UTC), error)
         return archive_store.states(conn)[exec_instance_id]

@@ -12,30 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
 
-from msgcenter.control.accounts import open_client
-from msgcenter.control.exec_client import ExecClient, ExecInstanceError
+from msgcenter.control.design.service import DesignService
+from msgcenter.control.exec_client import ExecClient, ExecInstanceError, client_for
 from msgcenter.errors import MsgcenterError
-from msgcenter.publications import Publication, compile_publication
+from msgcenter.publications import PendingPush, Publication, PublicationState, compile_publication
 from msgcenter.settings import Settings
 from msgcenter.store import control_design
 from msgcenter.store import control_publications as publication_store
-from msgcenter.store.control_publications import PendingPush, PublicationState
 from msgcenter.store.database import Database
 from msgcenter.workflows.runner import Workflow
 
 log = structlog.get_logger(__name__)
 
 
-class Publisher:
+class PublishingService:
     """Publishes and unpublishes templates on the execution instances, and catches them up."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, design: DesignService) -> None:
         self._db = db
         self._settings = settings
+        self._design = design
 
     async def publish(self, template: str, operator: str) -> PublicationState:
         """Freeze ``template`` as a new version and push it to every enabled instance.
@@ -67,14 +68,15 @@ class Publisher:
 
     def _freeze(self, template: str, operator: str) -> None:
         now = datetime.now(UTC)
-        with self._db.read() as conn:
-            current = control_design.get_template(conn, template)
-            spec = control_design.frozen_spec(conn, template, current.published_version + 1)
+        spec = self._design.freeze(template)
         spec = spec.model_copy(update={"published_at": spec.published_at or now})
         # Exactly what each execution instance compiles when it receives the version.
         compile_publication(Publication.draft(spec))
         with self._db.write() as conn:
-            publication_store.record_publish(conn, current, spec, operator, now)
+            current = control_design.get_template(conn, template)
+            # the version frozen follows the one read then; a publication since is refused
+            frozen_from = replace(current, published_version=spec.version - 1)
+            publication_store.record_publish(conn, frozen_from, spec, operator, now)
         log.info(
             "template published",
             action="publication.published",
@@ -104,7 +106,7 @@ class Publisher:
         instance = pushes[0].instance
         left = 0
         try:
-            client = open_client(instance, self._settings)
+            client = client_for(instance, self._settings)
         except MsgcenterError as exc:  # the stored password cannot be decrypted
             await asyncio.to_thread(self._failed, pushes, exc.detail)
             return len(pushes)
@@ -159,7 +161,7 @@ class PublicationCatchUp(Workflow):
 
     name = "publicationCatchUp"
 
-    def __init__(self, publisher: Publisher, interval: float) -> None:
+    def __init__(self, publisher: PublishingService, interval: float) -> None:
         super().__init__()
         self._publisher = publisher
         self._interval = interval
@@ -167,11 +169,6 @@ class PublicationCatchUp(Workflow):
     async def run_once(self) -> float:
         await self._publisher.catch_up()
         return self._interval
-
-
-def publishing_workflows(db: Database, settings: Settings) -> list[Workflow]:
-    """The publication catch-up workflow."""
-    return [PublicationCatchUp(Publisher(db, settings), settings.control.publication_retry_seconds)]
 
 
 async def _push(client: ExecClient, push: PendingPush) -> int | None:

@@ -9,16 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from msgcenter.cli import (
-    ConfigOption,
-    DbOption,
-    cli_database,
-    cli_instance,
-    console,
-    err_console,
-)
-from msgcenter.control.archiver import run_archive
-from msgcenter.control.archiving import archive_status
+from msgcenter.commandline import ConfigOption, DbOption, cli_instance, console, err_console
+from msgcenter.control.services import control_services
 
 commands = typer.Typer(no_args_is_help=True)
 archive_app = typer.Typer(
@@ -42,7 +34,8 @@ def archive_run(
 ) -> None:
     """Archive an execution instance now: its final events, delivery logs and quarantine changes."""
     with cli_instance(config, db) as (settings, database):
-        run = asyncio.run(run_archive(database, settings, name, wait_seconds=wait))
+        archiving = control_services(database, settings).archiving
+        run = asyncio.run(archiving.run(name, wait_seconds=wait))
     if run.outcome == "already running":
         until = run.held_until.isoformat(timespec="seconds") if run.held_until else "soon"
         err_console.print(
@@ -64,8 +57,8 @@ def archive_run(
 @archive_app.command("status")
 def archive_status_command(config: ConfigOption = None, db: DbOption = None) -> None:
     """Show each execution instance's archive: watermark, lag, last run and success, last error."""
-    with cli_database(config, db) as database:
-        found = archive_status(database)
+    with cli_instance(config, db) as (settings, database):
+        found = control_services(database, settings).archiving.status()
     table = Table(
         "instance",
         "method",

@@ -1,0 +1,1 @@
+"""Execution instances registered on a control instance (external accounts, SPEC §4)."""

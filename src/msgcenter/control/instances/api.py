@@ -1,0 +1,148 @@
+"""The control instance's API for execution instances (external accounts, ``mc_admin``):
+register, edit, list, enable, disable, "Test connection", "Initialize connection"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, cast
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from msgcenter.control.instances.service import AccountIn, AccountPatch, InstanceService
+from msgcenter.instances import ExecInstance
+from msgcenter.operators import Right
+from msgcenter.web.access import require
+
+
+class InstanceOut(BaseModel):
+    """A registered execution instance; its password and database URL are never shown."""
+
+    name: str
+    label: str
+    url: str
+    login: str
+    enabled: bool
+    archive_method: Literal["web", "database"]
+    database_url_set: bool
+    folder: str | None
+    instance_id: str | None
+    created: datetime
+    updated: datetime
+
+
+class CheckOut(BaseModel):
+    """One step of "Test connection": reach, credentials, rights, folder, database."""
+
+    step: str
+    ok: bool
+    detail: str
+
+
+class ConnectionReportOut(BaseModel):
+    """What "Test connection" found; ``failure`` is the first failed step's explanation."""
+
+    instance: str
+    ok: bool
+    failure: str | None
+    checks: list[CheckOut]
+
+
+def _instances(request: Request) -> InstanceService:
+    return cast(InstanceService, request.app.state.instances)
+
+
+Instances = Annotated[InstanceService, Depends(_instances)]
+router = APIRouter(
+    prefix="/api/v1/instances",
+    tags=["instances"],
+    dependencies=[Depends(require(Right.MC_ADMIN))],
+)
+
+
+@router.post(
+    "", status_code=201, response_model=InstanceOut, summary="Register an execution instance"
+)
+async def add_instance(new: AccountIn, instances: Instances) -> Any:
+    added, _pending = await instances.add(new)
+    return instance_out(added)
+
+
+@router.get("", response_model=list[InstanceOut], summary="Registered execution instances")
+def list_instances(instances: Instances) -> Any:
+    return [instance_out(i) for i in instances.list_all()]
+
+
+@router.get("/{name}", response_model=InstanceOut, summary="One execution instance")
+def get_instance(name: str, instances: Instances) -> Any:
+    return instance_out(instances.get(name))
+
+
+@router.patch(
+    "/{name}",
+    response_model=InstanceOut,
+    summary="Change an execution instance's label, URL, credentials, archiving or folder",
+)
+def change_instance(name: str, patch: AccountPatch, instances: Instances) -> Any:
+    return instance_out(instances.change(name, patch))
+
+
+@router.post(
+    "/{name}/test",
+    response_model=ConnectionReportOut,
+    summary="Test connection: reachability, credentials, mc_admin, folder, database",
+)
+async def test_instance(name: str, instances: Instances) -> Any:
+    report = await instances.check_connection(name)
+    return ConnectionReportOut(
+        instance=report.instance,
+        ok=report.ok,
+        failure=report.failure,
+        checks=[CheckOut(step=c.step, ok=c.ok, detail=c.detail) for c in report.checks],
+    )
+
+
+@router.post(
+    "/{name}/initialize",
+    response_model=InstanceOut,
+    summary="Initialize connection: give the execution instance its unique instance id",
+)
+async def initialize_instance(name: str, instances: Instances, force: bool = False) -> Any:
+    return instance_out(await instances.initialize(name, force=force))
+
+
+@router.post(
+    "/{name}/enable",
+    response_model=InstanceOut,
+    summary="Enable an execution instance; it gets what was published meanwhile",
+)
+async def enable_instance(name: str, instances: Instances) -> Any:
+    changed, _pending = await instances.set_enabled(name, True)
+    return instance_out(changed)
+
+
+@router.post(
+    "/{name}/disable",
+    response_model=InstanceOut,
+    summary="Disable an execution instance: no publication reaches it",
+)
+async def disable_instance(name: str, instances: Instances) -> Any:
+    changed, _pending = await instances.set_enabled(name, False)
+    return instance_out(changed)
+
+
+def instance_out(instance: ExecInstance) -> InstanceOut:
+    """What the API shows of a registered instance (never its secrets)."""
+    return InstanceOut(
+        name=instance.name,
+        label=instance.label,
+        url=instance.url,
+        login=instance.login,
+        enabled=instance.enabled,
+        archive_method=cast(Literal["web", "database"], instance.archive_method),
+        database_url_set=instance.database_url_encrypted is not None,
+        folder=instance.folder,
+        instance_id=instance.instance_id,
+        created=instance.created,
+        updated=instance.updated,
+    )

@@ -1,0 +1,1 @@
+"""Publication of templates to the execution instances, and its catch-up (SPEC §4)."""
