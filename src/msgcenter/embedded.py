@@ -30,7 +30,8 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from msgcenter.auth.passwords import hash_password
-from msgcenter.catcher import SmtpCatcher, catcher_router
+from msgcenter.catcher.server import SmtpCatcher
+from msgcenter.catcher.web import catcher_router
 from msgcenter.control.app import create_control_app
 from msgcenter.errors import ConfigurationError, ConflictError
 from msgcenter.operators import parse_rights

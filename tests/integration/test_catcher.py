@@ -9,7 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from msgcenter.catcher import SmtpCatcher, catcher_router
+from msgcenter.catcher.server import SmtpCatcher
+from msgcenter.catcher.web import catcher_router
 from msgcenter.channels.email import Attachment, build_message
 from tests.conftest import ThreadedServer, free_port
 

@@ -16,6 +16,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -48,6 +49,16 @@ GROUP_COMMIT_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 
+
+WAKEUP_LISTENING = Gauge(
+    "msgcenter_wakeup_listening",
+    "1 while the processing workflows are woken by PostgreSQL notifications, 0 while they poll",
+    multiprocess_mode="livemax",
+)
+WAKEUP_FALLBACKS = Counter(
+    "msgcenter_wakeup_fallbacks",
+    "Times the notification connection was lost and the workflows fell back to polling",
+)
 
 MESSAGES = Counter(
     "msgcenter_messages",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import psycopg
+from psycopg import sql
 import sqlalchemy.exc
 from sqlalchemy import Connection, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -67,6 +69,37 @@ class Database:
         """A read-only unit of work (its transaction is rolled back on exit)."""
         with translate_errors(), self.engine.connect() as conn:
             yield conn
+
+    async def listen(
+        self,
+        channel: str,
+        on_notify: Callable[[str], None],
+        *,
+        on_listening: Callable[[], None] | None = None,
+    ) -> None:
+        """Call ``on_notify`` with the payload of each PostgreSQL notification on ``channel``
+        until cancelled, on a connection of its own (``LISTEN`` needs a session, which pooled
+        connections shared by transactions cannot keep); ``on_listening`` once listening.
+
+        Raises :class:`StoreUnavailableError` when the connection cannot be made or is lost;
+        the caller decides when to listen again.
+        """
+        if self.is_sqlite:
+            raise StoreUnavailableError("SQLite has no notifications", detail="poll instead")
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                if on_listening is not None:
+                    on_listening()
+                async for notify in conn.notifies():
+                    on_notify(notify.payload)
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(
+                "the notification connection is lost", detail=f"database error: {exc}"
+            ) from exc
 
     def ping(self) -> None:
         """Check that the database answers (:class:`StoreUnavailableError` if not)."""

@@ -74,7 +74,7 @@ class Worker:
         self.dispatcher.start()
         await self.runner.start()
         if self.db.dialect == "postgresql":
-            self._listener = asyncio.create_task(self.wakeup.listen(self.db.url), name="listen")
+            self._listener = asyncio.create_task(self.wakeup.listen(self.db), name="listen")
         log.info("worker started", action="worker.started", workflows=sorted(self.runner.workflows))
 
     async def stop(self) -> None:
