@@ -8,12 +8,12 @@ import time
 
 import sqlalchemy
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from msgcenter.events.model import Queue
 from msgcenter.store.database import Database
 from msgcenter.store.events import NOTIFY_CHANNEL
 from msgcenter.workflows.wakeup import Wakeup
-from structlog.testing import capture_logs
 
 
 def listening() -> float | None:

@@ -8,8 +8,8 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import psycopg
-from psycopg import sql
 import sqlalchemy.exc
+from psycopg import sql
 from sqlalchemy import Connection, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
