@@ -8,14 +8,24 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: up test lint
+.PHONY: up test test-fast typecheck lint
 ## up: start msgcenter on the embedded default (SQLite) and push a few demo events
+##     (make up ARGS="--port 9080 --control-port 9081 --smtp-port 2526" moves it)
 up: $(VENV)/.installed
-	$(VENV)/bin/msgcenter up --demo
+	$(VENV)/bin/msgcenter up --demo $(ARGS)
 
-## test: the whole test suite (SQLite and PostgreSQL)
-test: $(VENV)/.installed
+## test: the type check, then the whole test suite (SQLite and PostgreSQL, every tier)
+test: typecheck
 	$(VENV)/bin/pytest
+
+## test-fast: unit tests and in-process integration tests on SQLite, four at a time (most of
+##            them wait on servers, not on the CPU): under a minute
+test-fast: $(VENV)/.installed
+	MSGCENTER_TEST_STORES=sqlite $(VENV)/bin/pytest -m "not slow" -n 4 tests/unit tests/integration
+
+## typecheck: mypy, strict on src/ (settings in pyproject.toml)
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

@@ -9,6 +9,7 @@ server, trust auth); when it is unreachable those tests are skipped, unless
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -35,7 +36,12 @@ PG_ADMIN_URL = os.environ.get(
     "MSGCENTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 PG_REQUIRED = os.environ.get("MSGCENTER_TEST_PG", "").lower() == "required"
-STORES = ["sqlite", "postgresql"]
+#: the stores storage-touching tests run on (``make test-fast`` sets ``sqlite`` alone)
+STORES = [
+    store.strip()
+    for store in os.environ.get("MSGCENTER_TEST_STORES", "sqlite,postgresql").split(",")
+    if store.strip()
+]
 #: real Argon2id at its lowest cost: the server verifies whatever parameters a hash carries,
 #: and the production cost (~0.1-0.5 s per hash here) would dominate the suite's time
 TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -48,9 +54,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every acceptance test is in the slow tier (it starts real processes)."""
+    for item in items:
+        if "acceptance" in item.path.parts and item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(f"{item.nodeid}: acceptance modules carry pytestmark = slow")
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A PostgreSQL database for this test session, migrated once, dropped at the end."""
+    if "postgresql" not in STORES:
+        pytest.skip("PostgreSQL is not among MSGCENTER_TEST_STORES")
     admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -82,15 +97,23 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite file, copied for each test (a migration per test costs more)."""
+    path = tmp_path_factory.mktemp("template") / "msgcenter.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database)
+    database.dispose()
+    return path
+
+
 @pytest.fixture(params=STORES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database: a new SQLite file, or the session's PostgreSQL database emptied."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'msgcenter.db'}"
-        database = Database(url)
-        upgrade(database)
-        database.dispose()
-        return url
+        path = tmp_path / "msgcenter.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_database")
     _truncate(url)
     return url
@@ -135,6 +158,16 @@ class RunningServer:
     url: str
     db: Database
     settings: Settings
+    #: the thread serving it (and running its workflows), when the test started it in-process
+    thread: threading.Thread | None = None
+
+    def loop_cpu_seconds(self) -> float:
+        """CPU time used so far by the thread that runs the server's event loop (Linux)."""
+        assert self.thread is not None and self.thread.native_id is not None
+        stat = Path(f"/proc/self/task/{self.thread.native_id}/stat").read_text()
+        # the fields after the command name, which is in parentheses and may hold spaces
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ThreadedServer:
@@ -171,7 +204,9 @@ def start_exec_server(db: Database, **overrides: object) -> tuple[ThreadedServer
     overrides.setdefault("processing", {"workflows_in_web_process": False})
     settings = Settings(database_url=db.url, **overrides)  # type: ignore[arg-type]
     threaded = ThreadedServer(create_exec_app(settings, db))
-    return threaded, RunningServer(f"http://127.0.0.1:{threaded.port}", db, settings)
+    return threaded, RunningServer(
+        f"http://127.0.0.1:{threaded.port}", db, settings, thread=threaded.thread
+    )
 
 
 @pytest.fixture

@@ -250,8 +250,8 @@ def checked(part: str, fields: Sequence[Field], data: object) -> Columns:
             raise ArchivePageError(f"{_where(part, ids, row)}: '{field.name}' is missing")
         columns[field.name] = _typed(part, field, values, ids)
     if len(set(ids)) != len(ids):
-        seen: set[Any] = set()
-        row = next(row for row, i in enumerate(ids) if i in seen or seen.add(i))
+        first: dict[Any, int] = {}
+        row = next(row for row, i in enumerate(ids) if first.setdefault(i, row) != row)
         raise ArchivePageError(f"{_where(part, ids, row)}: the id appears twice in the page")
     return columns
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -17,7 +19,9 @@ from msgcenter.settings import LoggingSettings
 SECRET_KEYS = frozenset({"password", "token", "sessiontoken", "authorization", "secret"})
 
 
-def _mask_secrets(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+def _mask_secrets(
+    _logger: object, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in SECRET_KEYS.intersection(event):
         event[key] = "***"
     return event
@@ -34,7 +38,7 @@ def configure(settings: LoggingSettings) -> None:
             colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
     )
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -51,7 +51,7 @@ class Routed:
     """An event routed to a publication: one message to ``address``; ``held`` when the address
     is in quarantine (the message is then ignored without an attempt)."""
 
-    event: Mapping[str, Any]
+    event: Mapping[Any, Any]
     publication: Publication
     address: str
     held: bool = False
@@ -91,7 +91,7 @@ class Routing:
         return Routing(routed, self.unrouted)
 
 
-def route_events(events: Iterable[Mapping[str, Any]], queue: Queue, table: RoutingTable) -> Routing:
+def route_events(events: Iterable[Mapping[Any, Any]], queue: Queue, table: RoutingTable) -> Routing:
     """Route claimed ``events`` of ``queue``: each to its publication and address, or ended with
     ``not_taken_into_account`` (no publication) or ``ignored`` (no address for the channel)."""
     routing = Routing()
@@ -118,10 +118,14 @@ def route_events(events: Iterable[Mapping[str, Any]], queue: Queue, table: Routi
     return routing
 
 
-def address_for(event: Mapping[str, Any], channel: Channel) -> str | None:
+def address_for(event: Mapping[Any, Any], channel: Channel) -> str | None:
     """The event's address on ``channel``: email, phone number or device token."""
-    if channel is Channel.EMAIL:
-        return event["email"]
-    if channel is Channel.SMS:
-        return event["mobile_phone"]
-    return event["registration_token"]
+    field = (
+        "email"
+        if channel is Channel.EMAIL
+        else "mobile_phone"
+        if channel is Channel.SMS
+        else "registration_token"
+    )
+    address: str | None = event[field]
+    return address

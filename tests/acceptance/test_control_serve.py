@@ -6,10 +6,13 @@ from __future__ import annotations
 import signal
 
 import httpx
+import pytest
 
 from tests.acceptance.servers import ServerProcess, msgcenter_cli
 from tests.conftest import add_operator
 from tests.control import CONTROL_ADMIN, KEY
+
+pytestmark = pytest.mark.slow
 
 
 def test_control_serve_answers_its_api_and_stops_on_sigterm(db, tmp_path):

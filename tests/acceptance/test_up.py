@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.slow
+
 DEMO = ("demo", "demo")
 
 

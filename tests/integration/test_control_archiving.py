@@ -517,6 +517,7 @@ def test_cleanup_purges_archived_data_past_the_retention(db, control_db):
             assert archived_count(control_db) == 100
 
 
+@pytest.mark.slow  # runs the msgcenter command as a process
 def test_an_instance_registered_by_the_cli_is_archived_by_the_running_control_instance(
     db, control_db, tmp_path
 ):

@@ -738,6 +738,7 @@ def cli(
     )
 
 
+@pytest.mark.slow  # runs the msgcenter command as a process
 def test_the_cli_designs_previews_and_proofs(db, smtp_server, tmp_path):
     def run(*args: str) -> str:
         done = cli(db.url, tmp_path, *args, smtp_port=smtp_server.port)

@@ -366,6 +366,7 @@ def exec_identity(url: str) -> dict:
     return answer.json()
 
 
+@pytest.mark.slow  # runs the msgcenter command as a process
 def test_cli_registers_lists_tests_and_initializes(db, tmp_path):
     with another_database(db, tmp_path, "exec1") as exec_db:
         add_operator(exec_db, EXEC_LOGIN, EXEC_PASSWORD, "mc_admin")

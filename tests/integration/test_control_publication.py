@@ -9,6 +9,7 @@ loopback, on SQLite and on PostgreSQL; the executions send through a real SMTP s
 from __future__ import annotations
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from msgcenter.publications import PublicationSpec
@@ -304,6 +305,7 @@ def test_instances_answering_garbage_or_nothing_stay_pending_with_the_reason(db,
     )
 
 
+@pytest.mark.slow  # runs the msgcenter command as a process
 def test_cli_publishes_shows_the_state_and_unpublishes(db, tmp_path):
     order_template(db)
     with another_database(db, tmp_path, "exec1") as db1:

@@ -58,6 +58,7 @@ def test_upgrading_a_database_with_data_keeps_it(tmp_path):
     "command",
     [("operator", "list"), ("control", "event-type", "list"), ("control", "archive", "status")],
 )
+@pytest.mark.slow  # runs the msgcenter command as a process
 def test_commands_on_a_database_behind_the_code_say_to_upgrade_it(tmp_path, command):
     older = Database(f"sqlite:///{tmp_path / 'older.db'}")
     upgrade(older, "0003")

@@ -211,6 +211,7 @@ def test_load_settings_refuses_unreadable_sources_by_name(monkeypatch, tmp_path,
     assert named in caught.value.detail
 
 
+@pytest.mark.slow  # runs the msgcenter command as a process
 def test_a_command_with_bad_settings_prints_one_line_and_exits_1(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "msgcenter", "exec", "serve"],

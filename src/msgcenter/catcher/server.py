@@ -57,7 +57,7 @@ class CaughtMessage:
     ) -> CaughtMessage:
         """Parse ``raw``; a message the parser cannot read is still kept, shown as raw text."""
         try:
-            message: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
+            message = _PARSER.parsebytes(raw)
             return cls._from_parsed(id, mail_from, rcpt_tos, raw, received_at, message)
         except Exception:  # any parser failure: a catcher shows what it got rather than drop it
             text = raw.decode("utf-8", "replace")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import tomllib
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from rich.console import Console
@@ -191,7 +191,11 @@ def _create(control: httpx.Client, path: str, body: dict[str, Any], what: str) -
 def _seed(control: httpx.Client, template: str, seed: dict[str, Any]) -> dict[str, Any]:
     seeds = _ok("seed", control.get(f"/templates/{template}/seeds"))
     earlier = next((s for s in seeds if s["label"] == seed["label"]), None)
-    return earlier or _ok("seed", control.post(f"/templates/{template}/seeds", json=seed))  # type: ignore[no-any-return]
+    if earlier is not None:
+        return cast(dict[str, Any], earlier)
+    return cast(
+        dict[str, Any], _ok("seed", control.post(f"/templates/{template}/seeds", json=seed))
+    )
 
 
 def _register(control: httpx.Client, exec_url: str) -> str:
@@ -212,7 +216,8 @@ def _register(control: httpx.Client, exec_url: str) -> str:
     report = _ok("test connection", control.post(f"/instances/{INSTANCE}/test"))
     if not report["ok"]:
         raise StepFailedError(f"test connection: {report['failure']}")
-    return _ok("initialize", control.post(f"/instances/{INSTANCE}/initialize"))["instance_id"]  # type: ignore[no-any-return]
+    initialized = _ok("initialize", control.post(f"/instances/{INSTANCE}/initialize"))
+    return str(initialized["instance_id"])
 
 
 def _push(

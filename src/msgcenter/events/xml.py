@@ -59,8 +59,11 @@ def parse_document(data: bytes, *, max_depth: int) -> etree._Element:
         line, column = exc.position
         reason = _POSITION_SUFFIX.sub("", exc.msg.strip())
         raise MalformedXmlError(reason, line=line, column=column) from None
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo: etree.DocInfo = root.getroottree().docinfo
+    # lxml-stubs lack DocInfo.doctype and do not say that internalDTD may be None
+    doctype: str = getattr(docinfo, "doctype", "")
+    internal: etree.DTD | None = docinfo.internalDTD
+    if doctype or internal is not None:
         # Reached only for encodings the byte scan cannot read (UTF-16 and the like).
         raise HostileXmlError(
             "DTD and entity declarations are not accepted",

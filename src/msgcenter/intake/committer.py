@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import structlog
 
@@ -145,6 +146,6 @@ def _settle(
         if error is not None:
             pending.future.set_exception(error)
         else:
-            pending.future.set_result(result)  # type: ignore[arg-type]
+            pending.future.set_result(cast(Enqueued, result))
 
     pending.loop.call_soon_threadsafe(settle)

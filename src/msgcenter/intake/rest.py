@@ -126,8 +126,15 @@ class SessionOut(BaseModel):
     login: str
 
 
-PROBLEM = {"content": {"application/problem+json": {}}}
-ERRORS = {400: PROBLEM, 401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM}
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: PROBLEM,
+    401: PROBLEM,
+    403: PROBLEM,
+    413: PROBLEM,
+    422: PROBLEM,
+    503: PROBLEM,
+}
 
 
 def _intake(request: Request) -> IntakeService:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
+from typing import cast
 from xml.sax.saxutils import escape, quoteattr
 
 import structlog
@@ -267,8 +269,11 @@ class SoapRouter:
             raise InvalidEventError(
                 "element", f"expected <{queue.soap_element}>, found <{etree.QName(element).text}>"
             )
-        fields = {ATTRIBUTE_FIELDS.get(k, k): v for k, v in element.attrib.items()}
-        size = sum(len(k) + len(v.encode()) for k, v in fields.items())
+        # lxml gives attribute names and values as str (its stubs also allow bytes)
+        attributes = cast(Mapping[str, str], element.attrib)
+        named = {ATTRIBUTE_FIELDS.get(k, k): v for k, v in attributes.items()}
+        size = sum(len(k) + len(v.encode()) for k, v in named.items())
+        fields: dict[str, str | None] = dict(named)
         ctx = None
         for child in element.iterchildren(etree.Element):
             if child.tag == "ctx":

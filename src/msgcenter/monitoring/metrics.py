@@ -114,7 +114,7 @@ def exposition(extra: list[Collector]) -> tuple[bytes, str]:
     registry: CollectorRegistry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call] # untyped in prometheus_client
     body = generate_latest(registry)
     if extra:
         side = CollectorRegistry()

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, cast
 
 from lxml import etree
 
@@ -240,7 +240,7 @@ class Ctx:
             return compare(self._operand(), other)
         if isinstance(other, str):
             return compare(str(self), other)
-        return NotImplemented
+        return NotImplemented  # type: ignore[no-any-return] # typeshed types it Any
 
     def __lt__(self, other: Any) -> bool:
         return self._order(other, operator.lt)
@@ -395,7 +395,7 @@ def raw_of(value: Ctx) -> Any:
 
 
 def _node_number(node: _Node) -> int | float | Decimal | None:
-    number = node.number
+    number: Any = node.number
     if number is _UNPARSED:
         raw = node.raw
         if isinstance(raw, _NUMBER_TYPES) and not isinstance(raw, bool | enum.Enum):
@@ -405,7 +405,7 @@ def _node_number(node: _Node) -> int | float | Decimal | None:
         else:
             number = None
         node.number = number
-    return number
+    return cast(int | float | Decimal | None, number)
 
 
 def _parse_number(text: str) -> int | Decimal | None:
@@ -431,7 +431,7 @@ def _boolean(value: Ctx) -> bool | None:
 # -- loading ------------------------------------------------------------------------------
 
 
-def load_ctx(text: str, ctx_format: Literal["xml", "json"]) -> Ctx:
+def load_ctx(text: str, ctx_format: str) -> Ctx:
     """Load an event's ctx as stored (exclusive C14N ``<ctx>`` XML, or a JSON object).
 
     Raises :class:`RenderProblem` (part ``ctx``) when the text cannot be read: the
@@ -457,7 +457,7 @@ def load_ctx(text: str, ctx_format: Literal["xml", "json"]) -> Ctx:
 def ctx_from_data(data: Mapping[str, Any], name: str = "ctx") -> Ctx:
     """A :class:`Ctx` over decoded JSON-like data (also used for an event's fields)."""
     try:
-        if not any(isinstance(key, str) and key[:1] in ("@", "#") for key in data):
+        if not any(str(key)[:1] in ("@", "#") for key in data):
             # The usual shape (an event's flat fields, plain JSON): skip the generic walk.
             children: dict[str, tuple[_Node, ...]] = {}
             for key, value in data.items():
@@ -476,7 +476,8 @@ def ctx_from_data(data: Mapping[str, Any], name: str = "ctx") -> Ctx:
 def _from_element(element: etree._Element) -> _Node:
     children: dict[str, list[_Node]] = {}
     for name, value in element.attrib.items():
-        children.setdefault(etree.QName(name).localname, []).append(_Node(value, value, None))
+        text = str(value)
+        children.setdefault(etree.QName(name).localname, []).append(_Node(text, text, None))
     has_elements = False
     for child in element.iterchildren(etree.Element):
         children.setdefault(etree.QName(child).localname, []).append(_from_element(child))

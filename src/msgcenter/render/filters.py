@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from babel import dates as babel_dates
 from jinja2 import Undefined, pass_environment, pass_eval_context
@@ -325,7 +325,8 @@ def _bounded_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
             limits,
             "a joined string",
         )
-        return jinja_filters.do_join(eval_ctx, parts, separator)
+        # do_join gives Markup in an autoescaped part: keep it, str() would strip it
+        return cast(str, jinja_filters.do_join(eval_ctx, parts, separator))
 
     def batch_(value: Any, linecount: int, fill_with: Any = None) -> Any:
         check_list_size(int(linecount), limits)
@@ -393,7 +394,7 @@ def _checked(
         return check_result(function(*args, **kwargs), limits)
 
     if pass_arg is not None:
-        filter_.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+        filter_.jinja_pass_arg = pass_arg  # type: ignore[attr-defined] # the mark jinja2 reads
     filter_.__name__ = getattr(function, "__name__", "filter")
     filter_.__doc__ = function.__doc__
     return filter_
@@ -407,7 +408,12 @@ def build_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
         found[name] = _checked(builtin[name], limits, text=True)
     for name in _PLAIN_FILTERS:
         found[name] = _checked(builtin[name], limits, text=False)
-    for name, function in {**_bounded_filters(limits), "attr": attr, "dictsort": dictsort}.items():
+    bounded: dict[str, Callable[..., Any]] = {
+        **_bounded_filters(limits),
+        "attr": attr,
+        "dictsort": dictsort,
+    }
+    for name, function in bounded.items():
         found[name] = _checked(function, limits, text=False)
     found.update(
         {
@@ -441,4 +447,6 @@ def build_tests() -> dict[str, Callable[..., Any]]:
     """Jinja's tests, with ``defined``, ``undefined`` and ``number`` aware of ctx values."""
     from jinja2.tests import TESTS
 
-    return {**TESTS, "defined": _defined, "undefined": _undefined, "number": _number}
+    tests = dict(cast(dict[str, Callable[..., Any]], TESTS))
+    tests.update(defined=_defined, undefined=_undefined, number=_number)
+    return tests

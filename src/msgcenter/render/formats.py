@@ -86,14 +86,14 @@ class _NumberFormat:
 
     def __init__(self, pattern: Any, locale: Locale, currency: str | None, frac: tuple[int, int]):
         symbol = babel_numbers.get_currency_symbol(currency, locale) if currency else ""
-        self._prefix = tuple(p.replace("¤", symbol) for p in pattern.prefix)
-        self._suffix = tuple(s.replace("¤", symbol) for s in pattern.suffix)
+        self._prefix: tuple[str, ...] = tuple(p.replace("¤", symbol) for p in pattern.prefix)
+        self._suffix: tuple[str, ...] = tuple(s.replace("¤", symbol) for s in pattern.suffix)
         self._frac = frac
         self._quantum = Decimal(10) ** -frac[1]
         self._min_int = pattern.int_prec[0]
         self._grouping = pattern.grouping
-        self._group = babel_numbers.get_group_symbol(locale)
-        self._decimal = babel_numbers.get_decimal_symbol(locale)
+        self._group: str = babel_numbers.get_group_symbol(locale)
+        self._decimal: str = babel_numbers.get_decimal_symbol(locale)
 
     def format(self, value: Decimal) -> str:
         # Mirrors babel.numbers.NumberPattern.apply for plain patterns.

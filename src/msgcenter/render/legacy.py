@@ -78,9 +78,9 @@ def translate_legacy(source: str, part: str = "template") -> str:
 
 def _expression(text: str, source: str, start: int, part: str) -> str:
     found = _EXPRESSION.fullmatch(text)
-    path = found and (found.group("inner") if found.group("function") else found.group("plain"))
+    path = None if found is None else found["inner"] if found["function"] else found["plain"]
     jinja = _path(path, source, start, part) if path else None
-    if jinja is None:
+    if found is None or jinja is None:
         _refuse(
             source,
             start,

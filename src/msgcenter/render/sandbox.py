@@ -20,11 +20,12 @@ attributes, no internals, no mutation of lists and dicts):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import BaseLoader, ChainableUndefined, nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Cycler, Joiner, Namespace
 from markupsafe import Markup
 
@@ -142,7 +143,7 @@ def _is_tick(node: nodes.Node) -> bool:
     )
 
 
-class _Buffer(list):  # type: ignore[type-arg]
+class _Buffer(list[str]):
     """A generated-code output buffer that charges what is written to the render's budget."""
 
     __slots__ = ("_state",)
@@ -218,7 +219,7 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
         self.limits = limits
         self._join_path = join_path
         self.filters = build_filters(limits)
-        self.tests = build_tests()
+        self.tests = build_tests()  # type: ignore[assignment] # jinja2 infers dict[str, function]
         # No lipsum (unbounded text); range is msgcenter's, bounded by the limits.
         self.globals = {
             "range": self._range,
@@ -296,7 +297,10 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
             if isinstance(left, str) and isinstance(right, str):
                 check_text_size(len(left) + len(right), limits)
                 return left + right
-            if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+            if isinstance(left, list) and isinstance(right, list):
+                check_list_size(len(left) + len(right), limits)
+                return left + right
+            if isinstance(left, tuple) and isinstance(right, tuple):
                 check_list_size(len(left) + len(right), limits)
                 return left + right
         elif operator == "%" and isinstance(left, str):
@@ -324,11 +328,11 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
         elif kind is str:
             text = value
         elif kind is Markup:
-            return value
+            return cast(str, value)
         else:
             value = _finalize(value)
             if hasattr(value, "__html__"):
-                return value.__html__()
+                return cast(str, value.__html__())
             text = str(value)
         return _escape(text)
 
@@ -336,9 +340,9 @@ class MessageEnvironment(ImmutableSandboxedEnvironment):
         """What ``{{ value }}`` writes in a subject, text, SMS or push part."""
         kind = type(value)
         if kind is Ctx:
-            return value._nodes[0].text if value._nodes else ""
+            return cast(str, value._nodes[0].text) if value._nodes else ""
         if kind is str:
-            return value
+            return cast(str, value)
         return str(_finalize(value))
 
     def guard_tick(self) -> None:

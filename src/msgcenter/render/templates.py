@@ -24,13 +24,12 @@ into the publication).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import BaseLoader, Environment, Template, TemplateNotFound, TemplateSyntaxError, nodes
-from jinja2.exceptions import UndefinedError
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError, UndefinedError
 
 from msgcenter.render.ctx import Ctx, ctx_from_data
 from msgcenter.render.errors import RenderProblem, TemplateFault, TemplateSyntaxProblem
@@ -97,7 +96,7 @@ class CompiledContent:
         or any error while evaluating the template.
         """
         try:
-            if type(ctx) is not Ctx:
+            if not isinstance(ctx, Ctx):
                 ctx = ctx_from_data(ctx)
             event_view = _event_view(event)
         except RenderProblem:
@@ -118,7 +117,8 @@ class CompiledContent:
     ) -> str:
         limit = self.limits.max_output_bytes
         token = enter_state(state)
-        stream = template.generate(variables)
+        # a generator: closed below, so that a part cut short runs no more template code
+        stream = cast(Generator[str, None, None], template.generate(variables))
         chunks: list[str] = []
         size = 0
         try:
@@ -236,7 +236,9 @@ def _references(environment: Environment, label: str, source: str) -> list[tuple
         raise TemplateSyntaxProblem(label, "the template is nested too deeply", line=None) from None
     found = []
     for node in tree.find_all(_REFERENCES):
-        target = node.template
+        target = cast(
+            nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends, node
+        ).template
         if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
             raise TemplateSyntaxProblem(
                 label, 'a block is named in quotes, e.g. {% include "footer" %}', line=node.lineno

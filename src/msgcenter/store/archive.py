@@ -21,8 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -48,6 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql.selectable import FromClause
 
 from msgcenter.archives import (
     DELIVERY_LOG_FIELDS,
@@ -124,7 +126,7 @@ def export_events(
         # A LATERAL subquery behind OFFSET 0 (which keeps the planner from flattening it)
         # probes the event_id index once per event of the page; a plain join may hash the
         # whole delivery_log table instead, on each page. SQLite always probes the index.
-        joined = logs.offset(0).lateral("logs")
+        joined: FromClause = logs.offset(0).lateral("logs")
         query = select(page, joined).select_from(page.outerjoin(joined, true()))
     else:
         joined = logs.subquery("logs")
@@ -272,10 +274,10 @@ def iso_weeks(moments: Iterable[datetime]) -> list[str]:
     """:func:`iso_week` of each moment; pages come mostly in time order, so the week of the
     previous moment is tried first."""
     weeks = []
-    start = end = None
+    start = end = datetime.max.replace(tzinfo=UTC)
     week = ""
     for moment in moments:
-        if start is None or not start <= moment < end:  # type: ignore[operator]
+        if not start <= moment < end:
             week = iso_week(moment)
             day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             start = day - timedelta(days=day.weekday())
@@ -594,9 +596,9 @@ def _copy_upsert(
     staging = _staging(table)
     conn.execute(CreateTable(staging, if_not_exists=True))
     names = ", ".join(columns)
-    raw = conn.connection.driver_connection
+    raw = cast(psycopg.Connection[Any], conn.connection.driver_connection)
     with (
-        raw.cursor() as cursor,  # type: ignore[union-attr]
+        raw.cursor() as cursor,
         cursor.copy(f"COPY {staging.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
         copy.set_types([_wire_type(table.c[c]) for c in columns])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -370,18 +371,10 @@ def add_proof(
     now: datetime,
 ) -> Proof:
     """Record a proof and its outcome ("sent" or "failed")."""
-    values = {
-        "template_id": template_id,
-        "seed_id": seed_id,
-        "address": address,
-        "subject": subject,
-        "status": status,
-        "reason": reason,
-        "sent_by": sent_by,
-        "at": now,
-    }
+    recorded = Proof(0, template_id, seed_id, address, subject, status, reason, sent_by, now)
+    values = {f.name: getattr(recorded, f.name) for f in fields(Proof) if f.name != "id"}
     proof_id = conn.execute(insert(proof).values(values).returning(proof.c.id)).scalar_one()
-    return Proof(id=proof_id, **values)
+    return replace(recorded, id=proof_id)
 
 
 def list_proofs(conn: Connection, template_id: int) -> list[Proof]:

@@ -12,7 +12,6 @@ import sqlalchemy.exc
 from psycopg import sql
 from sqlalchemy import Connection, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
 
 from msgcenter.errors import StoreUnavailableError
 
@@ -51,7 +50,7 @@ class Database:
             # No pre-ping: it would cost a round trip per checkout on the hot paths. A
             # connection found dead fails its transaction once and is then replaced.
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=8, pool_recycle=3600)
-            self._writer_engine = self.engine
+            self._writer_engine = self.engine.execution_options()
 
     @property
     def dialect(self) -> str:
@@ -122,9 +121,11 @@ def translate_errors() -> Iterator[None]:
         ) from exc
 
 
-def dialect_insert(conn: Connection, table: Table) -> Insert:
+def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT of the connection's dialect, which offers ``on_conflict_do_*`` on both stores."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def insert_or_ignore(

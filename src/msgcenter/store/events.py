@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
+import psycopg
 from sqlalchemy import Connection, RowMapping, and_, func, insert, select, text, tuple_
 
 from msgcenter.events.model import (
@@ -39,7 +40,7 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
     slots: list[list[tuple[int | None, int | None, bool]]] = []
     placed: dict[tuple[int | None, str], int] = {}
     for request in requests:
-        request_slots = []
+        request_slots: list[tuple[int | None, int | None, bool]] = []
         for new in request.events:
             key = (request.operator_id, new.idempotency_key) if new.idempotency_key else None
             if key is not None and key in known:
@@ -63,9 +64,9 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
     return [
         Enqueued(
             ids=[
-                existing if existing is not None else inserted[row]
+                existing if existing is not None else inserted[cast(int, row)]
                 for existing, row, _ in request_slots
-            ],  # type: ignore[index]
+            ],
             fresh=[fresh for _, _, fresh in request_slots],
         )
         for request_slots in slots
@@ -84,7 +85,8 @@ def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     each time, which the driver must re-parse on every commit; COPY streams the rows
     through one fixed statement and is the fastest way in.
     """
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
+    cursor = driver.cursor()
     try:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, %s)",

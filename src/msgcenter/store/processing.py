@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnClause,
     Connection,
     RowMapping,
     and_,
@@ -49,9 +50,9 @@ from msgcenter.store.tables import (
     stats_sample,
 )
 
-PENDING = literal_column("0")
+PENDING: ColumnClause[Any] = literal_column("0")
 #: delivery-log statuses a sender may claim: pending (due) and sending (claim lapsed)
-CLAIMABLE = [literal_column("0"), literal_column("4")]
+CLAIMABLE: list[ColumnClause[Any]] = [literal_column("0"), literal_column("4")]
 
 EVENT_COLUMNS = [event.c[name] for name in TEMPLATE_EVENT_FIELDS] + [
     event.c.ctx,
@@ -385,7 +386,7 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
         )
     for o in outcomes:
         if o.quarantine is not None:
-            _quarantine(conn, o, now)
+            _quarantine(conn, o, *o.quarantine, now)
 
 
 def _copy_to_events(
@@ -403,8 +404,9 @@ def _copy_to_events(
     )
 
 
-def _quarantine(conn: Connection, outcome: Outcome, now: datetime) -> None:
-    address, channel = outcome.quarantine  # type: ignore[misc]
+def _quarantine(
+    conn: Connection, outcome: Outcome, address: str, channel: Channel, now: datetime
+) -> None:
     values = {
         "address": address.lower(),
         "channel": int(channel),
@@ -437,7 +439,7 @@ def copy_final_statuses(
     last one (where the next page starts), or None when nothing was scanned.
     """
     since, after_id = after
-    final_codes = [literal_column(str(int(s))) for s in FINAL_EVENT_STATUS]
+    final_codes: list[ColumnClause[Any]] = [literal_column(str(int(s))) for s in FINAL_EVENT_STATUS]
     rows = conn.execute(
         select(
             delivery_log.c.id,
@@ -484,7 +486,7 @@ def copy_final_statuses(
 
 def purge(conn: Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` events in a final status created before ``before``, with their logs and history."""
-    finals = [
+    finals: list[ColumnClause[Any]] = [
         literal_column(str(int(s)))
         for s in EventStatus
         if s not in (EventStatus.PENDING, EventStatus.PENDING_DELIVERY)

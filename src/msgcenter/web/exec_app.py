@@ -62,7 +62,9 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     authenticator = Authenticator(database, settings.security)
     soap = SoapRouter(intake, authenticator)
     events = EventQueries(database)
-    workflows = WorkflowAdmin(database)
+    workflows = WorkflowAdmin(
+        database, on_change=worker.runner.note_state if worker is not None else None
+    )
     queue_sizes = metrics.QueueSizeCollector(events.queue_sizes)
 
     @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from msgcenter.errors import InvalidInputError, NotFoundError
@@ -13,8 +14,10 @@ from msgcenter.workflow_states import ACTIONS, WorkflowState
 class WorkflowAdmin:
     """The workflows of one instance, as its ``workflow`` table records them."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_change: Callable[[str, str], None] | None = None) -> None:
         self._db = db
+        #: told (name, state) after a change: the runner of this process applies it at once
+        self._on_change = on_change
 
     def list(self) -> list[WorkflowState]:
         """Every workflow with its state, last run and last error, by name."""
@@ -32,4 +35,6 @@ class WorkflowAdmin:
             found = [s for s in workflow_store.list_all(conn) if s.name == name]
         if not found:
             raise NotFoundError(f"no workflow '{name}'")
+        if self._on_change is not None:
+            self._on_change(name, found[0].state)
         return found[0]

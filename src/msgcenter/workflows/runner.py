@@ -13,6 +13,7 @@ import abc
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -54,9 +55,11 @@ class WorkflowRunner:
         self.workflows = {w.name: w for w in workflows}
         self._states: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Register the workflows (new ones start running) and start their loops."""
+        self._event_loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._ensure)
         await self._refresh_states()
         self._tasks = [asyncio.create_task(self._states_loop(), name="workflow-states")]
@@ -84,6 +87,15 @@ class WorkflowRunner:
         self._tasks.append(
             asyncio.create_task(self._loop(workflow), name=f"workflow-{workflow.name}")
         )
+
+    def note_state(self, name: str, state: str) -> None:
+        """Take a state an operator just set in this process into account at once (the states
+        set by other processes are read every ``STATE_REFRESH_SECONDS``); any thread."""
+        workflow = self.workflows.get(name)
+        if workflow is None or self._event_loop is None:
+            return
+        self._states[name] = state
+        self._event_loop.call_soon_threadsafe(workflow.wake.set)
 
     def _ensure(self) -> None:
         with self._db.write() as conn:
@@ -168,7 +180,7 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
         await asyncio.wait_for(event.wait(), timeout)
 
 
-async def _quietly(function, *args) -> None:  # type: ignore[no-untyped-def]
+async def _quietly(function: Callable[..., object], *args: object) -> None:
     try:
         await asyncio.to_thread(function, *args)
     except Exception as exc:  # noqa: BLE001 - bookkeeping must not kill the loop

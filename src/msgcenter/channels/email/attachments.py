@@ -200,7 +200,7 @@ def _filename(response: httpx.Response, target: httpx.URL) -> str:
 
 def _content_type(response: httpx.Response, filename: str) -> str:
     """The server's Content-Type (parameters kept), or a guess from the name when it says nothing useful."""
-    announced = response.headers.get("content-type", "")
+    announced = str(response.headers.get("content-type", ""))
     media_type = announced.split(";", 1)[0].strip().lower()
     if media_type and media_type != "application/octet-stream":
         return announced

@@ -61,6 +61,10 @@ class SmtpSettings(BaseModel):
         return self
 
 
+def _web_schemes() -> list[Literal["https", "http"]]:
+    return ["https", "http"]
+
+
 class AttachmentSettings(BaseModel):
     """Limits on attachments fetched from a URL given in an event's ``ctx``."""
 
@@ -71,8 +75,6 @@ class AttachmentSettings(BaseModel):
     #: fetch from loopback, private, link-local and other non-public addresses (off: SSRF guard)
     allow_private_networks: bool = False
     #: URL schemes that may be fetched
-    allowed_schemes: list[Literal["https", "http"]] = Field(
-        default_factory=lambda: ["https", "http"]
-    )
+    allowed_schemes: list[Literal["https", "http"]] = Field(default_factory=_web_schemes)
     #: redirects followed at most, each one checked like the first URL
     max_redirects: int = Field(default=5, ge=0, le=20)

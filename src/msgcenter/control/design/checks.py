@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 from msgcenter.errors import (
     HostileXmlError,
@@ -192,7 +192,7 @@ def check_seed_ctx(ctx: str | Mapping[str, Any], ctx_format: str, *, max_bytes: 
                 f"the ctx must be a JSON object, not {json_type(data)}",
             )
     try:
-        load_ctx(ctx, ctx_format)  # type: ignore[arg-type]
+        load_ctx(ctx, ctx_format)
     except MsgcenterError as exc:
         raise MalformedCtxError("the seed ctx is not usable", exc.detail) from None
     return ctx
