@@ -82,11 +82,13 @@ class Claim:
     messages: list[ClaimedMessage] = field(default_factory=list)
     not_routed: int = 0
     ignored: int = 0
+    #: events whose processing failed: they wait with a backoff, or expired
+    failed: int = 0
 
     @property
     def events(self) -> int:
         """How many events the claim took, whatever became of them."""
-        return len(self.messages) + self.not_routed + self.ignored
+        return len(self.messages) + self.not_routed + self.ignored + self.failed
 
 
 @dataclass(slots=True)

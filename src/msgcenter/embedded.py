@@ -30,8 +30,8 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from msgcenter.auth.passwords import hash_password
+from msgcenter.catcher import web as catcher_web
 from msgcenter.catcher.server import SmtpCatcher
-from msgcenter.catcher.web import catcher_router
 from msgcenter.control.app import create_control_app
 from msgcenter.errors import ConfigurationError, ConflictError
 from msgcenter.operators import parse_rights
@@ -137,7 +137,8 @@ def run(
         control_db = prepare(control_settings.database_url, "mc_admin")
         stack.callback(control_db.dispose)
         control_app = create_control_app(control_settings, control_db)
-        control_app.include_router(catcher_router(catcher), prefix="/catcher")
+        control_app.state.catcher = catcher
+        control_app.include_router(catcher_web.router, prefix="/catcher")
         servers = {
             _server(control_app, host, control_port): control_socket,
             _server(create_exec_app(exec_settings, exec_db), host, settings.server.port): (

@@ -124,6 +124,9 @@ class ProcessingSettings(Section):
     #: first retry delay after a temporary failure; doubles at each attempt, up to the maximum
     retry_base_seconds: float = Field(default=60.0, gt=0)
     retry_max_seconds: float = Field(default=3_600.0, gt=0)
+    #: an event whose processing fails unexpectedly (not a delivery failure: its claim
+    #: itself) is tried again with the same backoff, and expires after this many tries
+    max_event_tries: int = Field(default=5, ge=1, le=100)
     #: fallback wake-up of the processing workflows (new events wake them at once)
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     #: outcomes are written in groups at least this often (milliseconds)

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from msgcenter.catcher import web as catcher_web
 from msgcenter.catcher.server import SmtpCatcher
-from msgcenter.catcher.web import catcher_router
 from msgcenter.channels.email import Attachment, build_message
 from tests.conftest import ThreadedServer, free_port
 
@@ -29,7 +29,8 @@ def catcher():
 @pytest.fixture
 def web(catcher):
     app = FastAPI()
-    app.include_router(catcher_router(catcher), prefix="/catcher")
+    app.state.catcher = catcher
+    app.include_router(catcher_web.router, prefix="/catcher")
     with ThreadedServer(app) as url, httpx.Client(base_url=f"{url}/catcher") as client:
         yield client
 

@@ -7,13 +7,21 @@ real HTTP intake; the relay's replies are scripted per recipient.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
 
 from msgcenter.settings import ProcessingSettings
 from msgcenter.store import workflows as workflow_store
-from msgcenter.store.tables import delivery_log, event, event_status_change, quarantine, workflow
+from msgcenter.store.tables import (
+    delivery,
+    delivery_log,
+    event,
+    event_status_change,
+    quarantine,
+    workflow,
+)
 from msgcenter.workflows import status as status_workflow
 from msgcenter.workflows.status import UpdateEventStatus
 from tests.conftest import wait_for
@@ -419,3 +427,78 @@ def status_watermark(db) -> int | None:  # type: ignore[no-untyped-def]
         return conn.execute(
             select(workflow.c.watermark).where(workflow.c.name == "updateEventStatus")
         ).scalar_one_or_none()
+
+
+POISON = "poison@example.com"
+
+
+@contextmanager
+def poisoned_delivery_logs(db):  # type: ignore[no-untyped-def]
+    """A fault injected in the real database: storing a delivery log for POISON raises."""
+    if db.dialect == "sqlite":
+        create = [
+            "CREATE TRIGGER poison BEFORE INSERT ON delivery_log "
+            f"WHEN NEW.address = '{POISON}' BEGIN SELECT RAISE(ABORT, 'poisoned address'); END"
+        ]
+        drop = ["DROP TRIGGER poison"]
+    else:
+        create = [
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.address = '{POISON}' THEN RAISE EXCEPTION 'poisoned address'; END IF; "
+            "RETURN NEW; END $$",
+            "CREATE TRIGGER poison BEFORE INSERT ON delivery_log "
+            "FOR EACH ROW EXECUTE FUNCTION poison()",
+        ]
+        drop = ["DROP TRIGGER poison ON delivery_log", "DROP FUNCTION poison()"]
+    with db.write() as conn:
+        for statement in create:
+            conn.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        with db.write() as conn:
+            for statement in drop:
+                conn.exec_driver_sql(statement)
+
+
+def test_an_event_that_cannot_be_processed_fails_alone_and_expires_after_its_tries(db, smtp_server):
+    with (
+        poisoned_delivery_logs(db),
+        processing_server(db, smtp_server.port, max_event_tries=3) as server,
+    ):
+        publish(server, order_publication())
+        first, poison, last = push_rest(
+            server,
+            [
+                order_event("first@example.com"),
+                order_event(POISON),
+                order_event("last@example.com"),
+            ],
+        )
+        wait_for(lambda: all_final(db, [first, poison, last]), message="all three to be final")
+
+        assert statuses(db, [first, poison, last]) == {
+            first: "sent",
+            poison: "expired",
+            last: "sent",
+        }
+        stored = event_json(server, poison)
+        assert stored["error_count"] == 3
+        assert [(s["status"], s["reason"].split(":")[0]) for s in stored["history"][1:]] == [
+            ("pending", "processing failed 1 time, tried again later"),
+            ("pending", "processing failed 2 times, tried again later"),
+            ("expired", "processing failed 3 times"),
+        ]
+        assert all("poisoned address" in s["reason"] for s in stored["history"][1:])
+        assert event_json(server, first)["error_count"] == 0
+        # the claim that failed had created this month's delivery, and rolled it back: the
+        # messages sent afterwards belong to a delivery that exists
+        with db.read() as conn:
+            deliveries = {row[0] for row in conn.execute(select(delivery.c.id))}
+        for event_id in (first, last):
+            (log,) = delivery_logs(db, event_id)
+            assert log["delivery_id"] in deliveries
+        assert sorted(m.rcpt_tos[0] for m in smtp_server.handler.received) == [
+            "first@example.com",
+            "last@example.com",
+        ]

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from starlette.responses import Response
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
@@ -24,13 +22,11 @@ from msgcenter.control.instances import api as instances_api
 from msgcenter.control.publishing import api as publishing_api
 from msgcenter.control.publishing.service import PublicationCatchUp
 from msgcenter.control.services import control_services
-from msgcenter.errors import MsgcenterError
 from msgcenter.logs import configure as configure_logging
-from msgcenter.monitoring import metrics
 from msgcenter.settings import Settings, load_settings
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
-from msgcenter.web import problems
+from msgcenter.web import monitoring, problems
 from msgcenter.web.landing import add_landing_routes
 from msgcenter.workflows.runner import WorkflowRunner
 
@@ -72,6 +68,7 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
         "archive their history.",
         lifespan=lifespan,
     )
+    app.state.database = database
     app.state.authenticator = Authenticator(database, settings.security)
     app.state.design = services.design
     app.state.publishing = services.publishing
@@ -81,20 +78,8 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
     for router in (design_api.router, instances_api.router, publishing_api.router):
         app.include_router(router)
     app.include_router(archiving_api.router)
+    app.include_router(monitoring.control_router)
     add_landing_routes(app)
-
-    @app.get("/readyz", tags=["monitoring"], summary="Ready to serve: database reachable")
-    async def readyz() -> Response:
-        try:
-            await asyncio.to_thread(database.ping)
-        except MsgcenterError as exc:
-            return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
-        return JSONResponse({"status": "ready", "database": "ok"})
-
-    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics")
-    async def metrics_page() -> Response:
-        body, content_type = metrics.exposition([])
-        return Response(body, media_type=content_type)
 
     return app
 

@@ -79,8 +79,34 @@ def _walk(
     console: Console,
 ) -> None:
     api = f"{where.control_url}/api/v1"
-    event_type, template = design["event_type"]["name"], design["template"]["name"]
+    template = _design(design, control, api, console)
+    _publish(control, template, where, console)
+    ids = [_push(execution, design["event_type"]["name"], *sample) for sample in DEMO_EVENTS]
+    _step(
+        console,
+        7,
+        f"pushed events {', '.join(map(str, ids))} over SOAP",
+        f"{where.exec_url}/api/v1/events/{ids[0]}",
+    )
+    _show_sent(execution, ids, where, console)
+    # its workflow may be archiving the instance just now: wait for that run, then run again
+    run = _ok("archive", control.post(f"/archives/{INSTANCE}/run", params={"wait": 60}))
+    if run["outcome"] != "complete":
+        console.print(f"[red]the demo stopped: archiving {run['outcome']}: {run['error']}[/red]")
+        return
+    _step(
+        console,
+        9,
+        f"archived into the control instance: {run['new_events']} new events "
+        f"with their delivery logs ({run['events']} read)",
+        f"{api}/archives",
+    )
+    _farewell(where, ids[0], console)
 
+
+def _design(design: dict[str, Any], control: httpx.Client, api: str, console: Console) -> str:
+    """Steps 1 to 4: event type, blocks and template, seed, preview; returns the template."""
+    event_type, template = design["event_type"]["name"], design["template"]["name"]
     kept = _create(control, "/event-types", design["event_type"], "event type")
     _step(console, 1, f"event type [bold]{event_type}[/bold]{kept}", f"{api}/event-types")
 
@@ -96,7 +122,6 @@ def _walk(
         f"seed {seed['id']} '{seed['label']}' <{seed['address']}>",
         f"{api}/templates/{template}/seeds",
     )
-
     preview = _ok("preview", control.post(f"/templates/{template}/preview?seed={seed['id']}"))
     _step(
         console,
@@ -104,7 +129,13 @@ def _walk(
         f"preview for the seed: subject '{preview['subject']}'",
         f"curl -u demo:demo -X POST '{api}/templates/{template}/preview?seed={seed['id']}'",
     )
+    return str(template)
 
+
+def _publish(control: httpx.Client, template: str, where: Embedded, console: Console) -> None:
+    """Steps 5 and 6: the execution instance registered, tested, initialized; the template
+    published to it."""
+    api = f"{where.control_url}/api/v1"
     instance_id = _register(control, where.exec_url)
     _step(
         console,
@@ -112,7 +143,6 @@ def _walk(
         f"execution instance '{INSTANCE}' registered, connection tested, id {instance_id}",
         f"{api}/instances/{INSTANCE}",
     )
-
     state = _ok("publish", control.post(f"/templates/{template}/publish"))
     places = ", ".join(f"{i['instance']}: {i['state']} v{i['version']}" for i in state["instances"])
     _step(
@@ -122,14 +152,9 @@ def _walk(
         f"{api}/templates/{template}/publication",
     )
 
-    ids = [_push(execution, event_type, *sample) for sample in DEMO_EVENTS]
-    _step(
-        console,
-        7,
-        f"pushed events {', '.join(map(str, ids))} over SOAP",
-        f"{where.exec_url}/api/v1/events/{ids[0]}",
-    )
 
+def _show_sent(execution: httpx.Client, ids: list[int], where: Embedded, console: Console) -> None:
+    """Step 8: the pushed events once sent, with where to read each caught message."""
     events = _wait_until_final(execution, ids)
     caught = httpx.get(f"{where.control_url}/catcher/api/messages", timeout=10).json()
     table = Table("event", "to", "status", "read it at", title="step 8 - messages sent")
@@ -143,25 +168,15 @@ def _walk(
         )
     console.print(table)
 
-    # its workflow may be archiving the instance just now: wait for that run, then run again
-    run = _ok("archive", control.post(f"/archives/{INSTANCE}/run", params={"wait": 60}))
-    if run["outcome"] != "complete":
-        console.print(f"[red]the demo stopped: archiving {run['outcome']}: {run['error']}[/red]")
-        return
-    _step(
-        console,
-        9,
-        f"archived into the control instance: {run['new_events']} new events "
-        f"with their delivery logs ({run['events']} read)",
-        f"{api}/archives",
-    )
+
+def _farewell(where: Embedded, event_id: int, console: Console) -> None:
     console.print(
         "Look further (operator demo / password demo):\n"
         f"  caught mail:        {where.control_url}/catcher/\n"
         f"  control API docs:   {where.control_url}/docs\n"
         f"  execution API docs: {where.exec_url}/docs     "
         f"SOAP WSDL: {where.exec_url}/nl/jsp/schemawsdl.jsp?schema=nms:rtEvent\n"
-        f"  one event:          curl -u demo:demo {where.exec_url}/api/v1/events/{ids[0]}\n"
+        f"  one event:          curl -u demo:demo {where.exec_url}/api/v1/events/{event_id}\n"
         f"  search:             curl -u demo:demo '{where.exec_url}/api/v1/events?status=sent'\n"
         f"  workflows:          curl -u demo:demo {where.exec_url}/api/v1/admin/workflows\n"
         "Press Ctrl+C to stop.",

@@ -265,6 +265,11 @@ def dictsort(value: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _bounded_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
     """Jinja filters that can multiply their input, with their arguments checked first."""
+    return {**_bounded_text_filters(limits), **_bounded_list_filters(limits)}
+
+
+def _bounded_text_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
+    """The text filters whose output can outgrow their input: the size is checked first."""
 
     def center_(value: Any, width: int = 80) -> str:
         text = as_text(value)
@@ -328,6 +333,19 @@ def _bounded_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
         # do_join gives Markup in an autoescaped part: keep it, str() would strip it
         return cast(str, jinja_filters.do_join(eval_ctx, parts, separator))
 
+    return {
+        "center": center_,
+        "indent": indent_,
+        "wordwrap": wordwrap_,
+        "replace": replace_,
+        "format": format_,
+        "join": join_,
+    }
+
+
+def _bounded_list_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
+    """The filters that build lists or sums: counts checked first, sums of numbers only."""
+
     def batch_(value: Any, linecount: int, fill_with: Any = None) -> Any:
         check_list_size(int(linecount), limits)
         return jinja_filters.do_batch(value, linecount, fill_with)
@@ -349,17 +367,7 @@ def _bounded_filters(limits: RenderLimits) -> dict[str, Callable[..., Any]]:
                 total = arith("+", total, item)
         return total
 
-    return {
-        "center": center_,
-        "indent": indent_,
-        "wordwrap": wordwrap_,
-        "replace": replace_,
-        "format": format_,
-        "join": join_,
-        "batch": batch_,
-        "slice": slice_,
-        "sum": sum_,
-    }
+    return {"batch": batch_, "slice": slice_, "sum": sum_}
 
 
 def check_printf(template: str, args: Any, limits: RenderLimits) -> None:

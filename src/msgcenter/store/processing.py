@@ -10,7 +10,8 @@ partial indexes whatever plan it caches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,10 +62,28 @@ EVENT_COLUMNS = [event.c[name] for name in TEMPLATE_EVENT_FIELDS] + [
 
 
 class DeliveryCache:
-    """Delivery ids by (template, queue, channel, folder, month), created on first use."""
+    """Delivery ids by (template, queue, channel, folder, month), created on first use.
+
+    An id found inside a transaction is kept only once that transaction committed
+    (:meth:`committed`): a delivery row created by a transaction that rolled back does not
+    exist, and its id may later be given to another delivery.
+    """
 
     def __init__(self) -> None:
         self._ids: dict[tuple[str, str, int, str, str], int] = {}
+        self._uncommitted: dict[tuple[str, str, int, str, str], int] = {}
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Wrap the transaction the ids are used in: on success they are kept, on error
+        forgotten."""
+        try:
+            yield
+        except BaseException:
+            self._uncommitted.clear()
+            raise
+        self._ids.update(self._uncommitted)
+        self._uncommitted.clear()
 
     def id_for(self, conn: Connection, publication: Publication, now: datetime) -> int:
         """The id of this month's delivery for ``publication`` (created if needed)."""
@@ -75,7 +94,7 @@ class DeliveryCache:
             publication.folder or "",
             now.strftime("%Y-%m"),
         )
-        found = self._ids.get(key)
+        found = self._ids.get(key) or self._uncommitted.get(key)
         if found is None:
             values = dict(
                 zip(("template", "queue", "channel", "folder", "month"), key, strict=True)
@@ -84,7 +103,7 @@ class DeliveryCache:
             found = conn.execute(
                 select(delivery.c.id).where(*(delivery.c[k] == v for k, v in values.items()))
             ).scalar_one()
-            self._ids[key] = found
+            self._uncommitted[key] = found
         return found
 
 
@@ -261,6 +280,41 @@ def _log_row(
         "last_modified": now,
         "sent_at": None,
     }
+
+
+def pending_error_count(conn: Connection, event_id: int) -> int | None:
+    """How many tries at processing the event failed so far; None unless it is pending."""
+    row = conn.execute(
+        select(event.c.error_count, event.c.status).where(event.c.id == event_id)
+    ).one_or_none()
+    if row is None or row.status != EventStatus.PENDING:
+        return None
+    return int(row.error_count)
+
+
+def record_event_failure(
+    conn: Connection,
+    event_id: int,
+    *,
+    errors: int,
+    status: EventStatus,
+    reason: str,
+    retry_at: datetime,
+    now: datetime,
+) -> None:
+    """Record a failed try at processing an event: its error count, its status (pending again
+    at ``retry_at``, or expired), and the timeline step with ``reason``."""
+    conn.execute(
+        update(event)
+        .where(event.c.id == event_id)
+        .values(
+            error_count=errors,
+            status=int(status),
+            process_requested_on=retry_at,
+            last_modified=now,
+        )
+    )
+    conn.execute(insert(event_status_change), [_change(event_id, status, now, reason)])
 
 
 def _change(

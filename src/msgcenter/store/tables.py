@@ -188,7 +188,7 @@ delivery_log = Table(
     Column("channel", SmallInteger, nullable=False),
     Column("address", String(255), nullable=False),
     Column("folder", String(64)),
-    # see msgcenter.delivery.model.DeliveryStatus
+    # msgcenter.deliveries.DeliveryStatus
     Column("status", SmallInteger, nullable=False),
     Column("failure_type", String(32)),
     Column("failure_reason", Text),

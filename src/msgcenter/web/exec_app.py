@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from starlette.responses import Response
+from fastapi import FastAPI
 
 from msgcenter import __version__
 from msgcenter.auth.authenticator import Authenticator
-from msgcenter.errors import MsgcenterError
 from msgcenter.events.model import Queue
 from msgcenter.execution.archive_export import ArchiveExport
 from msgcenter.execution.events import EventQueries
@@ -32,12 +27,11 @@ from msgcenter.settings import Settings, load_settings
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
 from msgcenter.tracking import LinkSigner
-from msgcenter.web import admin, archive_export, problems, tracking
+from msgcenter.web import admin, archive_export, monitoring, problems, tracking
 from msgcenter.web.landing import add_landing_routes
-from msgcenter.workflow_states import unready_workflows
 from msgcenter.workflows.admin import WorkflowAdmin
 from msgcenter.workflows.wakeup import Wakeup
-from msgcenter.workflows.worker import REQUIRED_WORKFLOWS, Worker
+from msgcenter.workflows.worker import Worker
 
 
 def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
@@ -58,14 +52,6 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     worker = (
         Worker(settings, database, wakeup) if settings.processing.workflows_in_web_process else None
     )
-    intake = IntakeService(committer, settings.intake)
-    authenticator = Authenticator(database, settings.security)
-    soap = SoapRouter(intake, authenticator)
-    events = EventQueries(database)
-    workflows = WorkflowAdmin(
-        database, on_change=worker.runner.note_state if worker is not None else None
-    )
-    queue_sizes = metrics.QueueSizeCollector(events.queue_sizes)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -88,20 +74,11 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         description="Event intake (SOAP compatibility and REST) of a msgcenter execution instance.",
         lifespan=lifespan,
     )
-    app.state.authenticator = authenticator
-    app.state.intake = intake
-    app.state.events = events
-    app.state.publications = PublicationService(database)
-    app.state.identity = IdentityService(database)
-    app.state.archive_export = ArchiveExport(database)
-    app.state.tracking = TrackingRecorder(database)
-    app.state.workflows = workflows
-    app.state.link_signer = LinkSigner(
-        settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET, settings.tracking_base_url()
-    )
+    _add_services(app, settings, database, IntakeService(committer, settings.intake), worker)
     problems.install(app)
     # Plain Starlette routes: the SOAP endpoint needs none of FastAPI's parameter handling,
     # so its hot path skips FastAPI's dependency solving.
+    soap = SoapRouter(app.state.intake, app.state.authenticator)
     app.add_route(
         "/nl/jsp/soaprouter.jsp",
         soap.route,
@@ -118,34 +95,36 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         admin.router,
         archive_export.router,
         tracking.router,
+        monitoring.exec_router,
     ):
         app.include_router(router)
-
     add_landing_routes(app)
-
-    @app.get(
-        "/readyz",
-        tags=["monitoring"],
-        summary="Ready to serve: database reachable and the required workflows running",
-    )
-    async def readyz() -> Response:
-        try:
-            states = await asyncio.to_thread(workflows.list)
-        except MsgcenterError as exc:
-            return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
-        problems = unready_workflows(states, set(REQUIRED_WORKFLOWS), datetime.now(UTC))
-        if problems:
-            return JSONResponse(
-                {"status": "unavailable", "database": "ok", "workflows": problems}, status_code=503
-            )
-        return JSONResponse({"status": "ready", "database": "ok", "workflows": "running"})
-
-    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics")
-    async def metrics_page(_request: Request) -> Response:
-        body, content_type = metrics.exposition([queue_sizes])
-        return Response(body, media_type=content_type)
-
     return app
+
+
+def _add_services(
+    app: FastAPI,
+    settings: Settings,
+    database: Database,
+    intake: IntakeService,
+    worker: Worker | None,
+) -> None:
+    """The services the routes find in ``app.state``."""
+    events = EventQueries(database)
+    app.state.authenticator = Authenticator(database, settings.security)
+    app.state.intake = intake
+    app.state.events = events
+    app.state.publications = PublicationService(database)
+    app.state.identity = IdentityService(database)
+    app.state.archive_export = ArchiveExport(database)
+    app.state.tracking = TrackingRecorder(database)
+    app.state.workflows = WorkflowAdmin(
+        database, on_change=worker.runner.note_state if worker is not None else None
+    )
+    app.state.link_signer = LinkSigner(
+        settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET, settings.tracking_base_url()
+    )
+    app.state.collectors = [metrics.QueueSizeCollector(events.queue_sizes)]
 
 
 def app_from_environment() -> FastAPI:

@@ -12,18 +12,23 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from sqlalchemy import Connection
 
-from msgcenter.deliveries import ClaimedMessage
-from msgcenter.events.model import Queue
+from msgcenter.deliveries import Claim, ClaimedMessage
+from msgcenter.errors import StoreUnavailableError
+from msgcenter.events.model import EventStatus, Queue
 from msgcenter.routing import RoutingTable, route_events
+from msgcenter.sending.attempts import retry_delay
 from msgcenter.sending.dispatcher import Dispatcher
 from msgcenter.settings import ProcessingSettings
 from msgcenter.store import processing as processing_store
 from msgcenter.store import publications as publication_store
 from msgcenter.store.database import Database
-from msgcenter.workflows.runner import Workflow
+from msgcenter.workflows.runner import Workflow, describe_error
 from msgcenter.workflows.wakeup import Wakeup
+
+log = structlog.get_logger(__name__)
 
 
 class RoutingSource:
@@ -93,19 +98,18 @@ class EventsProcessing(Workflow):
     def _claim(self, room: int) -> tuple[list[ClaimedMessage], int]:
         """Claim new events, then due retries with the room left; returns the messages and how many items were taken."""
         now = datetime.now(UTC)
-        with self._db.write() as conn:
-            events = processing_store.lock_due_events(conn, self.queue, room, now)
-            routing = route_events(events, self.queue, self._routing.current(conn))
-            held = processing_store.quarantined(conn, routing.addresses())
-            claim = processing_store.record_routing(
-                conn,
-                self.queue,
-                routing.holding(held),
-                self._deliveries,
-                now,
-                lease=self._lease,
-                validity=self._validity,
+        try:
+            claim = self._claim_events(room, now)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one event must not stop the others
+            log.warning(
+                "a claim failed: its events are taken one by one",
+                action="processing.claim_failed",
+                queue=self.queue.value,
+                error=describe_error(exc),
             )
+            claim = self._claim_one_by_one(room, now)
         messages, taken = claim.messages, claim.events
         # Due retries and lapsed claims are not latency-critical: look for them once per
         # poll interval, unless the last look filled the room (a backlog is draining).
@@ -121,3 +125,73 @@ class EventsProcessing(Workflow):
                 0 if backlog else self._settings.poll_interval_seconds
             )
         return messages, taken
+
+    def _claim_events(self, limit: int, now: datetime, *, into: list[int] | None = None) -> Claim:
+        """Lock up to ``limit`` due events, route them and record it, in one transaction;
+        ``into`` receives the ids locked (so that a failure can be laid at their door)."""
+        with self._deliveries.transaction(), self._db.write() as conn:
+            events = processing_store.lock_due_events(conn, self.queue, limit, now)
+            if into is not None:
+                into.extend(e["id"] for e in events)
+            routing = route_events(events, self.queue, self._routing.current(conn))
+            held = processing_store.quarantined(conn, routing.addresses())
+            return processing_store.record_routing(
+                conn,
+                self.queue,
+                routing.holding(held),
+                self._deliveries,
+                now,
+                lease=self._lease,
+                validity=self._validity,
+            )
+
+    def _claim_one_by_one(self, room: int, now: datetime) -> Claim:
+        """After a claim failed: each event in a transaction of its own, and the one that fails
+        again waits with a backoff (``error_count`` + 1) or expires (SPEC §3.4)."""
+        total = Claim()
+        for _ in range(room):
+            locked: list[int] = []
+            try:
+                claim = self._claim_events(1, now, into=locked)
+            except StoreUnavailableError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - that event fails alone
+                if not locked:
+                    raise
+                self._fail_event(locked[0], describe_error(exc), now)
+                total.failed += 1
+                continue
+            if not claim.events:
+                break
+            total.messages += claim.messages
+            total.not_routed += claim.not_routed
+            total.ignored += claim.ignored
+        return total
+
+    def _fail_event(self, event_id: int, error: str, now: datetime) -> None:
+        """Count a failed try: the event waits with a backoff, or expires after the last try."""
+        settings = self._settings
+        with self._db.write() as conn:
+            previous = processing_store.pending_error_count(conn, event_id)
+            if previous is None:
+                return
+            errors = previous + 1
+            expired = errors >= settings.max_event_tries
+            tries = f"processing failed {errors} time{'s' if errors > 1 else ''}"
+            processing_store.record_event_failure(
+                conn,
+                event_id,
+                errors=errors,
+                status=EventStatus.EXPIRED if expired else EventStatus.PENDING,
+                reason=f"{tries}: {error}" if expired else f"{tries}, tried again later: {error}",
+                retry_at=now
+                + retry_delay(errors, settings.retry_base_seconds, settings.retry_max_seconds),
+                now=now,
+            )
+        log.warning(
+            "an event could not be processed",
+            action="processing.event_expired" if expired else "processing.event_failed",
+            event_id=event_id,
+            tries=errors,
+            error=error,
+        )

@@ -16,6 +16,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _delivery_tables()
+    _routing_tables()
+    _workflow_tables()
+
+
+def _delivery_tables() -> None:
+    """Deliveries and delivery logs."""
     op.create_table(
         "delivery",
         sa.Column(
@@ -77,6 +84,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_delivery_log_event_id", ["event_id"], unique=False)
         batch_op.create_index("ix_delivery_log_last_modified", ["last_modified"], unique=False)
 
+
+def _routing_tables() -> None:
+    """Publications and the quarantine."""
     op.create_table(
         "publication",
         sa.Column(
@@ -128,6 +138,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_quarantine_last_modified", ["last_modified"], unique=False)
         batch_op.create_index("uq_quarantine_address", ["address", "channel"], unique=True)
 
+
+def _workflow_tables() -> None:
+    """Statistics samples and workflow states."""
     op.create_table(
         "stats_sample",
         sa.Column(

@@ -16,6 +16,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _archive_tables()
+    _design_tables()
+    _instance_tables()
+    _proof_tables()
+    _template_tables()
+
+
+def _archive_tables() -> None:
+    """The archive of the execution instances' history."""
     op.create_table(
         "archive_state",
         sa.Column("exec_instance_id", sa.Integer(), nullable=False),
@@ -124,6 +133,10 @@ def upgrade() -> None:
             "instance_id", "address", "channel", name=op.f("pk_archived_quarantine")
         ),
     )
+
+
+def _design_tables() -> None:
+    """Personalisation blocks and event types."""
     op.create_table(
         "block",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -145,6 +158,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event_type")),
         sa.UniqueConstraint("name", name=op.f("uq_event_type_name")),
     )
+
+
+def _instance_tables() -> None:
+    """Execution instances, the instance's own identity, and where publications stand."""
     op.create_table(
         "exec_instance",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -186,6 +203,10 @@ def upgrade() -> None:
             "exec_instance_id", "template_id", name=op.f("pk_instance_publication")
         ),
     )
+
+
+def _proof_tables() -> None:
+    """Proofs, the publication log and seeds."""
     op.create_table(
         "proof",
         sa.Column(
@@ -243,6 +264,9 @@ def upgrade() -> None:
     with op.batch_alter_table("seed", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_seed_template_id"), ["template_id"], unique=False)
 
+
+def _template_tables() -> None:
+    """Templates and their published versions."""
     op.create_table(
         "template",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
