@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml
 up: $(VENV)/.installed
 	$(VENV)/bin/msgcenter up --demo $(ARGS)
 
-## test: the type check, then the whole test suite (SQLite and PostgreSQL, every tier)
+## test: the type check, then the whole test suite (SQLite and PostgreSQL, every tier): the
+##       in-process tests four at a time, then the slow ones (real processes) one at a time
 test: typecheck
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not slow" -n 4
+	$(VENV)/bin/pytest -m slow
 
 ## test-fast: unit tests and in-process integration tests on SQLite, four at a time (most of
 ##            them wait on servers, not on the CPU): under a minute

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from msgcenter.auth.passwords import hash_password
+from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.commandline import (
     LOCAL_ADMIN,
     ConfigOption,
@@ -27,10 +26,8 @@ from msgcenter.control.design import cli as design_cli
 from msgcenter.control.instances import cli as instances_cli
 from msgcenter.control.publishing import cli as publishing_cli
 from msgcenter.execution.publications import PublicationService
-from msgcenter.operators import parse_login, parse_networks, parse_rights
 from msgcenter.publications import load_spec
 from msgcenter.settings import Settings
-from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import current_revision, head_revision, require_current, upgrade
 from msgcenter.workflows.admin import WorkflowAdmin
@@ -63,10 +60,6 @@ app.add_typer(exec_app, name="exec")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(db_app, name="db")
 app.add_typer(operator_app, name="operator")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @app.command("up")
@@ -361,15 +354,13 @@ def operator_add(
     db: DbOption = None,
 ) -> None:
     """Create an operator."""
-    with cli_database(config, db) as database, database.write() as conn:
-        created = operator_store.add(
-            conn,
-            parse_login(login),
-            hash_password(password),
-            parse_rights(rights),
-            parse_networks(trusted_ip or []),
-            folder,
-            _now(),
+    with cli_database(config, db) as database:
+        created = OperatorAdmin(database).add(
+            login,
+            password,
+            rights,
+            trusted=trusted_ip or [],
+            folder=folder,
             correlation_idempotency=correlation_idempotency,
         )
     console.print(
@@ -380,8 +371,8 @@ def operator_add(
 @operator_app.command("list")
 def operator_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List operators."""
-    with cli_database(config, db) as database, database.read() as conn:
-        found = operator_store.list_all(conn)
+    with cli_database(config, db) as database:
+        found = OperatorAdmin(database).list()
     table = Table("login", "rights", "trusted IP masks", "folder", "correlationId idempotency")
     for op in found:
         table.add_row(
@@ -402,16 +393,16 @@ def operator_passwd(
     db: DbOption = None,
 ) -> None:
     """Change an operator's password (its sessions end)."""
-    with cli_database(config, db) as database, database.write() as conn:
-        operator_store.set_password(conn, login, hash_password(password), _now())
+    with cli_database(config, db) as database:
+        OperatorAdmin(database).set_password(login, password)
     console.print(f"password of '{login}' changed; its sessions are closed")
 
 
 @operator_app.command("remove")
 def operator_remove(login: str, config: ConfigOption = None, db: DbOption = None) -> None:
     """Delete an operator and its sessions."""
-    with cli_database(config, db) as database, database.write() as conn:
-        operator_store.remove(conn, login)
+    with cli_database(config, db) as database:
+        OperatorAdmin(database).remove(login)
     console.print(f"operator '{login}' removed")
 
 

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -29,14 +28,12 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from rich.console import Console
 
-from msgcenter.auth.passwords import hash_password
+from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.catcher import web as catcher_web
 from msgcenter.catcher.server import SmtpCatcher
 from msgcenter.control.app import create_control_app
 from msgcenter.errors import ConfigurationError, ConflictError
-from msgcenter.operators import parse_rights
 from msgcenter.settings import Settings
-from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
 from msgcenter.store.schema import upgrade
 from msgcenter.web.exec_app import create_exec_app
@@ -67,16 +64,8 @@ def prepare(database_url: str, rights: str) -> Database:
     database = Database(database_url)
     upgrade(database)
     # the operator may be kept from an earlier run
-    with contextlib.suppress(ConflictError), database.write() as conn:
-        operator_store.add(
-            conn,
-            DEMO_LOGIN,
-            hash_password(DEMO_PASSWORD),
-            parse_rights(rights),
-            (),
-            None,
-            datetime.now(UTC),
-        )
+    with contextlib.suppress(ConflictError):
+        OperatorAdmin(database).add(DEMO_LOGIN, DEMO_PASSWORD, rights)
     return database
 
 

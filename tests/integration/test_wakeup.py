@@ -55,9 +55,14 @@ def test_notifications_wake_and_a_lost_connection_is_listened_to_again(pg_databa
         wakeup.bind(asyncio.get_running_loop())
         rt, batch = wakeup.event(Queue.RT), wakeup.event(Queue.BATCH)
         with capture_logs() as logs:
+
+            def said(action: str) -> int:
+                return sum(entry.get("action") == action for entry in logs)
+
             task = asyncio.create_task(wakeup.listen(db))
             try:
-                await until(lambda: listening() == 1, "the listener to listen")
+                await until(lambda: said("wakeup.listen") == 1, "the listener to listen")
+                assert listening() == 1
                 rt.clear(), batch.clear()
                 await asyncio.to_thread(notify, Queue.BATCH)
                 await until(batch.is_set, "the batch queue's wake-up")
@@ -65,14 +70,17 @@ def test_notifications_wake_and_a_lost_connection_is_listened_to_again(pg_databa
 
                 before = fallbacks()
                 assert await asyncio.to_thread(kill_listener) == 1
-                await until(lambda: fallbacks() == before + 1, "the fallback to be counted")
-                await until(lambda: listening() == 1, "the listener to listen again")
+                await until(lambda: said("wakeup.polling") == 1, "the fallback to be logged")
+                assert fallbacks() == before + 1
+                await until(lambda: said("wakeup.listen") == 2, "the listener to listen again")
+                assert listening() == 1
                 rt.clear()
                 await asyncio.to_thread(notify, Queue.RT)
                 await until(rt.is_set, "the real-time queue's wake-up after the reconnection")
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+            assert listening() == 0
         return logs
 
     try:

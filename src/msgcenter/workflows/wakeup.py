@@ -64,6 +64,7 @@ class Wakeup:
             try:
                 await db.listen(NOTIFY_CHANNEL, self._forward, on_listening=self._listening)
             except asyncio.CancelledError:
+                metrics.WAKEUP_LISTENING.set(0)  # the worker stops: nobody listens any more
                 raise
             except Exception as exc:  # noqa: BLE001 - the listener must outlive any failure
                 if self._listening_now or not self._polling:
