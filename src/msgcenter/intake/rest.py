@@ -137,11 +137,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _intake(request: Request) -> IntakeService:
+async def _intake(request: Request) -> IntakeService:
     return cast(IntakeService, request.app.state.intake)
 
 
-def _events(request: Request) -> EventQueries:
+async def _events(request: Request) -> EventQueries:
     return cast(EventQueries, request.app.state.events)
 
 

@@ -75,15 +75,15 @@ class WorkflowOut(BaseModel):
     last_error_at: datetime | None
 
 
-def _identity(request: Request) -> IdentityService:
+async def _identity(request: Request) -> IdentityService:
     return cast(IdentityService, request.app.state.identity)
 
 
-def _publications(request: Request) -> PublicationService:
+async def _publications(request: Request) -> PublicationService:
     return cast(PublicationService, request.app.state.publications)
 
 
-def _workflows(request: Request) -> WorkflowAdmin:
+async def _workflows(request: Request) -> WorkflowAdmin:
     return cast(WorkflowAdmin, request.app.state.workflows)
 
 

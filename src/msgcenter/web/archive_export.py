@@ -34,7 +34,7 @@ PAGE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _export(request: Request) -> ArchiveExport:
+async def _export(request: Request) -> ArchiveExport:
     return cast(ArchiveExport, request.app.state.archive_export)
 
 

@@ -24,11 +24,11 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 UNKNOWN = "unknown or altered tracking link"
 
 
-def _signer(request: Request) -> LinkSigner:
+async def _signer(request: Request) -> LinkSigner:
     return cast(LinkSigner, request.app.state.link_signer)
 
 
-def _recorder(request: Request) -> TrackingRecorder:
+async def _recorder(request: Request) -> TrackingRecorder:
     return cast(TrackingRecorder, request.app.state.tracking)
 
 

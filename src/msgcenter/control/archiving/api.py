@@ -14,7 +14,7 @@ from msgcenter.operators import Right
 from msgcenter.web.access import require
 
 
-def _archiving(request: Request) -> ArchivingService:
+async def _archiving(request: Request) -> ArchivingService:
     return cast(ArchivingService, request.app.state.archiving)
 
 

@@ -144,7 +144,7 @@ class _DesignRoute(APIRoute):
         return handle
 
 
-def _design(request: Request) -> DesignService:
+async def _design(request: Request) -> DesignService:
     return cast(DesignService, request.app.state.design)
 
 

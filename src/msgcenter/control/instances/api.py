@@ -48,7 +48,7 @@ class ConnectionReportOut(BaseModel):
     checks: list[CheckOut]
 
 
-def _instances(request: Request) -> InstanceService:
+async def _instances(request: Request) -> InstanceService:
     return cast(InstanceService, request.app.state.instances)
 
 

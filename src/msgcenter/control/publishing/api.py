@@ -44,7 +44,7 @@ class PublicationStateOut(BaseModel):
     log: list[LogEntryOut]
 
 
-def _publishing(request: Request) -> PublishingService:
+async def _publishing(request: Request) -> PublishingService:
     return cast(PublishingService, request.app.state.publishing)
 
 
