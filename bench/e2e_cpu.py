@@ -21,22 +21,6 @@ from e2e_stack import Stack
 console = ib.console
 
 
-def _process_table() -> dict[int, tuple[int, float, str]]:
-    """pid -> (parent pid, CPU seconds used, command line) for every process (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):  # ended meanwhile
-            continue
-        table[int(entry.name)] = (int(stat[1]), (int(stat[11]) + int(stat[12])) / tick, cmdline)
-    return table
-
-
 def _descendants(table: dict[int, tuple[int, float, str]], roots: list[int]) -> set[int]:
     children: dict[int, list[int]] = {}
     for pid, (parent, _, _) in table.items():
@@ -57,7 +41,7 @@ def cpu_snapshot(stack: Stack, sink: Sink | None) -> dict:
     snapshots (another session's database backend, say) cannot make a figure
     negative; the CPU it used in the interval shows under ``other``.
     """
-    table = _process_table()
+    table = ib.process_table()
     roles: dict[int, str] = {}
     for pid in _descendants(table, [stack.serve.pid]):
         roles[pid] = "server"
@@ -126,7 +110,7 @@ class Booster(threading.Thread):
                 return
 
     def boost(self) -> None:
-        table = _process_table()
+        table = ib.process_table()
         mine = _descendants(table, [os.getpid()])
         for pid, (_, _, cmdline) in table.items():
             backend = cmdline.startswith("postgres") and f" {self.database} " in cmdline
@@ -157,10 +141,10 @@ class Booster(threading.Thread):
 
 def busy_elsewhere(seconds: float = 2.0) -> float:
     """Cores used by processes that are not this bench's (and not PostgreSQL's idle self) over ``seconds``."""
-    mine = _descendants(_process_table(), [os.getpid()])
+    mine = _descendants(ib.process_table(), [os.getpid()])
 
     def snapshot() -> tuple[float, float]:
-        table = _process_table()
+        table = ib.process_table()
         ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
         machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
         return machine, sum(cpu for pid, (_, cpu, _) in table.items() if pid in mine)

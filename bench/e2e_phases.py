@@ -313,7 +313,8 @@ def phase_profile(ctx: Run, args: argparse.Namespace, rate: float) -> dict:
             targets["serve"] = ctx.stack.serve.pid
         for name, pid in targets.items():
             raw = out / f"{name}.txt"
-            spies.append((name, raw, _spy(pyspy, pid, raw, args.profile_seconds)))
+            spy = _spy(pyspy, pid, raw, args.profile_seconds, gil=args.profile_gil)
+            spies.append((name, raw, spy))
         c0, t0 = sink.count, time.monotonic()
         for name, raw, spy in spies:
             spy.wait(args.profile_seconds + 30)
@@ -338,8 +339,9 @@ def phase_profile(ctx: Run, args: argparse.Namespace, rate: float) -> dict:
     }
 
 
-def _spy(pyspy: Path, pid: int, raw: Path, seconds: int) -> subprocess.Popen:
-    """``py-spy record`` on ``pid`` for ``seconds``, its collapsed stacks written to ``raw``."""
+def _spy(pyspy: Path, pid: int, raw: Path, seconds: int, *, gil: bool) -> subprocess.Popen:
+    """``py-spy record`` on ``pid`` for ``seconds``, its collapsed stacks written to ``raw``;
+    with ``gil``, only the samples of threads holding the GIL."""
     return subprocess.Popen(
         [
             str(pyspy),
@@ -355,6 +357,7 @@ def _spy(pyspy: Path, pid: int, raw: Path, seconds: int) -> subprocess.Popen:
             "-o",
             str(raw),
             "--nonblocking",
+            *(["--gil"] if gil else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -255,7 +255,7 @@ def process_table() -> dict[int, tuple[int, float, str]]:
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # the process ended meanwhile
+        except (OSError, IndexError):  # the process ended meanwhile
             continue
         table[int(entry.name)] = (int(stat[1]), (int(stat[11]) + int(stat[12])) / tick, cmdline)
     return table

@@ -11,7 +11,7 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Security
@@ -34,6 +34,7 @@ from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
 from msgcenter.operators import Right
 from msgcenter.web.access import BEARER, Caller, Pusher, authenticator_of, client_of, require
+from msgcenter.web.state import from_state
 
 MAX_PAGE = 500
 
@@ -137,16 +138,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _intake(request: Request) -> IntakeService:
-    return cast(IntakeService, request.app.state.intake)
-
-
-async def _events(request: Request) -> EventQueries:
-    return cast(EventQueries, request.app.state.events)
-
-
-Intake = Annotated[IntakeService, Depends(_intake)]
-Events = Annotated[EventQueries, Depends(_events)]
+Intake = Annotated[IntakeService, Depends(from_state("intake"))]
+Events = Annotated[EventQueries, Depends(from_state("events"))]
 #: pushing needs mc_push, checked before the body is read
 push_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require(Right.MC_PUSH))])
 #: reading needs any operator (its folder bounds what it sees)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from msgcenter import __version__
@@ -21,6 +21,7 @@ from msgcenter.execution.publications import PublicationService
 from msgcenter.operators import Operator, Right
 from msgcenter.publications import Publication, PublicationSpec, PublishedContent
 from msgcenter.web.access import Admin, Caller, require
+from msgcenter.web.state import from_state
 from msgcenter.workflows.admin import WorkflowAdmin
 
 INSTANCE_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -75,21 +76,9 @@ class WorkflowOut(BaseModel):
     last_error_at: datetime | None
 
 
-async def _identity(request: Request) -> IdentityService:
-    return cast(IdentityService, request.app.state.identity)
-
-
-async def _publications(request: Request) -> PublicationService:
-    return cast(PublicationService, request.app.state.publications)
-
-
-async def _workflows(request: Request) -> WorkflowAdmin:
-    return cast(WorkflowAdmin, request.app.state.workflows)
-
-
-Identity = Annotated[IdentityService, Depends(_identity)]
-Publications = Annotated[PublicationService, Depends(_publications)]
-Workflows = Annotated[WorkflowAdmin, Depends(_workflows)]
+Identity = Annotated[IdentityService, Depends(from_state("identity"))]
+Publications = Annotated[PublicationService, Depends(from_state("publications"))]
+Workflows = Annotated[WorkflowAdmin, Depends(from_state("workflows"))]
 
 #: any operator may ask who the instance is, so that a control instance can tell a missing
 #: right apart from wrong credentials

@@ -4,15 +4,17 @@ archiving pulls (see :mod:`msgcenter.execution.archive_export`)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from msgcenter.execution.archive_export import ArchiveExport, PageKind
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
+from msgcenter.web.state import from_state
 
 MAX_PAGE = 100_000
 
@@ -34,11 +36,7 @@ PAGE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _export(request: Request) -> ArchiveExport:
-    return cast(ArchiveExport, request.app.state.archive_export)
-
-
-Export = Annotated[ArchiveExport, Depends(_export)]
+Export = Annotated[ArchiveExport, Depends(from_state("archive_export"))]
 router = APIRouter(
     prefix="/api/v1/admin/archive",
     tags=["admin"],
@@ -46,24 +44,31 @@ router = APIRouter(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """Where a page starts, how long it is, and whose rows it holds."""
+
+    after_at: AfterAt = None
+    after_id: AfterId = 0
+    limit: Limit = 5_000
+    folder: Folder = None
+
+
+Page = Annotated[PageQuery, Depends()]
+
+
 async def _page(
-    kind: PageKind,
-    export: ArchiveExport,
-    operator: Admin,
-    after_at: datetime | None,
-    after_id: int,
-    limit: int,
-    folder: str | None,
+    kind: PageKind, export: ArchiveExport, operator: Admin, query: PageQuery
 ) -> Response:
     # pages run to megabytes: read and encode them off the event loop
     body = await asyncio.to_thread(
         export.page,
         kind,
         operator,
-        after_at=after_at,
-        after_id=after_id,
-        limit=limit,
-        folder=folder,
+        after_at=query.after_at,
+        after_id=query.after_id,
+        limit=query.limit,
+        folder=query.folder,
     )
     return Response(body, media_type="application/json")
 
@@ -76,15 +81,8 @@ async def _page(
     "this one. A page shorter than `limit` is the last one for now.",
     responses=PAGE_DOC,
 )
-async def events_page(
-    export: Export,
-    operator: Admin,
-    after_at: AfterAt = None,
-    after_id: AfterId = 0,
-    limit: Limit = 5_000,
-    folder: Folder = None,
-) -> Response:
-    return await _page(PageKind.EVENTS, export, operator, after_at, after_id, limit, folder)
+async def events_page(export: Export, operator: Admin, query: Page) -> Response:
+    return await _page(PageKind.EVENTS, export, operator, query)
 
 
 @router.get(
@@ -94,15 +92,8 @@ async def events_page(
     description="Ordered by (last_modified, id), like the event pages.",
     responses=PAGE_DOC,
 )
-async def quarantine_page(
-    export: Export,
-    operator: Admin,
-    after_at: AfterAt = None,
-    after_id: AfterId = 0,
-    limit: Limit = 5_000,
-    folder: Folder = None,
-) -> Response:
-    return await _page(PageKind.QUARANTINE, export, operator, after_at, after_id, limit, folder)
+async def quarantine_page(export: Export, operator: Admin, query: Page) -> Response:
+    return await _page(PageKind.QUARANTINE, export, operator, query)
 
 
 @router.get(
@@ -112,12 +103,5 @@ async def quarantine_page(
     description="Ordered by (created, id); tracking logs never change once recorded.",
     responses=PAGE_DOC,
 )
-async def tracking_page(
-    export: Export,
-    operator: Admin,
-    after_at: AfterAt = None,
-    after_id: AfterId = 0,
-    limit: Limit = 5_000,
-    folder: Folder = None,
-) -> Response:
-    return await _page(PageKind.TRACKING, export, operator, after_at, after_id, limit, folder)
+async def tracking_page(export: Export, operator: Admin, query: Page) -> Response:
+    return await _page(PageKind.TRACKING, export, operator, query)

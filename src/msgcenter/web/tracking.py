@@ -11,29 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from msgcenter.execution.tracking import TrackingRecorder
 from msgcenter.tracking import LinkSigner, TrackingKind
+from msgcenter.web.state import from_state
 
 #: a transparent 1×1 GIF
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 UNKNOWN = "unknown or altered tracking link"
 
 
-async def _signer(request: Request) -> LinkSigner:
-    return cast(LinkSigner, request.app.state.link_signer)
-
-
-async def _recorder(request: Request) -> TrackingRecorder:
-    return cast(TrackingRecorder, request.app.state.tracking)
-
-
-Signer = Annotated[LinkSigner, Depends(_signer)]
-Recorder = Annotated[TrackingRecorder, Depends(_recorder)]
+Signer = Annotated[LinkSigner, Depends(from_state("link_signer"))]
+Recorder = Annotated[TrackingRecorder, Depends(from_state("tracking"))]
 router = APIRouter(prefix="/t", tags=["tracking"])
 
 

@@ -3,22 +3,18 @@ stands, and a run on demand (SPEC §4)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from msgcenter.control.archiving.run import ArchiveRun
 from msgcenter.control.archiving.service import ArchiveStatus, ArchivingService
 from msgcenter.errors import ConflictError
 from msgcenter.operators import Right
 from msgcenter.web.access import require
+from msgcenter.web.state import from_state
 
-
-async def _archiving(request: Request) -> ArchivingService:
-    return cast(ArchivingService, request.app.state.archiving)
-
-
-Archiving = Annotated[ArchivingService, Depends(_archiving)]
+Archiving = Annotated[ArchivingService, Depends(from_state("archiving"))]
 router = APIRouter(
     prefix="/api/v1/archives",
     tags=["archives"],

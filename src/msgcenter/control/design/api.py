@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -38,6 +38,7 @@ from msgcenter.operators import Right
 from msgcenter.render import RenderProblem
 from msgcenter.web.access import Admin, require
 from msgcenter.web.problems import problem
+from msgcenter.web.state import from_state
 
 
 class EventTypeOut(BaseModel):
@@ -144,11 +145,7 @@ class _DesignRoute(APIRoute):
         return handle
 
 
-async def _design(request: Request) -> DesignService:
-    return cast(DesignService, request.app.state.design)
-
-
-Design = Annotated[DesignService, Depends(_design)]
+Design = Annotated[DesignService, Depends(from_state("design"))]
 router = APIRouter(
     prefix="/api/v1", route_class=_DesignRoute, dependencies=[Depends(require(Right.MC_ADMIN))]
 )

@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from msgcenter.control.instances.service import AccountIn, AccountPatch, InstanceService
 from msgcenter.instances import ExecInstance
 from msgcenter.operators import Right
 from msgcenter.web.access import require
+from msgcenter.web.state import from_state
 
 
 class InstanceOut(BaseModel):
@@ -48,11 +49,7 @@ class ConnectionReportOut(BaseModel):
     checks: list[CheckOut]
 
 
-async def _instances(request: Request) -> InstanceService:
-    return cast(InstanceService, request.app.state.instances)
-
-
-Instances = Annotated[InstanceService, Depends(_instances)]
+Instances = Annotated[InstanceService, Depends(from_state("instances"))]
 router = APIRouter(
     prefix="/api/v1/instances",
     tags=["instances"],

@@ -4,14 +4,15 @@ every enabled execution instance, and its state per instance with its log (SPEC 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from msgcenter.control.publishing.service import PublishingService
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
+from msgcenter.web.state import from_state
 
 
 class InstanceStateOut(BaseModel):
@@ -44,11 +45,7 @@ class PublicationStateOut(BaseModel):
     log: list[LogEntryOut]
 
 
-async def _publishing(request: Request) -> PublishingService:
-    return cast(PublishingService, request.app.state.publishing)
-
-
-Publishing = Annotated[PublishingService, Depends(_publishing)]
+Publishing = Annotated[PublishingService, Depends(from_state("publishing"))]
 router = APIRouter(
     prefix="/api/v1/templates",
     tags=["publication"],
