@@ -573,7 +573,6 @@ BAD_REQUESTS = [
     bad("emailFormat out of range", push(emailFormat="3"), "invalid 'emailFormat': '3' is out of range"),
     bad("emailFormat not a number", push(emailFormat="html"), "invalid 'emailFormat': 'html' is out of range"),
     bad("unparseable scheduled", push(scheduled="next tuesday"), "'next tuesday' is not an ISO 8601 timestamp"),
-    bad("missing ctx", push(ctx=None), "invalid 'ctx': missing"),
     bad(
         "3rd and 4th of 5 bad",
         envelope(push_events([event_xml(), event_xml(), event_xml(email="x"), event_xml(type=None), event_xml()])),

@@ -229,8 +229,10 @@ def test_refused_field(overrides, field, fragment):
     assert error.detail == f"invalid '{field}': {error.reason}"
 
 
-def test_missing_ctx_is_refused():
-    refused("ctx", "missing", ctx=None)
+def test_an_event_without_ctx_has_an_empty_one():
+    # the model product's minimal event is <rtEvent type="…" email="…"/>
+    assert validate_event(fields(), None, CtxFormat.XML).ctx == "<ctx></ctx>"
+    assert validate_event(fields(), None, CtxFormat.JSON).ctx == "{}"
 
 
 def test_position_is_added_by_at_position():

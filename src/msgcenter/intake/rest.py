@@ -45,7 +45,9 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str = Field(description="event type name", examples=["order_confirmation"])
-    ctx: dict[str, Any] = Field(description="free-form personalisation data")
+    ctx: dict[str, Any] | None = Field(
+        None, description="free-form personalisation data (none: an empty ctx)"
+    )
     email: str | None = Field(None, description="required for the email channel")
     mobile_phone: str | None = Field(None, description="required for SMS; E.164 recommended")
     registration_token: str | None = Field(None, description="device token, required for push")

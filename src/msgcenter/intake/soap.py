@@ -10,6 +10,8 @@ was wrong; no event is stored unless all of a request's events are valid.
 from __future__ import annotations
 
 import asyncio
+import copy
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,6 +86,8 @@ RESPONSE = (
     "</urn:{method}Response>\n"
 )
 XML_MEDIA_TYPE = "text/xml; charset=utf-8"
+#: RFC 3902: application/soap+xml carries the action as a parameter of the media type
+_CONTENT_TYPE_ACTION = re.compile(r';\s*action\s*=\s*"?([^";]*)"?', re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -175,7 +179,7 @@ class SoapRouter:
             raise InvalidInputError("empty SOAP body", detail="the SOAP Body holds no call element")
         qname = etree.QName(operation)
         service = SERVICE_NAMESPACES.get(qname.namespace or "")
-        action = request.headers.get("soapaction", "").strip().strip('"')
+        action = _soap_action(request)
         if action:
             action_service, _, action_method = action.partition("#")
             if action_service not in QUEUES and action_service != "xtk:session":
@@ -237,7 +241,7 @@ class SoapRouter:
             raise InvalidInputError(
                 "no event", detail=f"domEvent must hold one <{queue.soap_element}> element"
             )
-        event = self._event(element, queue, operator)
+        event = self._event(element, queue, operator, f"urn:{call.service}")
         (event_id,) = (await self._intake.push(queue, [event], operator)).ids
         return _response(call, f'<urn:plId xsi:type="xsd:long">{event_id}</urn:plId>\n')
 
@@ -254,7 +258,7 @@ class SoapRouter:
         events = []
         for position, element in enumerate(wrapper.iterchildren(etree.Element), start=1):
             try:
-                events.append(self._event(element, queue, operator))
+                events.append(self._event(element, queue, operator, f"urn:{call.service}"))
             except InvalidEventError as exc:
                 raise exc.at_position(position) from None
         if not events:
@@ -264,8 +268,13 @@ class SoapRouter:
             call, "".join(f'<urn:plId xsi:type="xsd:long">{i}</urn:plId>\n' for i in ids)
         )
 
-    def _event(self, element: etree._Element, queue: Queue, operator: Operator) -> NewEvent:
-        if element.tag != queue.soap_element:
+    def _event(
+        self, element: etree._Element, queue: Queue, operator: Operator, namespace: str
+    ) -> NewEvent:
+        """One event element; it and its ``ctx`` and ``mobileApp`` are read unqualified or in
+        the service's ``namespace`` alike (clients that set a default namespace on the call
+        rarely reset it), and the ctx is stored the same either way."""
+        if _local_name(element, namespace) != queue.soap_element:
             raise InvalidEventError(
                 "element", f"expected <{queue.soap_element}>, found <{etree.QName(element).text}>"
             )
@@ -276,11 +285,14 @@ class SoapRouter:
         fields: dict[str, str | None] = dict(named)
         ctx = None
         for child in element.iterchildren(etree.Element):
-            if child.tag == "ctx":
-                serialised = etree.tostring(child, method="c14n", exclusive=True)
+            name = _local_name(child, namespace)
+            if name == "ctx":
+                serialised = etree.tostring(
+                    _unqualified(child, namespace), method="c14n", exclusive=True
+                )
                 ctx = serialised.decode()
                 size += len(serialised)
-            elif child.tag == "mobileApp":
+            elif name == "mobileApp":
                 fields["mobile_app_uuid"] = child.get("uuid")
         limit = self._intake.settings.max_event_bytes
         if size > limit:
@@ -323,6 +335,35 @@ class SoapRouter:
             )
         await asyncio.to_thread(self._auth.logoff, token)
         return _response(call, "")
+
+
+def _soap_action(request: Request) -> str:
+    """The SOAPAction header, or the ``action`` parameter of an ``application/soap+xml``
+    Content-Type (which clients of technical accounts send around a SOAP 1.1 envelope)."""
+    action = request.headers.get("soapaction", "").strip().strip('"')
+    if action:
+        return action
+    found = _CONTENT_TYPE_ACTION.search(request.headers.get("content-type", ""))
+    return found.group(1).strip() if found else ""
+
+
+def _local_name(element: etree._Element, namespace: str) -> str | None:
+    """The element's name when it is unqualified or in ``namespace``; else None."""
+    name = etree.QName(element)
+    return name.localname if name.namespace in (None, namespace) else None
+
+
+def _unqualified(ctx: etree._Element, namespace: str) -> etree._Element:
+    """``ctx`` with its elements in ``namespace`` taken out of it (a copy, when any is)."""
+    prefix = f"{{{namespace}}}"
+    if not any(e.tag.startswith(prefix) for e in ctx.iter(etree.Element)):
+        return ctx
+    copied = copy.deepcopy(ctx)
+    for element in copied.iter(etree.Element):
+        if element.tag.startswith(prefix):
+            element.tag = element.tag[len(prefix) :]
+    etree.cleanup_namespaces(copied)
+    return copied
 
 
 def _response(call: SoapCall, content: str) -> str:
