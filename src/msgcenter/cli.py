@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from msgcenter.auth.admin import OperatorAdmin
+from msgcenter.auth.admin import ClientCredentials, OperatorAdmin
 from msgcenter.commandline import (
     LOCAL_ADMIN,
     ConfigOption,
@@ -373,16 +373,75 @@ def operator_list(config: ConfigOption = None, db: DbOption = None) -> None:
     """List operators."""
     with cli_database(config, db) as database:
         found = OperatorAdmin(database).list()
-    table = Table("login", "rights", "trusted IP masks", "folder", "correlationId idempotency")
+    table = Table(
+        "login",
+        "kind",
+        "rights",
+        "trusted IP masks",
+        "folder",
+        "correlationId idempotency",
+        "client id",
+        "last used",
+    )
     for op in found:
         table.add_row(
             op.login,
+            op.kind.value + (" (revoked)" if op.revoked else ""),
             ", ".join(sorted(op.rights)),
             ", ".join(str(n) for n in op.trusted_networks) or "any",
             op.folder or "",
             "yes" if op.correlation_idempotency else "no",
+            op.client_id or "",
+            op.last_used.isoformat(timespec="seconds") if op.last_used else "",
         )
     console.print(table)
+
+
+@operator_app.command("add-technical")
+def operator_add_technical(
+    login: str,
+    rights: Annotated[str, typer.Option(help="comma-separated: mc_push, mc_admin")] = "mc_push",
+    trusted_ip: Annotated[
+        list[str] | None,
+        typer.Option("--trusted-ip", help="CIDR allowed to connect (repeatable); none means any"),
+    ] = None,  # noqa: UP007
+    folder: Annotated[str | None, typer.Option(help="folder the account is restricted to")] = None,  # noqa: UP007
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create a technical account (OAuth client credentials); prints its client id and
+    secret, this once."""
+    with cli_database(config, db) as database:
+        created = OperatorAdmin(database).add_technical(
+            login, rights, trusted=trusted_ip or [], folder=folder
+        )
+    _print_credentials(created, "created")
+
+
+@operator_app.command("rotate-secret")
+def operator_rotate_secret(login: str, config: ConfigOption = None, db: DbOption = None) -> None:
+    """Draw a new client secret; the previous one works until the next rotation."""
+    with cli_database(config, db) as database:
+        rotated = OperatorAdmin(database).rotate_secret(login)
+    _print_credentials(rotated, "has a new secret (the previous one works until the next rotation)")
+
+
+@operator_app.command("revoke")
+def operator_revoke(login: str, config: ConfigOption = None, db: DbOption = None) -> None:
+    """Revoke a technical account: no new access token; those issued expire on their own."""
+    with cli_database(config, db) as database:
+        OperatorAdmin(database).revoke(login)
+    console.print(
+        f"technical account '{login}' revoked: its access tokens expire within "
+        "security.access_token_seconds"
+    )
+
+
+def _print_credentials(credentials: ClientCredentials, what: str) -> None:
+    console.print(f"technical account '{credentials.login}' {what}", highlight=False)
+    # plain lines, for scripts: the secret is never shown again
+    typer.echo(f"client_id={credentials.client_id}")
+    typer.echo(f"client_secret={credentials.client_secret}")
 
 
 @operator_app.command("passwd")

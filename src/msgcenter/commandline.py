@@ -8,6 +8,7 @@ the control instance) import this module; it imports none of them.
 from __future__ import annotations
 
 import getpass
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +24,18 @@ from msgcenter.settings import Settings, load_settings
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
 
-#: the terminal wraps rich output; a pipe or a file gets lines as long as they are
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+#: wider than a terminal's 80 columns when writing to a pipe or a file: tables keep whole
+#: values (client ids, URLs) for the scripts that read them
+PIPE_WIDTH = 200
+
+
+def _console(*, stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else PIPE_WIDTH)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 #: the CLI administers the database it is given, as a local operator with every right
 LOCAL_ADMIN = Operator(id=0, login="cli", rights=frozenset(Right))
 

@@ -6,6 +6,7 @@ import enum
 import ipaddress
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from msgcenter.errors import InvalidInputError, PermissionDeniedError
 
@@ -21,6 +22,15 @@ class Right(enum.StrEnum):
     MC_ADMIN = "mc_admin"
 
 
+class OperatorKind(enum.StrEnum):
+    """How an operator authenticates."""
+
+    #: a login and a password (HTTP Basic, SOAP Logon or ``login/password``)
+    PERSON = "person"
+    #: an OAuth client id and secret, exchanged for short-lived access tokens (SPEC §3.9)
+    TECHNICAL = "technical"
+
+
 @dataclass(frozen=True, slots=True)
 class Operator:
     """An API account. ``trusted_networks`` empty means any address."""
@@ -31,6 +41,12 @@ class Operator:
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     folder: str | None = None
     correlation_idempotency: bool = False
+    kind: OperatorKind = OperatorKind.PERSON
+    #: a technical account's OAuth client id
+    client_id: str | None = None
+    #: when a technical account last obtained an access token, and when it was revoked
+    last_used: datetime | None = None
+    revoked: datetime | None = None
 
     def require(self, right: Right) -> None:
         """Raise :class:`PermissionDeniedError` unless the operator holds ``right``."""

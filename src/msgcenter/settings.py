@@ -97,6 +97,16 @@ class SecuritySettings(Section):
     failed_login_window_seconds: int = Field(default=300, ge=1)
     #: how long a verified password or session stays cached in a process (seconds)
     credential_cache_seconds: int = Field(default=30, ge=0, le=300)
+    #: lifetime of the OAuth access tokens of technical accounts (seconds): a revoked
+    #: account's tokens work until they expire
+    access_token_seconds: int = Field(default=300, ge=30, le=86_400)
+    #: keys that sign access tokens, "kid:secret" (32 characters or more), newest first: the
+    #: first signs, every one verifies. Rotate by putting a new key first and dropping the
+    #: old one after a token lifetime. Empty: one key derived from secret_key.
+    access_token_keys: list[SecretStr] = Field(default_factory=list)
+    #: the issuer and audience of access tokens; empty: "urn:msgcenter:<instance_name>".
+    #: Instances behind one load balancer that share keys share an issuer too.
+    token_issuer: str = ""
     #: first matching zone wins; an address in no zone gets ``default_zone``
     zones: list[ZoneSettings] = Field(default_factory=_default_zones)
     default_zone: ZoneSettings = Field(
@@ -209,6 +219,10 @@ class Settings(BaseSettings):
         if ":" in host:  # an IPv6 address goes in brackets in a URL (RFC 3986 §3.2.2)
             host = f"[{host}]"
         return self.tracking.base_url or f"http://{host}:{self.server.port}"
+
+    def token_issuer(self) -> str:
+        """The issuer and audience of this instance's access tokens."""
+        return self.security.token_issuer or f"urn:msgcenter:{self.instance_name}"
 
     @field_validator("database_url")
     @classmethod

@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 
 from msgcenter.auth.passwords import verify_password
 from msgcenter.auth.throttle import FailedLogonThrottle
+from msgcenter.auth.tokens import AccessTokens, IssuedToken, looks_like_access_token
 from msgcenter.auth.zones import Client, SecurityZones
-from msgcenter.errors import AuthenticationError, PermissionDeniedError
-from msgcenter.operators import Operator
+from msgcenter.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from msgcenter.operators import Operator, Right
 from msgcenter.settings import SecuritySettings
 from msgcenter.store import operators as operator_store
 from msgcenter.store.database import Database
@@ -55,11 +56,13 @@ class Authenticator:
         db: Database,
         settings: SecuritySettings,
         *,
+        tokens: AccessTokens | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._db = db
         self._settings = settings
+        self._tokens = tokens
         self._zones = SecurityZones(settings)
         self._throttle = FailedLogonThrottle(
             settings.failed_login_limit, settings.failed_login_window_seconds, clock
@@ -112,19 +115,61 @@ class Authenticator:
         return self.password(login, password, client, cache_only=cache_only)
 
     def bearer(self, token: str, client: Client, *, cache_only: bool = False) -> Operator | None:
-        """The operator of a session token issued by :meth:`logon`."""
+        """The operator of a session token issued by :meth:`logon`, or of an access token
+        issued by :meth:`issue_token` (checked without reading the database)."""
         self._check_transport(client)
         self._throttle.check(f"address {client.address}")
         digest = _digest(token)
         cached = self._sessions.get(digest)
         if cached is not None and cached[1] > self._clock():
             operator = cached[0]
+        elif looks_like_access_token(token):
+            operator = self._verify_access_token(token, digest, client)
         elif cache_only:
             return None
         else:
             operator = self._load_session(token, digest, client)
         self._check_trusted(operator, client)
         return operator
+
+    def issue_token(
+        self, client_id: str, secret: str, scope: frozenset[Right] | None, client: Client
+    ) -> IssuedToken:
+        """An access token for the technical account ``client_id`` (RFC 6749 §4.4), granting
+        ``scope`` (default: every right of the account). Raises
+        :class:`AuthenticationError` for an unknown client, a wrong secret or a revoked
+        account (the same for all three), throttled like logons."""
+        if self._tokens is None:
+            raise ConfigurationError(
+                "access tokens are off",
+                detail="set secret_key (or security.access_token_keys) to issue access tokens",
+            )
+        self._check_transport(client)
+        client_key, address_key = f"client '{client_id}'", f"address {client.address}"
+        self._throttle.check(client_key, address_key)
+        with self._db.read() as conn:
+            found = operator_store.get_client(conn, client_id)
+        if (
+            found is None
+            or found[0].revoked is not None
+            or not any(verify_password(h, secret) for h in found[1])
+        ):
+            self._throttle.failed(client_key, address_key)
+            raise AuthenticationError("unknown client id, wrong secret or revoked account")
+        operator = found[0]
+        self._throttle.succeeded(client_key)
+        self._check_trusted(operator, client)
+        granted = operator.rights if scope is None else scope
+        if not granted <= operator.rights:
+            raise PermissionDeniedError(
+                f"technical account '{operator.login}' holds "
+                f"{', '.join(sorted(operator.rights)) or 'no right'}, not "
+                f"{', '.join(sorted(granted - operator.rights))}"
+            )
+        now = self._now()
+        with self._db.write() as conn:
+            operator_store.mark_used(conn, operator.id, now)
+        return self._tokens.issue(operator, granted, now)
 
     def logon(self, login: str, password: str, client: Client) -> tuple[str, Operator, datetime]:
         """Open a session: returns its token, the operator and the expiry."""
@@ -201,6 +246,19 @@ class Authenticator:
         self._check_trusted(operator, client)
         with self._lock:
             self._verified[key] = (operator, self._clock() + self._ttl)
+        return operator
+
+    def _verify_access_token(self, token: str, digest: str, client: Client) -> Operator:
+        if self._tokens is None:
+            raise AuthenticationError("access tokens are not accepted by this instance")
+        try:
+            operator, expires = self._tokens.verify(token)
+        except AuthenticationError:
+            self._throttle.failed(f"address {client.address}")
+            raise
+        until = min(self._ttl, (expires - self._now()).total_seconds())
+        with self._lock:
+            self._sessions[digest] = (operator, self._clock() + until)
         return operator
 
     def _load_session(self, token: str, digest: str, client: Client) -> Operator:

@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from msgcenter import __version__
+from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
+from msgcenter.auth.tokens import AccessTokens
 from msgcenter.control.archiving import api as archiving_api
 from msgcenter.control.archiving.workflows import InstanceWatch, archiving_workflows
 from msgcenter.control.design import api as design_api
@@ -26,7 +28,7 @@ from msgcenter.logs import configure as configure_logging
 from msgcenter.settings import Settings, load_settings
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
-from msgcenter.web import monitoring, problems
+from msgcenter.web import monitoring, oauth, problems, technical_accounts
 from msgcenter.web.landing import add_landing_routes
 from msgcenter.workflows.runner import WorkflowRunner
 
@@ -69,7 +71,10 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.database = database
-    app.state.authenticator = Authenticator(database, settings.security)
+    app.state.authenticator = Authenticator(
+        database, settings.security, tokens=AccessTokens.from_settings(settings)
+    )
+    app.state.operators = OperatorAdmin(database)
     app.state.design = services.design
     app.state.publishing = services.publishing
     app.state.instances = services.instances
@@ -78,6 +83,8 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
     for router in (design_api.router, instances_api.router, publishing_api.router):
         app.include_router(router)
     app.include_router(archiving_api.router)
+    app.include_router(oauth.router)
+    app.include_router(technical_accounts.router)
     app.include_router(monitoring.control_router)
     add_landing_routes(app)
 

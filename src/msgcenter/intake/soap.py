@@ -226,10 +226,22 @@ class SoapRouter:
         return await handler(call, request, client)
 
     async def _operator(self, call: SoapCall, request: Request, client: Client) -> Operator:
+        """The caller: an ``Authorization: Bearer`` token (a technical account's access token
+        or a Logon session token, with an empty or absent ``sessiontoken``), else the
+        ``sessiontoken`` (or the ``__sessiontoken`` cookie, or ``X-Security-Token``)."""
         token = call.text("sessiontoken") or request.cookies.get("__sessiontoken", "")
         security = request.headers.get("x-security-token", "")
         if not token and security.startswith("@"):
             token = security[1:]
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        bearer = bearer.strip() if scheme.lower() == "bearer" else ""
+        if bearer and token and token != bearer:
+            raise AuthenticationError(
+                "two credentials: the Authorization header's Bearer token and the "
+                "sessiontoken differ; send one of them (an empty sessiontoken with Bearer)"
+            )
+        if bearer:
+            return await identify(partial(self._auth.bearer, bearer, client))
         return await identify(partial(self._auth.session_token, token, client))
 
     async def _push_event(self, call: SoapCall, request: Request, client: Client) -> str:

@@ -8,8 +8,8 @@ import sqlalchemy.exc
 from sqlalchemy import Connection, RowMapping, delete, insert, select, update
 
 from msgcenter.errors import ConflictError, NotFoundError
-from msgcenter.operators import Operator, parse_networks, parse_rights
-from msgcenter.store.tables import operator, operator_session
+from msgcenter.operators import Operator, OperatorKind, parse_networks, parse_rights
+from msgcenter.store.tables import client_secret, operator, operator_session
 
 
 def _from_row(row: RowMapping) -> Operator:
@@ -20,6 +20,10 @@ def _from_row(row: RowMapping) -> Operator:
         trusted_networks=parse_networks(row["trusted_networks"]),
         folder=row["folder"],
         correlation_idempotency=bool(row["correlation_idempotency"]),
+        kind=OperatorKind(row["kind"]),
+        client_id=row["client_id"],
+        last_used=row["last_used"],
+        revoked=row["revoked"],
     )
 
 
@@ -33,8 +37,10 @@ def add(
     now: datetime,
     *,
     correlation_idempotency: bool = False,
+    client_id: str | None = None,
 ) -> Operator:
-    """Create an operator; :class:`ConflictError` if the login is taken."""
+    """Create an operator (a technical account when ``client_id`` is given); :class:`ConflictError`
+    if the login is taken."""
     values = {
         "login": login,
         "password_hash": password_hash,
@@ -44,6 +50,8 @@ def add(
         "correlation_idempotency": correlation_idempotency,
         "created": now,
         "updated": now,
+        "kind": (OperatorKind.TECHNICAL if client_id else OperatorKind.PERSON).value,
+        "client_id": client_id,
     }
     try:
         with conn.begin_nested():
@@ -88,6 +96,7 @@ def remove(conn: Connection, login: str) -> None:
     if operator_id is None:
         raise NotFoundError(f"no operator '{login}'")
     conn.execute(delete(operator_session).where(operator_session.c.operator_id == operator_id))
+    conn.execute(delete(client_secret).where(client_secret.c.operator_id == operator_id))
 
 
 def open_session(
@@ -121,6 +130,63 @@ def close_session(conn: Connection, token_hash: str) -> bool:
         delete(operator_session).where(operator_session.c.token_hash == token_hash)
     )
     return result.rowcount > 0
+
+
+def add_secret(
+    conn: Connection, operator_id: int, secret_hash: str, now: datetime, *, keep: int
+) -> None:
+    """Give a technical account a new client secret, keeping ``keep`` secrets in all (the
+    newest); the older ones stop working."""
+    conn.execute(
+        insert(client_secret).values(operator_id=operator_id, secret_hash=secret_hash, created=now)
+    )
+    kept = select(client_secret.c.id).where(client_secret.c.operator_id == operator_id)
+    kept = kept.order_by(client_secret.c.id.desc()).limit(keep)
+    conn.execute(
+        delete(client_secret).where(
+            client_secret.c.operator_id == operator_id,
+            client_secret.c.id.not_in([row[0] for row in conn.execute(kept)]),
+        )
+    )
+
+
+def get_client(conn: Connection, client_id: str) -> tuple[Operator, list[str]] | None:
+    """The technical account of ``client_id`` and its secrets' hashes (newest first), or None."""
+    row = conn.execute(select(operator).where(operator.c.client_id == client_id)).mappings().first()
+    if row is None:
+        return None
+    hashes = conn.execute(
+        select(client_secret.c.secret_hash)
+        .where(client_secret.c.operator_id == row["id"])
+        .order_by(client_secret.c.id.desc())
+    ).scalars()
+    return _from_row(row), list(hashes)
+
+
+def get(conn: Connection, login: str) -> Operator:
+    """The operator named ``login``; :class:`NotFoundError` if there is none."""
+    row = conn.execute(select(operator).where(operator.c.login == login)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no operator '{login}'")
+    return _from_row(row)
+
+
+def mark_used(conn: Connection, operator_id: int, now: datetime) -> None:
+    """Record that a technical account obtained an access token."""
+    conn.execute(update(operator).where(operator.c.id == operator_id).values(last_used=now))
+
+
+def revoke(conn: Connection, login: str, now: datetime) -> None:
+    """Revoke a technical account: its secrets stop working (the account stays listed)."""
+    operator_id = conn.execute(
+        update(operator)
+        .where(operator.c.login == login)
+        .values(revoked=now, updated=now)
+        .returning(operator.c.id)
+    ).scalar_one_or_none()
+    if operator_id is None:
+        raise NotFoundError(f"no operator '{login}'")
+    conn.execute(delete(client_secret).where(client_secret.c.operator_id == operator_id))
 
 
 def purge_expired_sessions(conn: Connection, now: datetime) -> int:

@@ -114,6 +114,26 @@ operator = Table(
     Column("correlation_idempotency", Boolean, nullable=False, server_default=text("false")),
     Column("created", UtcDateTime, nullable=False),
     Column("updated", UtcDateTime, nullable=False),
+    # "person" (logs on with a password) or "technical" (OAuth client credentials)
+    Column("kind", String(16), nullable=False, server_default=text("'person'")),
+    # a technical account's OAuth client id
+    Column("client_id", String(64)),
+    # a technical account's last access token
+    Column("last_used", UtcDateTime),
+    # a technical account revoked: no new access token
+    Column("revoked", UtcDateTime),
+)
+Index("uq_operator_client_id", operator.c.client_id, unique=True)
+
+# A technical account's client secrets (Argon2 hashes); two at most, so that a new one can
+# be rolled out while the previous one still works.
+client_secret = Table(
+    "client_secret",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("operator_id", Integer, nullable=False, index=True),
+    Column("secret_hash", String(255), nullable=False),
+    Column("created", UtcDateTime, nullable=False),
 )
 
 operator_session = Table(

@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from msgcenter import __version__
+from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
+from msgcenter.auth.tokens import AccessTokens
 from msgcenter.events.model import Queue
 from msgcenter.execution.archive_export import ArchiveExport
 from msgcenter.execution.events import EventQueries
@@ -27,7 +29,15 @@ from msgcenter.settings import Settings, load_settings
 from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
 from msgcenter.tracking import LinkSigner
-from msgcenter.web import admin, archive_export, monitoring, problems, tracking
+from msgcenter.web import (
+    admin,
+    archive_export,
+    monitoring,
+    oauth,
+    problems,
+    technical_accounts,
+    tracking,
+)
 from msgcenter.web.landing import add_landing_routes
 from msgcenter.workflows.admin import WorkflowAdmin
 from msgcenter.workflows.wakeup import Wakeup
@@ -95,6 +105,8 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         admin.router,
         archive_export.router,
         tracking.router,
+        oauth.router,
+        technical_accounts.router,
         monitoring.exec_router,
     ):
         app.include_router(router)
@@ -111,13 +123,16 @@ def _add_services(
 ) -> None:
     """The services the routes find in ``app.state``."""
     events = EventQueries(database)
-    app.state.authenticator = Authenticator(database, settings.security)
+    app.state.authenticator = Authenticator(
+        database, settings.security, tokens=AccessTokens.from_settings(settings)
+    )
     app.state.intake = intake
     app.state.events = events
     app.state.publications = PublicationService(database)
     app.state.identity = IdentityService(database)
     app.state.archive_export = ArchiveExport(database)
     app.state.tracking = TrackingRecorder(database)
+    app.state.operators = OperatorAdmin(database)
     app.state.workflows = WorkflowAdmin(
         database, on_change=worker.runner.note_state if worker is not None else None
     )
