@@ -8,7 +8,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: up test test-fast typecheck lint
+.PHONY: up test test-fast typecheck lint vendor
 ## up: start msgcenter on the embedded default (SQLite) and push a few demo events
 ##     (make up ARGS="--port 9080 --control-port 9081 --smtp-port 2526" moves it)
 up: $(VENV)/.installed
@@ -28,6 +28,10 @@ test-fast: $(VENV)/.installed
 ## typecheck: mypy, strict on src/ (settings in pyproject.toml)
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
+
+## vendor: fetch the console's front-end files from the npm registry (pinned; committed)
+vendor:
+	scripts/vendor-assets.sh $(HTMX) $(CHARTJS) $(SWAGGER_UI)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

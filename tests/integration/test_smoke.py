@@ -23,3 +23,16 @@ def test_the_root_address_leads_to_the_api_documentation(exec_server):
     answer = httpx.get(f"{exec_server.url}/", follow_redirects=True)
     assert answer.status_code == 200 and answer.url.path == "/docs"
     assert "msgcenter execution instance" in answer.text
+
+
+def test_the_api_documentation_needs_no_internet(exec_server):
+    """Swagger UI comes from files vendored in the package: a machine offline shows it."""
+    import re
+
+    page = httpx.get(f"{exec_server.url}/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/console/static/vendor/swagger-ui/") for a in assets)
+    for asset in assets:
+        assert httpx.get(f"{exec_server.url}{asset}").status_code == 200, asset
+    assert "cdn" not in page.text.lower()

@@ -69,6 +69,8 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
         description="Design, preview and proof messages, publish them to execution instances, "
         "archive their history.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.database = database
     app.state.authenticator = Authenticator(

@@ -83,6 +83,8 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         version=__version__,
         description="Event intake (SOAP compatibility and REST) of a msgcenter execution instance.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     _add_services(app, settings, database, IntakeService(committer, settings.intake), worker)
     problems.install(app)
