@@ -18,6 +18,7 @@ from msgcenter.commandline import (
     DbOption,
     cli_database,
     cli_errors,
+    cli_instance,
     cli_settings,
     console,
 )
@@ -25,7 +26,9 @@ from msgcenter.control.archiving import cli as archiving_cli
 from msgcenter.control.design import cli as design_cli
 from msgcenter.control.instances import cli as instances_cli
 from msgcenter.control.publishing import cli as publishing_cli
+from msgcenter.control.reports import cli as reports_cli
 from msgcenter.execution.publications import PublicationService
+from msgcenter.filepush import cli as filepush_cli
 from msgcenter.publications import load_spec
 from msgcenter.settings import Settings
 from msgcenter.store.database import Database
@@ -53,13 +56,16 @@ exec_app.add_typer(publication_app, name="publication")
 control_app = typer.Typer(
     help="Control instance: design, publication, archiving.", no_args_is_help=True
 )
-for group in (design_cli, instances_cli, publishing_cli, archiving_cli):
+for group in (design_cli, instances_cli, publishing_cli, archiving_cli, reports_cli):
     control_app.add_typer(group.commands)
 app.add_typer(control_app, name="control")
 app.add_typer(exec_app, name="exec")
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(db_app, name="db")
 app.add_typer(operator_app, name="operator")
+# SPEC §5 names it `msgcenter report`; it is also `msgcenter control report`
+app.add_typer(reports_cli.commands)
+app.command("push")(filepush_cli.push)
 
 
 @app.command("up")
@@ -167,7 +173,11 @@ def _serve(
         os.environ["MSGCENTER_DATABASE_URL"] = db
     if config:
         os.environ["MSGCENTER_CONFIG"] = str(config)
-    server = cli_settings(None, None).server
+    settings = cli_settings(None, None)
+    with cli_instance(None, None) as (_settings, database):
+        where = database.location
+    server = settings.server
+    console.print(f"database: {where}", highlight=False)
     worker_count = workers or server.workers
     if worker_count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="msgcenter-metrics-")
@@ -208,9 +218,7 @@ def exec_worker(config: ConfigOption = None, db: DbOption = None) -> None:
         settings = cli_settings(config, db)
         database = Database(settings.database_url)
         require_current(database)
-        console.print(
-            f"worker on {database.url.split('@')[-1]}: workflows running (Ctrl+C to stop)"
-        )
+        console.print(f"worker on {database.location}: workflows running (Ctrl+C to stop)")
         try:
             # uvloop, as uvicorn uses for the web process: measured +60-80% worker throughput
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -115,7 +115,8 @@ def run(
         # the ports first, so that a taken one is said before anything starts
         control_socket = stack.enter_context(_listening(host, control_port, "--control-port"))
         exec_socket = stack.enter_context(_listening(host, settings.server.port, "--port"))
-        catcher = SmtpCatcher(host, smtp_port)
+        # caught mail is kept in the data directory: a restart keeps it
+        catcher = SmtpCatcher(host, smtp_port, directory=data_dir)
         try:
             catcher.start()
         except OSError as exc:

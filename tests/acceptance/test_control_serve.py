@@ -3,7 +3,11 @@ database, is ready, and stops on SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -38,3 +42,22 @@ def test_control_serve_answers_its_api_and_stops_on_sigterm(db, tmp_path):
     # uvicorn shuts the app down, then re-raises the signal so that the exit says why
     assert server.process is not None and server.process.returncode == -signal.SIGTERM
     assert "Application shutdown complete" in (tmp_path / "control.log").read_text()
+
+
+@pytest.mark.parametrize("role", ["exec", "control"])
+def test_serve_on_a_database_never_upgraded_says_so_in_one_line(role, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "msgcenter", role, "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MSGCENTER_")},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert re.fullmatch(
+        f"error: the database schema is not current: database {re.escape(str(tmp_path))}"
+        r"/msgcenter\.db is at revision none, the code expects \d+: run `msgcenter db upgrade`",
+        line,
+    ), line

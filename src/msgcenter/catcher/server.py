@@ -1,123 +1,54 @@
 """The SMTP side of the catcher: an aiosmtpd server that keeps the last messages it receives.
 
-Nothing is relayed: every message is accepted, parsed and kept in memory,
-newest first, up to ``max_messages`` (older ones are dropped).
+Nothing is relayed: every message is accepted, parsed and kept in a
+:class:`~msgcenter.catcher.mailbox.Mailbox`: a file in ``directory`` (so caught
+mail survives a restart), or memory without one. At most ``max_messages``
+messages and ``max_bytes`` of them are kept, the oldest dropped first.
 """
 
 from __future__ import annotations
 
-import email.policy
-import itertools
 import logging
-import threading
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from msgcenter.catcher.mailbox import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_MESSAGES,
+    FILE_NAME,
+    Mailbox,
+)
+from msgcenter.catcher.message import CaughtAttachment, CaughtMessage, CaughtSummary
+
+__all__ = ["CaughtAttachment", "CaughtMessage", "CaughtSummary", "SmtpCatcher"]
+
 #: aiosmtpd logs every command at INFO; a development catcher only needs its warnings
 _SMTPD_LOGGER = "mail.log"
-_PARSER = BytesParser(policy=email.policy.default)
-
-
-@dataclass(frozen=True, slots=True)
-class CaughtAttachment:
-    """A non-body part of a caught message."""
-
-    filename: str
-    content_type: str
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class CaughtMessage:
-    """A message the catcher received: the envelope, the raw bytes, and what was parsed from them."""
-
-    id: int
-    received_at: datetime
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    raw: bytes
-    subject: str
-    sender: str
-    to: str
-    #: every header, decoded (RFC 2047), in message order
-    headers: tuple[tuple[str, str], ...]
-    text: str | None
-    html: str | None
-    attachments: tuple[CaughtAttachment, ...]
-
-    @classmethod
-    def parse(
-        cls, id: int, mail_from: str, rcpt_tos: list[str], raw: bytes, received_at: datetime
-    ) -> CaughtMessage:
-        """Parse ``raw``; a message the parser cannot read is still kept, shown as raw text."""
-        try:
-            message = _PARSER.parsebytes(raw)
-            return cls._from_parsed(id, mail_from, rcpt_tos, raw, received_at, message)
-        except Exception:  # any parser failure: a catcher shows what it got rather than drop it
-            text = raw.decode("utf-8", "replace")
-            return cls(
-                id,
-                received_at,
-                mail_from,
-                tuple(rcpt_tos),
-                raw,
-                "(unparsable message)",
-                "",
-                "",
-                (),
-                text,
-                None,
-                (),
-            )
-
-    @classmethod
-    def _from_parsed(
-        cls,
-        id: int,
-        mail_from: str,
-        rcpt_tos: list[str],
-        raw: bytes,
-        received_at: datetime,
-        message: EmailMessage,
-    ) -> CaughtMessage:
-        return cls(
-            id=id,
-            received_at=received_at,
-            mail_from=mail_from,
-            rcpt_tos=tuple(rcpt_tos),
-            raw=raw,
-            subject=str(message.get("subject", "")),
-            sender=str(message.get("from", "")),
-            to=str(message.get("to", "")),
-            headers=tuple((name, str(value)) for name, value in message.items()),
-            text=_body(message, "plain"),
-            html=_body(message, "html"),
-            attachments=tuple(
-                CaughtAttachment(
-                    part.get_filename() or "(unnamed)",
-                    part.get_content_type(),
-                    len(part.get_payload(decode=True) or b""),
-                )
-                for part in message.iter_attachments()
-            ),
-        )
 
 
 class SmtpCatcher:
-    """An SMTP server on ``host:port`` (in a thread of its own) that keeps the last ``max_messages``."""
+    """An SMTP server on ``host:port`` (in a thread of its own) that keeps what it receives."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 2525, max_messages: int = 1000) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 2525,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+        *,
+        directory: Path | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.host = host
         self.port = port
-        self._messages: deque[CaughtMessage] = deque(maxlen=max_messages)
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
+        self.mailbox = Mailbox(
+            directory / FILE_NAME if directory is not None else None,
+            max_messages=max_messages,
+            max_bytes=max_bytes,
+        )
         self._controller = Controller(
             _Handler(self), hostname=host, port=port, enable_SMTPUTF8=True
         )
@@ -128,26 +59,32 @@ class SmtpCatcher:
         self._controller.start()
 
     def stop(self) -> None:
-        """Stop listening and end the server's thread."""
-        self._controller.stop()
+        """Stop listening, end the server's thread, and close the mailbox."""
+        try:
+            self._controller.stop()
+        finally:
+            self.mailbox.close()
 
     @property
     def messages(self) -> list[CaughtMessage]:
-        """The caught messages, newest first."""
-        with self._lock:
-            return list(reversed(self._messages))
+        """Every caught message, parsed, newest first."""
+        found = (self.mailbox.get(s.id) for s in self.mailbox.summaries())
+        return [message for message in found if message is not None]
+
+    def summaries(self, query: str = "", limit: int | None = None) -> list[CaughtSummary]:
+        """The caught messages, newest first, those matching ``query`` (see
+        :meth:`Mailbox.summaries <msgcenter.catcher.mailbox.Mailbox.summaries>`)."""
+        return self.mailbox.summaries(query, limit)
 
     def get(self, message_id: int) -> CaughtMessage | None:
         """The caught message with this id, if it is still kept."""
-        with self._lock:
-            return next((m for m in self._messages if m.id == message_id), None)
+        return self.mailbox.get(message_id)
 
-    def catch(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> CaughtMessage:
+    def catch(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> CaughtSummary:
         """Keep one message (called by the SMTP handler for each DATA)."""
-        message = CaughtMessage.parse(next(self._ids), mail_from, rcpt_tos, raw, datetime.now(UTC))
-        with self._lock:
-            self._messages.append(message)
-        return message
+        parsed = CaughtMessage.parse(0, mail_from, rcpt_tos, raw, datetime.now(UTC))
+        message_id = self.mailbox.add(parsed)
+        return replace(parsed, id=message_id).summary
 
 
 class _Handler:
@@ -160,14 +97,3 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         self._catcher.catch(envelope.mail_from, list(envelope.rcpt_tos), raw)
         return "250 2.0.0 Message caught"
-
-
-def _body(message: EmailMessage, subtype: str) -> str | None:
-    part = message.get_body(preferencelist=(subtype,))
-    if part is None:
-        return None
-    try:
-        return str(part.get_content())
-    except (LookupError, ValueError):  # unknown charset, undecodable payload
-        payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else None

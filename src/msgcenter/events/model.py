@@ -21,6 +21,17 @@ class Queue(enum.StrEnum):
         return "rtEvent" if self is Queue.RT else "batchEvent"
 
 
+#: SOAP attribute names of the model product -> the field names of REST and the validator
+SOAP_ATTRIBUTE_FIELDS = {
+    "mobilePhone": "mobile_phone",
+    "registrationToken": "registration_token",
+    "wishedChannel": "wished_channel",
+    "emailFormat": "email_format",
+    "externalId": "external_id",
+    "correlationId": "correlation_id",
+}
+
+
 class Channel(enum.IntEnum):
     """Wished channel codes of the model product."""
 

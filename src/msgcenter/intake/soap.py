@@ -36,7 +36,7 @@ from msgcenter.errors import (
     PermissionDeniedError,
     UnknownOperationError,
 )
-from msgcenter.events.model import CtxFormat, NewEvent, Queue
+from msgcenter.events.model import SOAP_ATTRIBUTE_FIELDS, CtxFormat, NewEvent, Queue
 from msgcenter.events.validation import validate_event
 from msgcenter.events.xml import parse_document
 from msgcenter.intake.body import read_body
@@ -55,14 +55,7 @@ SERVICE_NAMESPACES = {
 }
 QUEUES = {"nms:rtEvent": Queue.RT, "nms:batchEvent": Queue.BATCH}
 #: SOAP attribute names of the model product -> field names of the validator
-ATTRIBUTE_FIELDS = {
-    "mobilePhone": "mobile_phone",
-    "registrationToken": "registration_token",
-    "wishedChannel": "wished_channel",
-    "emailFormat": "email_format",
-    "externalId": "external_id",
-    "correlationId": "correlation_id",
-}
+ATTRIBUTE_FIELDS = SOAP_ATTRIBUTE_FIELDS
 SOAP_ATTRIBUTES = {field: attribute for attribute, field in ATTRIBUTE_FIELDS.items()}
 #: bodies larger than this are parsed off the event loop
 THREAD_PARSE_BYTES = 256 * 1024

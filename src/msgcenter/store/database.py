@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -56,6 +57,18 @@ class Database:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
+
+    @property
+    def location(self) -> str:
+        """Where the data is, for people: a SQLite file's absolute path, else the server and
+        database (never the password)."""
+        url = self.engine.url
+        if self.is_sqlite:
+            in_memory = url.database in (None, "", ":memory:")
+            return "memory" if in_memory else str(Path(str(url.database)).resolve())
+        return (
+            f"{url.get_backend_name()}://{url.host or 'localhost'}:{url.port or ''}/{url.database}"
+        )
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

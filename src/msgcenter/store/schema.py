@@ -47,7 +47,7 @@ def require_current(database: Database) -> None:
         raise ConfigurationError(
             "the database schema is not current",
             detail=(
-                f"database {database.url.split('@')[-1]} is at revision {current or 'none'}, "
+                f"database {database.location} is at revision {current or 'none'}, "
                 f"the code expects {head}: run `msgcenter db upgrade`"
             ),
         )
