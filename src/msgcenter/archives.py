@@ -3,7 +3,8 @@
 An event page holds the events that reached a final status after a keyset
 cursor — their ``(last_modified, id)`` — with their delivery logs; a
 quarantine page holds the quarantine rows changed after a cursor; a tracking
-page the tracking logs (opens, clicks) recorded after a cursor. Pages
+page the tracking logs (opens, clicks) recorded after a cursor; a stats page
+the queue-size samples (``statsSampler``) taken after a cursor. Pages
 travel column by column (one list per field): as JSON from the admin API
 (``web`` method) or from the same query run on the execution database
 (``database`` method). Every page is checked here, field by field, before
@@ -14,6 +15,8 @@ one execution instance's archive stands on the control instance.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +24,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from msgcenter.errors import MsgcenterError
+from msgcenter.errors import InvalidInputError, MsgcenterError
 from msgcenter.events.model import EventStatus
 
 #: the event statuses an event never leaves on its own (SPEC §3.3), the ones archived
@@ -104,6 +107,18 @@ TRACKING_FIELDS = (
 )
 TRACKING_KINDS = frozenset({"open", "click"})
 
+STATS_FIELDS = (
+    Field("id", int),
+    Field("at", datetime),
+    Field("queue", str),
+    Field("pending_events", int),
+    Field("pending_messages", int),
+    Field("events_received", int),
+    Field("messages_sent", int),
+    Field("messages_failed", int),
+)
+STATS_QUEUES = frozenset({"rt", "batch"})
+
 
 @dataclass(frozen=True, slots=True)
 class EventPage:
@@ -153,6 +168,13 @@ class TrackingPage(RowPage):
     ORDER = "created"
 
 
+class StatsPage(RowPage):
+    """Queue-size and throughput samples taken after a cursor (they never change once taken)."""
+
+    __slots__ = ()
+    ORDER = "at"
+
+
 def transpose(fields: Sequence[Field], rows: Sequence[Sequence[Any]]) -> Columns:
     """Rows (values in ``fields`` order) as columns."""
     if not rows:
@@ -175,6 +197,11 @@ def encode_tracking_page(page: TrackingPage) -> bytes:
     return orjson.dumps({"tracking": page.rows})
 
 
+def encode_stats_page(page: StatsPage) -> bytes:
+    """The JSON body of ``GET /api/v1/admin/archive/stats``."""
+    return orjson.dumps({"stats": page.rows})
+
+
 def decode_event_page(body: bytes) -> EventPage:
     """An event page from its JSON body, checked; :class:`ArchivePageError` says what is wrong."""
     document = _document(body, ("events", "delivery_logs"))
@@ -191,6 +218,12 @@ def decode_tracking_page(body: bytes) -> TrackingPage:
     """A tracking page from its JSON body, checked."""
     document = _document(body, ("tracking",))
     return checked_tracking_page(TrackingPage(document["tracking"]))
+
+
+def decode_stats_page(body: bytes) -> StatsPage:
+    """A stats page from its JSON body, checked."""
+    document = _document(body, ("stats",))
+    return checked_stats_page(StatsPage(document["stats"]))
 
 
 def checked_event_page(page: EventPage) -> EventPage:
@@ -227,6 +260,17 @@ def checked_tracking_page(page: TrackingPage) -> TrackingPage:
             "open or click"
         )
     return TrackingPage(rows)
+
+
+def checked_stats_page(page: StatsPage) -> StatsPage:
+    """``page`` with every field checked (timestamps parsed); queues are "rt" or "batch"."""
+    rows = checked("stats", STATS_FIELDS, page.rows)
+    wrong = next((row for row, q in enumerate(rows["queue"]) if q not in STATS_QUEUES), None)
+    if wrong is not None:
+        raise ArchivePageError(
+            f"{_where('stats', rows['id'], wrong)}: queue {rows['queue'][wrong]!r} is not rt or batch"
+        )
+    return StatsPage(rows)
 
 
 def checked(part: str, fields: Sequence[Field], data: object) -> Columns:
@@ -328,6 +372,10 @@ class ArchiveState:
     last_error_at: datetime | None
     lease_until: datetime | None
     archived_events: int
+    #: time of the newest archived queue-size sample
+    stats_at: datetime | None = None
+    #: whether the report aggregates hold every archived event (see ``store/reports.py``)
+    reports_built: bool = False
 
     @classmethod
     def empty(cls, exec_instance_id: int) -> ArchiveState:
@@ -348,3 +396,167 @@ class Purged:
     delivery_logs: int
     deliveries: int
     tracking_logs: int
+    #: archived queue-size samples
+    stats_samples: int = 0
+
+
+# -- the archived history, as the control instance shows it -----------------------------------
+
+#: most events one page of the archived-event search holds
+MAX_SEARCH_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEvent:
+    """One archived event, as the search lists it."""
+
+    #: the execution instance's internal name (None when it is no longer registered)
+    instance: str | None
+    instance_id: str
+    event_id: int
+    queue: str
+    type: str
+    #: the status's name: sent, ignored, delivery_failed, not_taken_into_account, expired
+    status: str
+    channel: str
+    email: str | None
+    mobile_phone: str | None
+    external_id: str | None
+    folder: str | None
+    template: str | None
+    delivery_log_id: int | None
+    created: datetime
+    last_modified: datetime
+    archived_at: datetime
+    #: when its delivery log was created (None: not routed), and its message sent
+    queued_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedDeliveryLog:
+    """An archived delivery log: one message sent or attempted."""
+
+    delivery_log_id: int
+    template: str | None
+    #: the ISO week of its archived delivery
+    iso_week: str | None
+    channel: str
+    address: str
+    #: the delivery-log status's name: sent, failed, ignored, expired
+    status: str
+    failure_type: str | None
+    failure_reason: str | None
+    attempts: int
+    created: datetime
+    last_modified: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedTracking:
+    """An archived open or click."""
+
+    tracking_log_id: int
+    delivery_log_id: int
+    kind: str
+    url: str | None
+    user_agent: str | None
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineStep:
+    """One step of an event's life."""
+
+    at: datetime
+    #: received, queued, sent, failed, ignored, expired, not_taken_into_account, open, click,
+    #: archived
+    step: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEventDetail:
+    """One archived event with its delivery logs, opens and clicks, and its timeline."""
+
+    event: ArchivedEvent
+    delivery_logs: list[ArchivedDeliveryLog]
+    tracking: list[ArchivedTracking]
+    timeline: list[TimelineStep]
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEventPage:
+    """A page of the archived-event search, newest first; ``next`` asks for the following one."""
+
+    events: list[ArchivedEvent]
+    next: str | None
+
+
+#: where a page of the search stops: (created, instance id, event id) of its last event
+SearchCursor = tuple[datetime, str, int]
+
+
+def encode_search_cursor(cursor: SearchCursor) -> str:
+    """An opaque token for :data:`SearchCursor` (URL-safe)."""
+    created, instance_id, event_id = cursor
+    raw = orjson.dumps([created.isoformat(), instance_id, event_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_search_cursor(token: str) -> SearchCursor:
+    """The cursor of a token from :func:`encode_search_cursor`; :class:`InvalidInputError` if it
+    is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        created, instance_id, event_id = orjson.loads(raw)
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None or not isinstance(instance_id, str) or type(event_id) is not int:
+            raise ValueError(token)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise InvalidInputError(
+            "invalid cursor",
+            detail="cursor: not a cursor this search returned (take `next` from the previous page)",
+        ) from None
+    return moment, instance_id, event_id
+
+
+def timeline(
+    detail_event: ArchivedEvent,
+    logs: Sequence[ArchivedDeliveryLog],
+    tracking: Sequence[ArchivedTracking],
+) -> list[TimelineStep]:
+    """An event's life from its archived rows, oldest first: received, queued per delivery log,
+    sent or its failure, opens and clicks, its final status, and its archiving."""
+    steps = [
+        TimelineStep(
+            detail_event.created,
+            "received",
+            f"{detail_event.queue} event of type '{detail_event.type}'",
+        )
+    ]
+    for log in logs:
+        steps.append(
+            TimelineStep(
+                log.created,
+                "queued",
+                f"{log.channel} message to {log.address}"
+                + (f" (template '{log.template}')" if log.template else ""),
+            )
+        )
+        if log.sent_at is not None:
+            steps.append(TimelineStep(log.sent_at, "sent", f"accepted for {log.address}"))
+        if log.status != "sent":
+            reason = ": ".join(r for r in (log.failure_type, log.failure_reason) if r)
+            steps.append(
+                TimelineStep(log.last_modified, log.status, reason or f"message {log.status}")
+            )
+    for tracked in tracking:
+        steps.append(
+            TimelineStep(tracked.created, tracked.kind, tracked.url or tracked.user_agent or "")
+        )
+    if not logs:
+        steps.append(TimelineStep(detail_event.last_modified, detail_event.status, "no message"))
+    steps.append(TimelineStep(detail_event.archived_at, "archived", detail_event.instance_id))
+    return sorted(steps, key=lambda s: s.at)

@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +32,7 @@ from pydantic_settings import (
 
 from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings
 from msgcenter.errors import ConfigurationError
+from msgcenter.reports import INDICATORS, Threshold, Thresholds
 
 #: the file read when neither ``--config`` nor ``MSGCENTER_CONFIG`` names one (if it exists)
 DEFAULT_CONFIG_FILE = Path("msgcenter.toml")
@@ -97,6 +106,8 @@ class SecuritySettings(Section):
     failed_login_window_seconds: int = Field(default=300, ge=1)
     #: how long a verified password or session stays cached in a process (seconds)
     credential_cache_seconds: int = Field(default=30, ge=0, le=300)
+    #: a console left idle this long (seconds) asks for the password again
+    console_idle_seconds: int = Field(default=1_800, ge=60, le=86_400)
     #: lifetime of the OAuth access tokens of technical accounts (seconds): a revoked
     #: account's tokens work until they expire
     access_token_seconds: int = Field(default=300, ge=30, le=86_400)
@@ -181,6 +192,72 @@ class ControlSettings(Section):
     archive_retention_days: float = Field(default=400.0, gt=0)
 
 
+class ThresholdSettings(Section):
+    """The warning and alert levels of one report indicator: a value at or above a level has
+    crossed it; a level left out is not watched."""
+
+    warning: float | None = Field(default=None, ge=0)
+    alert: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _alert_above_warning(self) -> ThresholdSettings:
+        if self.warning is not None and self.alert is not None and self.alert < self.warning:
+            raise ValueError("alert must not be below warning")
+        return self
+
+    def threshold(self) -> Threshold:
+        """As the reports take it."""
+        return Threshold(self.warning, self.alert)
+
+
+#: the indicators thresholds watch (``msgcenter.reports.INDICATORS``)
+ReportIndicator = Literal[
+    "error_rate",
+    "average_queue_seconds",
+    "average_sending_seconds",
+    "average_total_seconds",
+    "p95_total_seconds",
+    "p99_total_seconds",
+    "max_queue_size",
+]
+
+
+class ReportSettings(Section):
+    """Reports of the control instance (SPEC §4): warning and alert thresholds per indicator
+    (each a table that replaces the default one whole; {} watches nothing), overrides per
+    event type, and what ``/metrics`` exposes."""
+
+    #: share of events not sent (not taken into account, expired, delivery failed, ignored)
+    error_rate: ThresholdSettings = ThresholdSettings(warning=0.05, alert=0.2)
+    #: from an event's creation to its delivery log's (seconds)
+    average_queue_seconds: ThresholdSettings = ThresholdSettings(warning=60, alert=600)
+    #: from a delivery log's creation to the message being sent (seconds)
+    average_sending_seconds: ThresholdSettings = ThresholdSettings(warning=10, alert=60)
+    #: from an event's creation to its message being sent (seconds)
+    average_total_seconds: ThresholdSettings = ThresholdSettings(warning=120, alert=900)
+    p95_total_seconds: ThresholdSettings = ThresholdSettings(warning=300, alert=1_800)
+    p99_total_seconds: ThresholdSettings = ThresholdSettings(warning=600, alert=3_600)
+    #: most events waiting in one queue of an execution instance (its statsSampler's samples)
+    max_queue_size: ThresholdSettings = ThresholdSettings(warning=10_000, alert=100_000)
+    #: per event type, thresholds that replace the ones above for that type
+    event_types: dict[str, dict[ReportIndicator, ThresholdSettings]] = Field(default_factory=dict)
+    #: /metrics exposes each indicator over the hours (of the events' creation) that overlap
+    #: this many last hours
+    metrics_window_hours: int = Field(default=1, ge=1, le=168)
+    #: /metrics reads the aggregates at most this often (seconds)
+    metrics_cache_seconds: float = Field(default=30.0, ge=0, le=3_600)
+
+    def thresholds(self) -> Thresholds:
+        """As the reports take them."""
+        return Thresholds(
+            defaults={name: getattr(self, name).threshold() for name in INDICATORS},
+            per_type={
+                event_type: {name: t.threshold() for name, t in overrides.items()}
+                for event_type, overrides in self.event_types.items()
+            },
+        )
+
+
 class LoggingSettings(Section):
     """Log format and level."""
 
@@ -211,6 +288,7 @@ class Settings(BaseSettings):
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     def tracking_base_url(self) -> str:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from msgcenter.control.archiving.history import ArchivedEvents
 from msgcenter.control.archiving.service import ArchivingService
 from msgcenter.control.design.service import DesignService
 from msgcenter.control.instances.service import InstanceService
 from msgcenter.control.publishing.service import PublishingService
+from msgcenter.control.reports.service import ReportsService
 from msgcenter.instances import ExecInstance
 from msgcenter.settings import Settings
 from msgcenter.store.database import Database
@@ -23,6 +25,10 @@ class ControlServices:
     publishing: PublishingService
     instances: InstanceService
     archiving: ArchivingService
+    #: the reports over the archive's aggregates
+    reports: ReportsService
+    #: the archived events: search, and one event's history
+    history: ArchivedEvents
 
 
 def control_services(
@@ -45,4 +51,6 @@ def control_services(
         publishing=publishing,
         instances=InstanceService(db, settings, publishing, on_usable=usable),
         archiving=ArchivingService(db, settings, start_workflows=start_workflows),
+        reports=ReportsService(db, settings),
+        history=ArchivedEvents(db),
     )

@@ -3,7 +3,8 @@
 
 An operator restricted to a folder gets only that folder's events, quarantine
 rows and tracking logs: this is how several brands share one execution
-instance, and each control instance archives only its own.
+instance, and each control instance archives only its own. Queue-size samples
+measure the whole instance, and every brand gets them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from msgcenter.archives import (
     Cursor,
     encode_event_page,
     encode_quarantine_page,
+    encode_stats_page,
     encode_tracking_page,
 )
 from msgcenter.errors import InvalidInputError, PermissionDeniedError
@@ -33,6 +35,7 @@ class PageKind(enum.Enum):
     EVENTS = "events"
     QUARANTINE = "quarantine"
     TRACKING = "tracking"
+    STATS = "stats"
 
 
 _EXPORTS: dict[
@@ -42,6 +45,7 @@ _EXPORTS: dict[
     PageKind.EVENTS: (archive_store.export_events, encode_event_page),
     PageKind.QUARANTINE: (archive_store.export_quarantine, encode_quarantine_page),
     PageKind.TRACKING: (archive_store.export_tracking, encode_tracking_page),
+    PageKind.STATS: (archive_store.export_stats, encode_stats_page),
 }
 
 

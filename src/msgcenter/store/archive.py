@@ -12,11 +12,16 @@ version with an older one, so re-runs and overlapping runs cannot duplicate
 or regress anything. Each page is imported in one transaction together with
 the watermark that covers it: a run killed half-way loses nothing and the
 next one resumes from the last committed page. On PostgreSQL a page is
-COPied into a temporary table and merged with one statement per table.
+COPied into a temporary table and merged with one statement per table. The
+same transaction adds to the report aggregates what the page changes
+(:mod:`msgcenter.store.reports`); the pages of one instance are imported one
+at a time, so that each one's difference is taken against what the previous
+one committed.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
@@ -56,6 +61,7 @@ from msgcenter.archives import (
     EVENT_FIELDS,
     FINAL_STATUSES,
     QUARANTINE_FIELDS,
+    STATS_FIELDS,
     TRACKING_FIELDS,
     ArchiveState,
     Cursor,
@@ -63,9 +69,11 @@ from msgcenter.archives import (
     Purged,
     QuarantinePage,
     RowPage,
+    StatsPage,
     TrackingPage,
     transpose,
 )
+from msgcenter.store import reports as report_store
 from msgcenter.store.database import dialect_insert, insert_or_ignore
 from msgcenter.store.tables import (
     archive_state,
@@ -78,6 +86,7 @@ from msgcenter.store.tables import (
     delivery_log,
     event,
     quarantine,
+    stats_sample,
     tracking_log,
 )
 from msgcenter.store.types import UtcDateTime
@@ -213,6 +222,22 @@ def export_tracking(
     return TrackingPage(transpose(TRACKING_FIELDS, rows))
 
 
+def export_stats(
+    conn: Connection, after: Cursor | None, limit: int, folder: str | None
+) -> StatsPage:
+    """Up to ``limit`` queue-size samples taken after ``after``.
+
+    Samples measure the whole instance, so ``folder`` does not narrow them: a brand
+    sharing an execution instance sees the queues its events wait in.
+    """
+    del folder
+    query = select(*(stats_sample.c[f.name] for f in STATS_FIELDS))
+    if after is not None:
+        query = query.where(_after(stats_sample.c.at, stats_sample.c.id, after))
+    rows = conn.execute(query.order_by(stats_sample.c.at, stats_sample.c.id).limit(limit)).all()
+    return StatsPage(transpose(STATS_FIELDS, rows))
+
+
 def _after(modified: Column[Any], row_id: Column[Any], after: Cursor) -> Any:
     # Spelt out rather than a row comparison so that the index range starts at the cursor.
     at, last_id = after
@@ -332,6 +357,10 @@ def upsert_page(conn: Connection, page: EventPage, deliveries: DeliveryIds, now:
     keys = list(zip(logs["template"], logs["channel"], folders, weeks, strict=True))
     ids = deliveries.resolve(conn, keys, now)
     template_of = dict(zip(logs["id"], logs["template"], strict=True))
+    times_of = dict(
+        zip(logs["id"], zip(logs["created"], logs["sent_at"], strict=True), strict=True)
+    )
+    times = [times_of.get(log_id, NO_TIMES) for log_id in events["delivery_log_id"]]
     count = len(page)
     event_rows = list(
         zip(
@@ -350,6 +379,8 @@ def upsert_page(conn: Connection, page: EventPage, deliveries: DeliveryIds, now:
             events["created"],
             events["last_modified"],
             repeat(now, count),
+            [queued for queued, _ in times],
+            [sent for _, sent in times],
             strict=False,  # ``repeat`` is endless
         )
     )
@@ -371,8 +402,19 @@ def upsert_page(conn: Connection, page: EventPage, deliveries: DeliveryIds, now:
             strict=False,
         )
     )
-    new = _upsert(conn, archived_event, EVENT_COLUMNS, event_rows, ["instance_id", "event_id"])
-    _upsert(conn, archived_delivery_log, LOG_COLUMNS, log_rows, ["instance_id", "delivery_log_id"])
+    if not event_rows:
+        return 0
+    report_store.lock_instance(conn, instance_id)
+    event_key, log_key = ["instance_id", "event_id"], ["instance_id", "delivery_log_id"]
+    if conn.dialect.name == "postgresql":
+        _stage(conn, archived_event, EVENT_COLUMNS, event_rows)
+        inserted: int = conn.execute(_merge_events_and_reports()).scalar_one()
+        _upsert(conn, archived_delivery_log, LOG_COLUMNS, log_rows, log_key)
+        return inserted
+    staged = _stage(conn, archived_event, EVENT_COLUMNS, event_rows)
+    conn.execute(report_store.event_deltas(conn.dialect.name, staged))
+    new = _upsert(conn, archived_event, EVENT_COLUMNS, event_rows, event_key)
+    _upsert(conn, archived_delivery_log, LOG_COLUMNS, log_rows, log_key)
     return new
 
 
@@ -457,6 +499,18 @@ def import_tracking(
     return new
 
 
+#: what the PostgreSQL merge of events returns for the aggregates
+MERGED_COLUMNS = (
+    "instance_id",
+    "event_id",
+    "created",
+    "type",
+    "wished_channel",
+    "folder",
+    "status",
+    "queued_at",
+    "sent_at",
+)
 EVENT_COLUMNS = (
     "instance_id",
     "event_id",
@@ -473,7 +527,11 @@ EVENT_COLUMNS = (
     "created",
     "last_modified",
     "archived_at",
+    "queued_at",
+    "sent_at",
 )
+#: the times of an event without a delivery log
+NO_TIMES = (None, None)
 LOG_COLUMNS = (
     "instance_id",
     "delivery_log_id",
@@ -508,6 +566,28 @@ QUARANTINE_COLUMNS = (
     "active",
     "last_modified",
 )
+
+
+def import_stats(
+    conn: Connection,
+    exec_instance_id: int,
+    instance_id: str,
+    page: StatsPage,
+    lease_until: datetime,
+) -> int:
+    """Archive the samples of a checked stats page not archived yet, add them to the queue-size
+    aggregates and advance the stats watermark, in the caller's transaction; returns how many
+    were new."""
+    rows = page.rows
+    report_store.lock_instance(conn, instance_id)
+    new = report_store.add_samples(
+        conn,
+        instance_id,
+        # the fields in STATS_FIELDS order, which SAMPLE_COLUMNS follows after the instance id
+        list(zip(*(rows[f.name] for f in STATS_FIELDS), strict=True)) if len(page) else [],
+    )
+    _advance_mark(conn, exec_instance_id, archive_state.c.stats_at, page, lease_until)
+    return new
 
 
 def _advance_watermark(conn: Connection, exec_instance_id: int, cursor: Cursor) -> None:
@@ -591,10 +671,49 @@ def _copy_upsert(
     rows: Sequence[tuple[Any, ...]],
     key: list[str],
 ) -> int:
-    # Binary COPY into a per-session temporary table emptied at each commit (ten times
-    # cheaper per row than text COPY in psycopg), then one merge statement.
+    _stage(conn, table, columns, rows)
+    # an inserted row has no xmax; an updated one has; a row not newer is not returned
+    merged = (
+        _merge(table, columns, key)
+        .returning(literal_column("xmax = 0").label("inserted"))
+        .cte("merged")
+    )
+    return conn.execute(
+        select(func.count()).select_from(merged).where(merged.c.inserted)
+    ).scalar_one()
+
+
+@functools.cache
+def _merge_events_and_reports() -> Select[Any]:
+    """One statement (PostgreSQL) that merges the staged events and adds the difference of those
+    it inserted or replaced to the report aggregates, reading the replaced rows only; it
+    returns how many events were new. Built once: it is large to compile."""
+    merged = (
+        _merge(archived_event, EVENT_COLUMNS, ["instance_id", "event_id"])
+        .returning(
+            *(archived_event.c[c] for c in MERGED_COLUMNS),
+            literal_column("xmax = 0").label("inserted"),
+        )
+        .cte("merged")
+    )
+    deltas = report_store.merged_deltas(merged).cte("deltas")
+    return select(func.count()).select_from(merged).where(merged.c.inserted).add_cte(deltas)
+
+
+def _stage(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> Table:
+    """Put ``rows`` of ``table`` into its temporary staging table (emptied first), and return it."""
     staging = _staging(table)
     conn.execute(CreateTable(staging, if_not_exists=True))
+    if conn.dialect.name != "postgresql":
+        # SQLite keeps a temporary table's rows past the commit
+        conn.execute(delete(staging))
+        if rows:
+            conn.execute(staging.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+        return staging
+    # Binary COPY into a per-session temporary table emptied at each commit (ten times
+    # cheaper per row than text COPY in psycopg).
     names = ", ".join(columns)
     raw = cast(psycopg.Connection[Any], conn.connection.driver_connection)
     with (
@@ -604,23 +723,22 @@ def _copy_upsert(
         copy.set_types([_wire_type(table.c[c]) for c in columns])
         for row in rows:
             copy.write_row(row)
+    return staging
+
+
+def _merge(table: Table, columns: Sequence[str], key: list[str]) -> postgresql.Insert:
+    """The merge of ``table``'s staging rows into it: insert, or update the archived rows they
+    are newer than (PostgreSQL)."""
+    staging = _staging(table)
     statement = postgresql.insert(table).from_select(
         list(columns),
         select(*(staging.c[c] for c in columns)).order_by(*(staging.c[k] for k in key)),
     )
-    # an inserted row has no xmax; an updated one has; a row not newer is not returned
-    merged = (
-        statement.on_conflict_do_update(
-            index_elements=key,
-            set_={c: statement.excluded[c] for c in columns if c not in key},
-            where=table.c.last_modified < statement.excluded.last_modified,
-        )
-        .returning(literal_column("xmax = 0").label("inserted"))
-        .cte("merged")
+    return statement.on_conflict_do_update(
+        index_elements=key,
+        set_={c: statement.excluded[c] for c in columns if c not in key},
+        where=table.c.last_modified < statement.excluded.last_modified,
     )
-    return conn.execute(
-        select(func.count()).select_from(merged).where(merged.c.inserted)
-    ).scalar_one()
 
 
 def _wire_type(column: Column[Any]) -> str:
@@ -661,7 +779,8 @@ def _staging(table: Table) -> Table:
 def purge(conn: Connection, before: datetime, limit: int) -> Purged:
     """Delete up to ``limit`` archived events created before ``before``, as many delivery logs
     last changed before it and as many tracking logs recorded before it, then the deliveries of
-    weeks ended before it that hold no log any more.
+    weeks ended before it that hold no log any more; and up to ``limit`` queue-size samples
+    taken before it, with the report aggregates of the hours ended before it.
     """
     events = _delete_batch(
         conn,
@@ -692,7 +811,8 @@ def purge(conn: Connection, before: datetime, limit: int) -> Purged:
         archived_tracking_log.c.created < before,
         limit,
     )
-    return Purged(events, logs, deliveries, tracking)
+    samples = report_store.purge(conn, before, limit)
+    return Purged(events, logs, deliveries, tracking, samples)
 
 
 def _delete_batch(

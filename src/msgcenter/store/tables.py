@@ -16,6 +16,7 @@ from sqlalchemy import (
     text,
 )
 
+from msgcenter.reports import BUCKETS, MEASURES, bucket_column
 from msgcenter.store.types import UtcDateTime
 
 metadata = MetaData(
@@ -471,6 +472,11 @@ archive_state = Table(
     # a run holds the archive until this time; overlapping runs wait or skip
     Column("lease_until", UtcDateTime),
     Column("archived_events", BigInteger, nullable=False, server_default=text("0")),
+    # queue-size samples are pulled since their own watermark (their time)
+    Column("stats_at", UtcDateTime),
+    # the report aggregates hold every archived event of the instance (false: rebuild them
+    # from the archived rows before the next page, as after the upgrade that added them)
+    Column("reports_built", Boolean, nullable=False, server_default=text("false")),
 )
 
 archived_event = Table(
@@ -491,9 +497,40 @@ archived_event = Table(
     Column("created", UtcDateTime, nullable=False),
     Column("last_modified", UtcDateTime, nullable=False),
     Column("archived_at", UtcDateTime, nullable=False),
+    # its delivery log's creation and sending (copied with the event: the report aggregates
+    # take an event's times from its own row)
+    Column("queued_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
 )
 Index("ix_archived_event_created", archived_event.c.created)
 Index("ix_archived_event_type_created", archived_event.c.type, archived_event.c.created)
+# The archived-event search (GET /api/v1/archive/events): by address or external id, and by
+# a status other than sent (sent events are most events: the created index finds them fast).
+Index(
+    "ix_archived_event_email",
+    archived_event.c.email,
+    postgresql_where=archived_event.c.email.isnot(None),
+    sqlite_where=archived_event.c.email.isnot(None),
+)
+Index(
+    "ix_archived_event_mobile_phone",
+    archived_event.c.mobile_phone,
+    postgresql_where=archived_event.c.mobile_phone.isnot(None),
+    sqlite_where=archived_event.c.mobile_phone.isnot(None),
+)
+Index(
+    "ix_archived_event_external_id",
+    archived_event.c.external_id,
+    postgresql_where=archived_event.c.external_id.isnot(None),
+    sqlite_where=archived_event.c.external_id.isnot(None),
+)
+Index(
+    "ix_archived_event_status_created",
+    archived_event.c.status,
+    archived_event.c.created,
+    postgresql_where=archived_event.c.status != 2,
+    sqlite_where=archived_event.c.status != 2,
+)
 
 # One archived delivery per execution instance, template, channel and ISO week.
 archived_delivery = Table(
@@ -560,4 +597,82 @@ archived_tracking_log = Table(
     Column("url", Text),
     Column("user_agent", String(512)),
     Column("created", UtcDateTime, nullable=False, index=True),
+)
+# An event's opens and clicks, for its timeline in the archived-event API.
+Index(
+    "ix_archived_tracking_log_event",
+    archived_tracking_log.c.instance_id,
+    archived_tracking_log.c.event_id,
+)
+
+# Queue-size and throughput samples of the execution instances (their statsSampler), archived
+# for the processing-time report; rows are only ever added.
+archived_stats_sample = Table(
+    "archived_stats_sample",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("sample_id", BigInteger, primary_key=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("queue", String(5), nullable=False),
+    Column("pending_events", Integer, nullable=False),
+    Column("pending_messages", Integer, nullable=False),
+    Column("events_received", Integer, nullable=False),
+    Column("messages_sent", Integer, nullable=False),
+    Column("messages_failed", Integer, nullable=False),
+)
+
+# -- report aggregates (SPEC §4 reports), maintained by the archiving run ----------------
+
+
+def _histogram(measure: str) -> list[Column[int]]:
+    return [
+        Column(bucket_column(measure, b), Integer, nullable=False, server_default=text("0"))
+        for b in range(BUCKETS)
+    ]
+
+
+# Archived events per hour of their creation, event type, channel and folder of each
+# instance: counts by final status, sums of times (milliseconds) and a log-scale histogram
+# of each time (msgcenter.reports.BUCKET_BOUNDS). The archiving run adds each page's
+# difference to it, in the page's transaction (msgcenter.store.reports).
+report_hour = Table(
+    "report_hour",
+    metadata,
+    Column("hour", UtcDateTime, primary_key=True),
+    Column("instance_id", String(64), primary_key=True),
+    Column("event_type", String(64), primary_key=True),
+    # the event's wished channel, which routing sends on
+    Column("channel", SmallInteger, primary_key=True),
+    # "" for no folder
+    Column("folder", String(64), primary_key=True),
+    Column("events", Integer, nullable=False),
+    Column("sent", Integer, nullable=False),
+    Column("delivery_failed", Integer, nullable=False),
+    Column("ignored", Integer, nullable=False),
+    Column("not_taken_into_account", Integer, nullable=False),
+    Column("expired", Integer, nullable=False),
+    # events with a delivery log: from the event's creation to the log's (queuing)
+    Column("queue_count", Integer, nullable=False),
+    Column("queue_ms", BigInteger, nullable=False),
+    # sent events: from the log's creation to its sending, and from the event's creation
+    Column("sending_count", Integer, nullable=False),
+    Column("sending_ms", BigInteger, nullable=False),
+    Column("total_ms", BigInteger, nullable=False),
+    *(column for measure in MEASURES for column in _histogram(measure)),
+)
+
+# Queue sizes per hour and queue of each instance, from its archived samples.
+report_queue_hour = Table(
+    "report_queue_hour",
+    metadata,
+    Column("hour", UtcDateTime, primary_key=True),
+    Column("instance_id", String(64), primary_key=True),
+    Column("queue", String(5), primary_key=True),
+    Column("samples", Integer, nullable=False),
+    Column("pending_events_sum", BigInteger, nullable=False),
+    Column("pending_events_min", Integer, nullable=False),
+    Column("pending_events_max", Integer, nullable=False),
+    Column("pending_messages_sum", BigInteger, nullable=False),
+    Column("pending_messages_min", Integer, nullable=False),
+    Column("pending_messages_max", Integer, nullable=False),
 )

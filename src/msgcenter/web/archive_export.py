@@ -105,3 +105,15 @@ async def quarantine_page(export: Export, operator: Admin, query: Page) -> Respo
 )
 async def tracking_page(export: Export, operator: Admin, query: Page) -> Response:
     return await _page(PageKind.TRACKING, export, operator, query)
+
+
+@router.get(
+    "/stats",
+    name="stats_page",
+    summary="Queue-size and throughput samples (statsSampler) taken after a cursor",
+    description="Ordered by (at, id); samples never change once taken. They measure the whole "
+    "instance: `folder` does not narrow them.",
+    responses=PAGE_DOC,
+)
+async def stats_page(export: Export, operator: Admin, query: Page) -> Response:
+    return await _page(PageKind.STATS, export, operator, query)

@@ -1,17 +1,22 @@
 """The control instance's archive API (``mc_admin``): where each execution instance's archive
-stands, and a run on demand (SPEC §4)."""
+stands, a run on demand, and the archived events with their history (SPEC §4)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
+from msgcenter.archives import MAX_SEARCH_PAGE, ArchivedEventDetail, ArchivedEventPage
+from msgcenter.control.archiving.history import ArchivedEvents, EventSearch
 from msgcenter.control.archiving.run import ArchiveRun
 from msgcenter.control.archiving.service import ArchiveStatus, ArchivingService
 from msgcenter.errors import ConflictError
 from msgcenter.operators import Right
-from msgcenter.web.access import require
+from msgcenter.web.access import Admin, require
 from msgcenter.web.state import from_state
 
 Archiving = Annotated[ArchivingService, Depends(from_state("archiving"))]
@@ -57,3 +62,82 @@ def _busy(run: ArchiveRun) -> ConflictError:
         f"the archive of '{run.instance}' is already running",
         detail=f"another run holds the archive of '{run.instance}' until {until} at the latest",
     )
+
+
+# -- the archived events ------------------------------------------------------------------------
+
+History = Annotated[ArchivedEvents, Depends(from_state("history"))]
+events_router = APIRouter(
+    prefix="/api/v1/archive/events",
+    tags=["archives"],
+    dependencies=[Depends(require(Right.MC_ADMIN))],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParameters:
+    """What the archived events must match; times are ISO 8601 (without an offset: UTC)."""
+
+    event_type: Annotated[str | None, Query(alias="type", description="event type")] = None
+    status: Annotated[
+        str | None,
+        Query(
+            description="sent, ignored, delivery_failed, not_taken_into_account or expired "
+            "(or its code)"
+        ),
+    ] = None
+    address: Annotated[
+        str | None,
+        Query(description="email address or phone number, exactly as the event carried it"),
+    ] = None
+    external_id: Annotated[str | None, Query(description="the event's external id")] = None
+    start: Annotated[datetime | None, Query(alias="from", description="created at or after")] = None
+    end: Annotated[datetime | None, Query(alias="to", description="created before")] = None
+    instance: Annotated[str | None, Query(description="an execution instance's internal name")] = (
+        None
+    )
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_SEARCH_PAGE, description="most events in the page")
+    ] = 50
+    cursor: Annotated[
+        str | None, Query(description="`next` of the previous page, to get the following one")
+    ] = None
+
+
+Search = Annotated[SearchParameters, Depends()]
+
+
+@events_router.get(
+    "",
+    response_model=ArchivedEventPage,
+    summary="Search the archived events, newest first",
+    description="Filters combine; an operator restricted to a folder sees its folder's events "
+    "only. A page holds up to `limit` events; `next` (null on the last page) is the `cursor` "
+    "of the following one.",
+)
+async def search_events(history: History, operator: Admin, search: Search) -> Any:
+    query = EventSearch(
+        event_type=search.event_type,
+        status=search.status,
+        address=search.address,
+        external_id=search.external_id,
+        start=search.start,
+        end=search.end,
+        instance=search.instance,
+        limit=search.limit,
+        cursor=search.cursor,
+    )
+    return await asyncio.to_thread(history.search, query, operator)
+
+
+@events_router.get(
+    "/{instance}/{event_id}",
+    response_model=ArchivedEventDetail,
+    summary="One archived event with its delivery log, opens and clicks, and its timeline",
+    description="`instance` is the execution instance's internal name (or its instance id, "
+    "once it is no longer registered).",
+)
+async def archived_event(
+    instance: str, event_id: Annotated[int, Path(ge=1)], history: History, operator: Admin
+) -> Any:
+    return await asyncio.to_thread(history.event, instance, event_id, operator)

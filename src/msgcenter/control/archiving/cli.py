@@ -45,7 +45,8 @@ def archive_run(
     console.print(
         f"archive of '{name}' ({run.method}): {run.events} events "
         f"({run.new_events} new), {run.delivery_logs} delivery logs, "
-        f"{run.quarantine} quarantine changes, {run.tracking_logs} new tracking logs in "
+        f"{run.quarantine} quarantine changes, {run.tracking_logs} new tracking logs, "
+        f"{run.stats_samples} new queue samples in "
         f"{run.pages} pages, {run.seconds:.1f} s; "
         f"watermark {run.watermark_at.isoformat() if run.watermark_at else 'none'} / {run.watermark_id}"
     )

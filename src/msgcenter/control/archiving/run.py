@@ -7,7 +7,11 @@ and never moves a watermark back. Pages come from the execution instance's
 admin API (``web``) or from its database (``database``), through the same
 export query and the same checks; the next page is fetched while the
 current one is imported. Each page is committed with the watermark that
-covers it, so a run killed half-way resumes from its last page.
+covers it, so a run killed half-way resumes from its last page. The report
+aggregates move with each page (``store/reports.py``); a run first builds
+them from the archived rows when they are not built yet (after the upgrade
+that added them). Queue-size samples are pulled last, since their own
+watermark; an execution instance too old to export them is archived without.
 """
 
 from __future__ import annotations
@@ -24,19 +28,24 @@ import structlog
 from sqlalchemy import Connection
 
 from msgcenter.archives import (
+    STATS_FIELDS,
     ArchivePageError,
     ArchiveState,
     Cursor,
     EventPage,
     QuarantinePage,
     RowPage,
+    StatsPage,
     TrackingPage,
     checked_event_page,
     checked_quarantine_page,
+    checked_stats_page,
     checked_tracking_page,
     decode_event_page,
     decode_quarantine_page,
+    decode_stats_page,
     decode_tracking_page,
+    transpose,
 )
 from msgcenter.control.credentials import cipher
 from msgcenter.control.exec_client import ExecClient, ExecInstanceError, Failure, client_for
@@ -45,6 +54,7 @@ from msgcenter.instances import ExecInstance
 from msgcenter.settings import Settings
 from msgcenter.store import archive as archive_store
 from msgcenter.store import control_instances as instance_store
+from msgcenter.store import reports as report_store
 from msgcenter.store.database import Database
 
 log = structlog.get_logger(__name__)
@@ -76,6 +86,8 @@ class ArchiveRun:
     quarantine: int = 0
     #: tracking logs archived for the first time
     tracking_logs: int = 0
+    #: queue-size samples archived for the first time
+    stats_samples: int = 0
     watermark_at: datetime | None = None
     watermark_id: int = 0
     seconds: float = 0.0
@@ -92,6 +104,8 @@ class PageSource(Protocol):
     async def quarantine(self, after: Cursor | None, limit: int) -> QuarantinePage: ...
 
     async def tracking(self, after: Cursor | None, limit: int) -> TrackingPage: ...
+
+    async def stats(self, after: Cursor | None, limit: int) -> StatsPage: ...
 
 
 class WebSource:
@@ -124,6 +138,18 @@ class WebSource:
             expect={200},
         )
         return await asyncio.to_thread(decode_tracking_page, answer.content)
+
+    async def stats(self, after: Cursor | None, limit: int) -> StatsPage:
+        answer = await self._client.request(
+            "GET",
+            "/api/v1/admin/archive/stats",
+            params=self._params(after, limit),
+            expect={200, 404},
+        )
+        if answer.status_code == 404:
+            # an execution instance from before the stats export: no samples to archive
+            return StatsPage(transpose(STATS_FIELDS, []))
+        return await asyncio.to_thread(decode_stats_page, answer.content)
 
     def _params(self, after: Cursor | None, limit: int) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
@@ -163,6 +189,14 @@ class DatabaseSource:
             with self._reading() as conn:
                 page = archive_store.export_tracking(conn, after, limit, self._folder)
             return checked_tracking_page(page)
+
+        return await asyncio.to_thread(read)
+
+    async def stats(self, after: Cursor | None, limit: int) -> StatsPage:
+        def read() -> StatsPage:
+            with self._reading() as conn:
+                page = archive_store.export_stats(conn, after, limit, self._folder)
+            return checked_stats_page(page)
 
         return await asyncio.to_thread(read)
 
@@ -272,6 +306,8 @@ async def _pull(
     size = settings.control.archive_page_size
     state = await asyncio.to_thread(_state, db, instance.id)
     deliveries = archive_store.DeliveryIds(instance.instance_id)
+    if not state.reports_built:
+        await asyncio.to_thread(_build_reports, db, instance)
     after = _rewound(state.watermark)
     fetching = asyncio.ensure_future(source.events(after, size))
     try:
@@ -304,6 +340,9 @@ async def _pull(
     )
     run.tracking_logs += await _pull_rows(
         state.tracking_at, source.tracking, lambda p: _import_tracking(db, instance, p, lease), size
+    )
+    run.stats_samples += await _pull_rows(
+        state.stats_at, source.stats, lambda p: _import_stats(db, instance, p, lease), size
     )
 
 
@@ -401,6 +440,28 @@ def _import_tracking(
         return archive_store.import_tracking(
             conn, instance.id, instance.instance_id, page, now + lease
         )
+
+
+def _import_stats(db: Database, instance: ExecInstance, page: StatsPage, lease: timedelta) -> int:
+    assert instance.instance_id is not None
+    now = datetime.now(UTC)
+    with db.write() as conn:
+        return archive_store.import_stats(
+            conn, instance.id, instance.instance_id, page, now + lease
+        )
+
+
+def _build_reports(db: Database, instance: ExecInstance) -> None:
+    assert instance.instance_id is not None
+    started = time.monotonic()
+    with db.write() as conn:
+        report_store.rebuild(conn, instance.id, instance.instance_id)
+    log.info(
+        "report aggregates built from the archive",
+        action="archive.reports_built",
+        instance=instance.name,
+        seconds=round(time.monotonic() - started, 3),
+    )
 
 
 def _finish(db: Database, exec_instance_id: int, error: str | None) -> ArchiveState:

@@ -43,6 +43,8 @@ class ArchiveStatus:
     archived_events: int
     #: created time of the newest archived tracking log
     tracking_at: datetime | None
+    #: time of the newest archived queue-size sample
+    stats_at: datetime | None
 
 
 class ArchivingService:
@@ -90,6 +92,7 @@ def _status(db: Database) -> list[ArchiveStatus]:
                 watermark_id=state.watermark_id,
                 quarantine_at=state.quarantine_at,
                 tracking_at=state.tracking_at,
+                stats_at=state.stats_at,
                 lag_seconds=(
                     None
                     if state.last_success is None

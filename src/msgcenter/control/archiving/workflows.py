@@ -101,7 +101,10 @@ class ArchiveCleanup(Workflow):
         before = datetime.now(UTC) - timedelta(days=self._settings.control.archive_retention_days)
         with self._db.write() as conn:
             purged = archive_store.purge(conn, before, PURGE_BATCH)
-        return max(purged.events, purged.delivery_logs, purged.tracking_logs) >= PURGE_BATCH
+        return (
+            max(purged.events, purged.delivery_logs, purged.tracking_logs, purged.stats_samples)
+            >= PURGE_BATCH
+        )
 
 
 class InstanceWatch(Workflow):

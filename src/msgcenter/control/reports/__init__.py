@@ -1,0 +1,1 @@
+"""Reports of the control instance: service level, processing time, event history."""
