@@ -190,6 +190,16 @@ def test_xml_mixed_content_reads_as_its_text_and_namespaces_are_ignored():
     )
 
 
+def test_comments_and_processing_instructions_do_not_hide_text():
+    ctx = load_ctx(
+        "<ctx><c><!--x-->one</c><d>t<?pi x?>wo</d><e><!--y--><f>3</f></e><g>a<!--z-->b<h/></g></ctx>",
+        "xml",
+    )
+    assert render("{{ ctx.c }}|{{ ctx.d }}|{{ ctx.e }}|{{ ctx.e.f }}|{{ ctx.g }}", ctx) == (
+        "one|two||3|ab"
+    )
+
+
 def test_json_numbers_keep_their_text():
     ctx = load_ctx('{"price": 19.90, "qty": 3, "big": 12345678901234567890}', "json")
     assert (

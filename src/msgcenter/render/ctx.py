@@ -482,13 +482,13 @@ def _from_element(element: etree._Element) -> _Node:
     for child in element.iterchildren(etree.Element):
         children.setdefault(etree.QName(child).localname, []).append(_from_element(child))
         has_elements = True
-    text = element.text or ""
+    # the element's own text, with what follows its comments and processing instructions
+    text = (element.text or "") + "".join(child.tail or "" for child in element)
     if has_elements:
         # Structure (indentation between children) has no value; mixed content reads as its text.
-        direct = text + "".join(child.tail or "" for child in element)
         text = (
             etree.tostring(element, method="text", encoding=str, with_tail=False)
-            if direct.strip()
+            if text.strip()
             else ""
         )
     frozen = {name: tuple(nodes) for name, nodes in children.items()}
