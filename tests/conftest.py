@@ -18,9 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 import sqlalchemy
+import structlog
 import uvicorn
 from argon2 import PasswordHasher
 
@@ -59,6 +62,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "acceptance" in item.path.parts and item.get_closest_marker("slow") is None:
             raise pytest.UsageError(f"{item.nodeid}: acceptance modules carry pytestmark = slow")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def uncached_loggers() -> Iterator[None]:
+    """Loggers stay uncached in tests: a CLI test run in-process configures logging as the
+    command does (a logger cached on its first use), and structlog's ``capture_logs`` cannot
+    see a cached logger, so a test checking logs after it would miss them."""
+    configure = structlog.configure
+
+    def uncached(**options: Any) -> None:
+        configure(**{**options, "cache_logger_on_first_use": False})
+
+    with mock.patch.object(structlog, "configure", uncached):
+        yield
 
 
 @pytest.fixture(scope="session")

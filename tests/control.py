@@ -141,7 +141,9 @@ def register(control: RunningServer, name: str, url: str, **fields: Any) -> dict
     return answer.json()
 
 
-def order_template(db: Database, *, html: str | None = None, name: str = "order_mail") -> None:
+def order_template(
+    db: Database, *, html: str | None = None, name: str = "order_mail", folder: str | None = None
+) -> None:
     """An email template for event type order_confirmation, with a block, in the control store."""
     now = datetime.now(UTC)
     content = TemplateContent(
@@ -159,7 +161,7 @@ def order_template(db: Database, *, html: str | None = None, name: str = "order_
             "Order confirmation",
             "order_confirmation",
             Channel.EMAIL,
-            None,
+            folder,
             content,
             now,
         )

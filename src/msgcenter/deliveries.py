@@ -105,3 +105,36 @@ class Outcome:
     message_id: str | None = None
     #: (address, channel) to quarantine
     quarantine: tuple[str, Channel] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """An address (or device token) that is not sent to, and why."""
+
+    id: int
+    address: str
+    channel: Channel
+    reason: str
+    failure_type: str
+    active: bool
+    #: when it entered the quarantine, and when it last changed (released, or again)
+    created: datetime
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryLogEntry:
+    """One message of an event, as its timeline shows it."""
+
+    id: int
+    publication_id: int
+    channel: Channel
+    address: str
+    status: DeliveryStatus
+    failure_type: str | None
+    failure_reason: str | None
+    attempts: int
+    message_id: str | None
+    created: datetime
+    last_modified: datetime
+    sent_at: datetime | None

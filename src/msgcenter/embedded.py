@@ -214,8 +214,8 @@ def _when_started(
 def _print_banner(where: Embedded, console: Console) -> None:
     console.print(
         f"[bold]msgcenter[/bold] control instance   {where.control_url}  "
-        f"(API docs {where.control_url}/docs)\n"
-        f"          execution instance {where.exec_url}  (SOAP and REST intake, "
+        f"(console; API docs {where.control_url}/docs)\n"
+        f"          execution instance {where.exec_url}  (console, SOAP and REST intake; "
         f"API docs {where.exec_url}/docs)\n"
         f"mail of both goes to the built-in SMTP catcher on 127.0.0.1:{where.smtp_port}: "
         f"read it at {where.control_url}/catcher/\n"

@@ -200,3 +200,13 @@ class PublicationState:
     version: int
     instances: list[InstanceState]
     log: list[LogEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedVersion:
+    """One version of a template, as it was frozen and published."""
+
+    version: int
+    published_at: datetime
+    published_by: str
+    spec: PublicationSpec

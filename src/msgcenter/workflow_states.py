@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+#: the workflows an execution instance is unready without
+REQUIRED_WORKFLOWS = frozenset({"rtEventsProcessing", "batchEventsProcessing", "updateEventStatus"})
 #: a running workflow whose last heartbeat is older than this is reported as not running
 HEARTBEAT_TIMEOUT_SECONDS = 30.0
 

@@ -84,7 +84,8 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         ).json()
         assert (rerun["outcome"], rerun["tracking_logs"]) == ("complete", 1), rerun
         landing = httpx.get(f"{console}/", follow_redirects=True)
-        assert landing.url.path == "/docs" and "msgcenter control instance" in landing.text
+        assert landing.url.path == "/console/login" and "msgcenter control" in landing.text
+        assert f"control console:    {console}/" in printed
         page = httpx.get(f"{console}/catcher/")
         assert page.status_code == 200 and "Order 1003 confirmed" in page.text
         events = httpx.get(f"{base}/api/v1/events?status=sent", auth=DEMO).json()["items"]

@@ -164,7 +164,10 @@ def assert_percentile_in_its_bucket(estimate: float | None, times: list[float], 
     ordered = sorted(times)
     exact = ordered[max(int(-(-q * len(ordered) // 1)) - 1, 0)]
     low, high = bucket_range(bucket_of(exact))
-    assert estimate is not None and low <= estimate <= high, (q, estimate, exact, low, high)
+    # the estimate is rounded to the microsecond: it may pass a bound by half of one
+    assert estimate is not None and low - 5e-7 <= estimate <= high + 5e-7, (
+        q, estimate, exact, low, high,
+    )  # fmt: skip
 
 
 def service_totals(figures: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Every test checks the ``event`` table afterwards, not only the HTTP answer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,7 @@ from sqlalchemy import select, update
 from msgcenter.auth import passwords
 from msgcenter.store.tables import event
 from tests.conftest import add_operator, start_exec_server
+from tests.processing import order_publication, publish
 
 LOGIN, PASSWORD = "mc", "secret"
 PROBLEM_JSON = "application/problem+json"
@@ -111,7 +113,7 @@ def test_push_one_event_returns_its_id(api, db, queue):
     assert response.headers["content-type"] == "application/json"
     rows = event_rows(db)
     assert len(rows) == 1
-    assert response.json() == {"id": rows[0]["id"]}
+    assert response.json()["id"] == rows[0]["id"]
     assert rows[0]["id"] > 0
     assert rows[0]["queue"] == queue
     assert rows[0]["status"] == 0
@@ -122,17 +124,41 @@ def test_push_a_list_returns_the_ids_in_order(api, db, queue):
     response = push(api, [new_event(external_id=f"cust-{i}") for i in range(4)], queue)
     assert response.status_code == 201, response.text
     ids = response.json()["ids"]
-    assert list(response.json()) == ["ids"]
+    assert "id" not in response.json()
     rows = {row["id"]: row for row in event_rows(db)}
     assert sorted(rows) == sorted(ids)
     assert [rows[i]["external_id"] for i in ids] == ["cust-0", "cust-1", "cust-2", "cust-3"]
     assert {row["queue"] for row in rows.values()} == {queue}
 
 
+def test_a_push_warns_of_types_without_a_publication_in_force(api, exec_server, db):
+    # stored all the same (the model product's contract), with a warning naming the type
+    answer = push(api, [new_event(), new_event(type="password_reset")])
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["warnings"] == [
+        f"event type {name!r} has no publication in force on the rt queue: the event is "
+        "stored and will end not_taken_into_account unless one is published"
+        for name in ("order_confirmation", "password_reset")
+    ]
+    assert len(event_rows(db)) == 2
+    publish(exec_server, order_publication())
+    # the set of publications is re-read at most once a second: wait for it, not for a time
+    deadline = time.monotonic() + 30
+    while "warnings" in (body := push(api, new_event(), "rt").json()):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+    # the publication has both flavours: only the other type is warned of, on either queue
+    warned = push(api, [new_event(), new_event(type="password_reset")], "batch").json()
+    assert warned["warnings"] == [
+        "event type 'password_reset' has no publication in force on the batch queue: the event "
+        "is stored and will end not_taken_into_account unless one is published"
+    ]
+
+
 def test_a_one_event_list_still_answers_ids(api, db):
     response = push(api, [new_event()])
     assert response.status_code == 201
-    assert response.json() == {"ids": [event_rows(db)[0]["id"]]}
+    assert response.json()["ids"] == [event_rows(db)[0]["id"]]
 
 
 def test_every_field_is_stored_and_read_back(api, db):
@@ -254,9 +280,9 @@ def test_same_key_from_another_operator_is_independent(api, exec_server, db):
     mine = push(api, new_event(), headers={"Idempotency-Key": "shared"}).json()["id"]
     with client_for(exec_server.url, "other", "pw2") as other:
         theirs = push(other, new_event(), headers={"Idempotency-Key": "shared"}).json()["id"]
-        assert push(other, new_event(), headers={"Idempotency-Key": "shared"}).json() == {
-            "id": theirs
-        }
+        assert (
+            push(other, new_event(), headers={"Idempotency-Key": "shared"}).json()["id"] == theirs
+        )
     assert mine != theirs
     rows = event_rows(db)
     assert [r["id"] for r in rows] == sorted([mine, theirs])

@@ -19,10 +19,11 @@ def test_push_and_read_back(exec_server):
     assert read.json()["status"] == "pending"
 
 
-def test_the_root_address_leads_to_the_api_documentation(exec_server):
+def test_the_root_address_is_the_console_login_page(exec_server):
     answer = httpx.get(f"{exec_server.url}/", follow_redirects=True)
-    assert answer.status_code == 200 and answer.url.path == "/docs"
-    assert "msgcenter execution instance" in answer.text
+    assert answer.status_code == 200 and answer.url.path == "/console/login"
+    assert '<form method="post" action="/console/login"' in answer.text
+    assert 'href="/docs"' in answer.text
 
 
 def test_the_api_documentation_needs_no_internet(exec_server):

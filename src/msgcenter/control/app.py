@@ -17,12 +17,15 @@ from msgcenter import __version__
 from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.tokens import AccessTokens
+from msgcenter.console.app import install_console
 from msgcenter.control.archiving import api as archiving_api
 from msgcenter.control.archiving.workflows import InstanceWatch, archiving_workflows
 from msgcenter.control.design import api as design_api
 from msgcenter.control.instances import api as instances_api
 from msgcenter.control.publishing import api as publishing_api
 from msgcenter.control.publishing.service import PublicationCatchUp
+from msgcenter.control.reports import api as reports_api
+from msgcenter.control.reports.metrics import ReportCollector
 from msgcenter.control.services import control_services
 from msgcenter.logs import configure as configure_logging
 from msgcenter.settings import Settings, load_settings
@@ -81,14 +84,22 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
     app.state.publishing = services.publishing
     app.state.instances = services.instances
     app.state.archiving = services.archiving
+    app.state.reports = services.reports
+    app.state.history = services.history
+    app.state.collectors = [
+        ReportCollector(services.reports, settings.reports.metrics_cache_seconds)
+    ]
     problems.install(app)
     for router in (design_api.router, instances_api.router, publishing_api.router):
         app.include_router(router)
     app.include_router(archiving_api.router)
+    app.include_router(archiving_api.events_router)
+    app.include_router(reports_api.router)
     app.include_router(oauth.router)
     app.include_router(technical_accounts.router)
     app.include_router(monitoring.control_router)
     add_landing_routes(app)
+    install_console(app, "control", settings)
 
     return app
 

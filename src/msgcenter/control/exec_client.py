@@ -123,6 +123,21 @@ class ExecClient:
                 "PUT /api/v1/admin/publications answered JSON that is not the stored publications"
             )
 
+    async def workflows(self) -> list[dict[str, Any]]:
+        """The instance's technical workflows and their states."""
+        return self._list(await self.request("GET", "/api/v1/admin/workflows", expect={200}))
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """The instance's queue sizes and oldest waiting events."""
+        return self._list(await self.request("GET", "/api/v1/admin/queues", expect={200}))
+
+    async def throughput(self) -> dict[str, dict[str, Any]]:
+        """Events received, messages sent and failed in the last hour and day."""
+        body = self._json(await self.request("GET", "/api/v1/admin/throughput", expect={200}))
+        if not isinstance(body, dict):
+            raise self._not_msgcenter("GET /api/v1/admin/throughput answered JSON of another kind")
+        return body
+
     async def unpublish(self, template: str, folder: str | None) -> None:
         """Remove both flavours of ``template``; a template the instance does not have counts as removed."""
         path = f"/api/v1/admin/publications/{template}"
@@ -228,6 +243,13 @@ class ExecClient:
                     f"cannot resolve host '{self._http.base_url.host}': {cause.strerror}",
                 )
         return Failure.UNREACHABLE, f"cannot connect to {where}: {exc}"
+
+    def _list(self, answer: httpx.Response) -> list[dict[str, Any]]:
+        body = self._json(answer)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            path = answer.request.url.path
+            raise self._not_msgcenter(f"GET {path} answered JSON that is not a list of objects")
+        return body
 
     def _json(self, answer: httpx.Response) -> Any:
         try:

@@ -172,6 +172,8 @@ def _show_sent(execution: httpx.Client, ids: list[int], where: Embedded, console
 def _farewell(where: Embedded, event_id: int, console: Console) -> None:
     console.print(
         "Look further (operator demo / password demo):\n"
+        f"  control console:    {where.control_url}/  (design, publication, archives, reports)\n"
+        f"  execution console:  {where.exec_url}/  (workflows, events, quarantine)\n"
         f"  caught mail:        {where.control_url}/catcher/\n"
         f"  control API docs:   {where.control_url}/docs\n"
         f"  execution API docs: {where.exec_url}/docs     "

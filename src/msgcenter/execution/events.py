@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from msgcenter.deliveries import DeliveryLogEntry
 from msgcenter.errors import NotFoundError
 from msgcenter.events.model import EventFilter, StoredEvent
 from msgcenter.operators import Operator
@@ -38,3 +39,9 @@ class EventQueries:
         """Number of events per (queue, status)."""
         with self._db.read() as conn:
             return event_store.queue_sizes(conn)
+
+    def delivery_logs(self, event_id: int, operator: Operator) -> list[DeliveryLogEntry]:
+        """The messages of an event the operator may see."""
+        self.get(event_id, operator)
+        with self._db.read() as conn:
+            return event_store.delivery_logs(conn, event_id)

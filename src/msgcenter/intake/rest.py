@@ -65,10 +65,13 @@ class EventIn(BaseModel):
 
 
 class PushResult(BaseModel):
-    """Ids of the stored events: ``id`` for one event, ``ids`` for a list (in order)."""
+    """Ids of the stored events: ``id`` for one event, ``ids`` for a list (in order);
+    ``warnings`` (only when there are some) name the event types without a publication in
+    force: such events are stored, but end ``not_taken_into_account`` if none arrives."""
 
     id: int | None = None
     ids: list[int] | None = None
+    warnings: list[str] | None = None
 
 
 class StatusChangeOut(BaseModel):
@@ -182,7 +185,12 @@ async def push(
     body = _parse_json(data)
     events = _events_of(body, idempotency_key, intake.settings.max_event_bytes)
     enqueued = await intake.push(queue, events, operator)
-    content = {"id": enqueued.ids[0]} if isinstance(body, dict) else {"ids": enqueued.ids}
+    content: dict[str, Any] = (
+        {"id": enqueued.ids[0]} if isinstance(body, dict) else {"ids": enqueued.ids}
+    )
+    warnings = await intake.warnings(queue, events, operator)
+    if warnings:
+        content["warnings"] = warnings
     # A replay (every event already stored under its key) answers 200 with the first ids.
     return Response(
         orjson.dumps(content),

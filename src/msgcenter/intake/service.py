@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from msgcenter.errors import PayloadTooLargeError
 from msgcenter.events.model import Enqueued, EnqueueRequest, NewEvent, Queue
 from msgcenter.intake.committer import GroupCommitter
+from msgcenter.intake.in_force import PublishedRoutes
 from msgcenter.monitoring import metrics
 from msgcenter.operators import Operator, Right
 from msgcenter.settings import IntakeSettings
@@ -19,9 +20,12 @@ from msgcenter.settings import IntakeSettings
 class IntakeService:
     """Stores validated events for an operator; an id is returned only once committed."""
 
-    def __init__(self, committer: GroupCommitter, settings: IntakeSettings) -> None:
+    def __init__(
+        self, committer: GroupCommitter, settings: IntakeSettings, published: PublishedRoutes
+    ) -> None:
         self._committer = committer
         self._settings = settings
+        self._published = published
 
     @property
     def settings(self) -> IntakeSettings:
@@ -43,3 +47,12 @@ class IntakeService:
             if fresh:
                 metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=new.type).inc()
         return enqueued
+
+    async def warnings(
+        self, queue: Queue, events: Sequence[NewEvent], operator: Operator
+    ) -> list[str]:
+        """What the caller should know about events just stored: their types without a
+        publication in force (they are kept, as the model product does, but nothing is sent)."""
+        return await self._published.unpublished(
+            queue, (new.type for new in events), operator.folder
+        )

@@ -26,6 +26,7 @@ from msgcenter.publications import (
     PendingPush,
     PublicationSpec,
     PublicationState,
+    PublishedVersion,
 )
 from msgcenter.store.control_design import get_template
 from msgcenter.store.control_instances import instance_from_row
@@ -297,3 +298,22 @@ def _concurrent(name: str) -> ConflictError:
         f"template '{name}' was published concurrently",
         detail="try again: another publication just ran",
     )
+
+
+def versions(conn: Connection, name: str) -> list[PublishedVersion]:
+    """Every version of template ``name`` ever published, newest first."""
+    of = get_template(conn, name)
+    rows = conn.execute(
+        select(template_version)
+        .where(template_version.c.template_id == of.id)
+        .order_by(template_version.c.version.desc())
+    ).mappings()
+    return [
+        PublishedVersion(
+            row["version"],
+            row["published_at"],
+            row["published_by"],
+            PublicationSpec.model_validate_json(row["spec"]),
+        )
+        for row in rows
+    ]

@@ -11,7 +11,9 @@ import orjson
 import psycopg
 from sqlalchemy import Connection, RowMapping, and_, func, insert, select, text, tuple_
 
+from msgcenter.deliveries import DeliveryLogEntry, DeliveryStatus
 from msgcenter.events.model import (
+    Channel,
     Enqueued,
     EnqueueRequest,
     EventFilter,
@@ -21,7 +23,7 @@ from msgcenter.events.model import (
     StatusChange,
     StoredEvent,
 )
-from msgcenter.store.tables import event, event_status_change
+from msgcenter.store.tables import delivery_log, event, event_status_change
 
 #: the PostgreSQL NOTIFY channel that wakes the processing workflows
 NOTIFY_CHANNEL = "msgcenter_events"
@@ -217,3 +219,27 @@ def queue_sizes(conn: Connection) -> dict[tuple[str, int], int]:
         event.c.queue, event.c.status
     )
     return {(q, s): n for q, s, n in conn.execute(query)}
+
+
+def delivery_logs(conn: Connection, event_id: int) -> list[DeliveryLogEntry]:
+    """The messages of one event, oldest first."""
+    rows = conn.execute(
+        select(delivery_log).where(delivery_log.c.event_id == event_id).order_by(delivery_log.c.id)
+    ).mappings()
+    return [
+        DeliveryLogEntry(
+            id=row["id"],
+            publication_id=row["publication_id"],
+            channel=Channel(row["channel"]),
+            address=row["address"],
+            status=DeliveryStatus(row["status"]),
+            failure_type=row["failure_type"],
+            failure_reason=row["failure_reason"],
+            attempts=row["attempts"],
+            message_id=row["message_id"],
+            created=row["created"],
+            last_modified=row["last_modified"],
+            sent_at=row["sent_at"],
+        )
+        for row in rows
+    ]

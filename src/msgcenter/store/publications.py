@@ -112,3 +112,11 @@ def change_marker(conn: Connection) -> tuple[int, int]:
         )
     ).one()
     return int(row[0]), int(row[1])
+
+
+def routes_in_force(conn: Connection) -> set[tuple[str, str, str | None]]:
+    """The ``(event type, queue, folder)`` of every active publication (any channel)."""
+    query = select(publication.c.event_type, publication.c.queue, publication.c.folder).where(
+        publication.c.active.is_(True)
+    )
+    return {(row[0], row[1], row[2]) for row in conn.execute(query.distinct())}

@@ -12,11 +12,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from msgcenter import __version__
 from msgcenter.execution.identity import IdentityService
+from msgcenter.execution.operations import Operations
 from msgcenter.execution.publications import PublicationService
 from msgcenter.operators import Operator, Right
 from msgcenter.publications import Publication, PublicationSpec, PublishedContent
@@ -77,6 +78,7 @@ class WorkflowOut(BaseModel):
 
 
 Identity = Annotated[IdentityService, Depends(from_state("identity"))]
+Ops = Annotated[Operations, Depends(from_state("operations"))]
 Publications = Annotated[PublicationService, Depends(from_state("publications"))]
 Workflows = Annotated[WorkflowAdmin, Depends(from_state("workflows"))]
 
@@ -147,6 +149,73 @@ def change_workflow(
     name: str, action: Literal["start", "pause", "stop"], workflows: Workflows
 ) -> Any:
     return asdict(workflows.act(name, action))
+
+
+class QueueOut(BaseModel):
+    """One queue now."""
+
+    queue: Literal["rt", "batch"]
+    pending_events: int
+    pending_messages: int
+    oldest_pending: datetime | None
+
+
+class ThroughputOut(BaseModel):
+    """What went through in a window."""
+
+    seconds: float
+    events_received: int
+    messages_sent: int
+    messages_failed: int
+
+
+class QuarantineOut(BaseModel):
+    """A quarantined (or released) address."""
+
+    id: int
+    address: str
+    channel: str
+    reason: str
+    failure_type: str
+    active: bool
+    created: datetime
+    last_modified: datetime
+
+
+@router.get(
+    "/queues", response_model=list[QueueOut], summary="Queue sizes and oldest waiting event"
+)
+def queues(ops: Ops) -> Any:
+    return [asdict(q) for q in ops.queues()]
+
+
+@router.get(
+    "/throughput",
+    response_model=dict[str, ThroughputOut],
+    summary="Events received, messages sent and failed in the last hour and day",
+)
+def throughput(ops: Ops) -> Any:
+    return {period: asdict(t) for period, t in ops.throughput().items()}
+
+
+@router.get("/quarantine", response_model=list[QuarantineOut], summary="The quarantine")
+def quarantine(
+    ops: Ops,
+    address: str | None = None,
+    active: bool = True,
+    limit: Annotated[int, Query(ge=1, le=1_000)] = 200,
+) -> Any:
+    return [
+        {**asdict(q), "channel": q.channel.label}
+        for q in ops.quarantine(address=address, active_only=active, limit=limit)
+    ]
+
+
+@router.post(
+    "/quarantine/{entry_id}/release", status_code=204, summary="Release a quarantined address"
+)
+def release_quarantine(entry_id: int, operator: Admin, ops: Ops) -> None:
+    ops.release(entry_id, operator.login)
 
 
 def _identity_out(operator: Operator, instance_id: str | None) -> InstanceOut:

@@ -12,14 +12,17 @@ from msgcenter import __version__
 from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.tokens import AccessTokens
+from msgcenter.console.app import install_console
 from msgcenter.events.model import Queue
 from msgcenter.execution.archive_export import ArchiveExport
 from msgcenter.execution.events import EventQueries
 from msgcenter.execution.identity import IdentityService
+from msgcenter.execution.operations import Operations
 from msgcenter.execution.publications import PublicationService
 from msgcenter.execution.tracking import TrackingRecorder
 from msgcenter.intake import rest
 from msgcenter.intake.committer import GroupCommitter
+from msgcenter.intake.in_force import PublishedRoutes
 from msgcenter.intake.service import IntakeService
 from msgcenter.intake.soap import SoapRouter
 from msgcenter.logs import configure as configure_logging
@@ -86,7 +89,13 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    _add_services(app, settings, database, IntakeService(committer, settings.intake), worker)
+    _add_services(
+        app,
+        settings,
+        database,
+        IntakeService(committer, settings.intake, PublishedRoutes(database)),
+        worker,
+    )
     problems.install(app)
     # Plain Starlette routes: the SOAP endpoint needs none of FastAPI's parameter handling,
     # so its hot path skips FastAPI's dependency solving.
@@ -113,6 +122,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     ):
         app.include_router(router)
     add_landing_routes(app)
+    install_console(app, "execution", settings)
     return app
 
 
@@ -135,6 +145,7 @@ def _add_services(
     app.state.archive_export = ArchiveExport(database)
     app.state.tracking = TrackingRecorder(database)
     app.state.operators = OperatorAdmin(database)
+    app.state.operations = Operations(database)
     app.state.workflows = WorkflowAdmin(
         database, on_change=worker.runner.note_state if worker is not None else None
     )

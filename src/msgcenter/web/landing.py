@@ -31,9 +31,9 @@ def add_landing_routes(app: FastAPI) -> None:
             swagger_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
         )
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> RedirectResponse:
+        return RedirectResponse(f"{STATIC}/favicon.svg", status_code=301)
 
     @app.get("/healthz", tags=["monitoring"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

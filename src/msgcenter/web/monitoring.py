@@ -14,9 +14,8 @@ from starlette.responses import Response
 from msgcenter.errors import MsgcenterError
 from msgcenter.monitoring import metrics
 from msgcenter.store.database import Database
-from msgcenter.workflow_states import unready_workflows
+from msgcenter.workflow_states import REQUIRED_WORKFLOWS, unready_workflows
 from msgcenter.workflows.admin import WorkflowAdmin
-from msgcenter.workflows.worker import REQUIRED_WORKFLOWS
 
 #: an execution instance's: its database and its required workflows
 exec_router = APIRouter(tags=["monitoring"])

@@ -59,12 +59,17 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
     return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def status_of(exc: MsgcenterError) -> int:
+    """The HTTP status of a msgcenter error."""
+    return next((s for kind, s in STATUSES if isinstance(exc, kind)), 500)
+
+
 def install(app: FastAPI) -> None:
     """Render msgcenter errors and FastAPI's own validation errors as problem+json."""
 
     async def on_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MsgcenterError)
-        status = next((s for kind, s in STATUSES if isinstance(exc, kind)), 500)
+        status = status_of(exc)
         extra: dict[str, Any] = {}
         if isinstance(exc, InvalidEventError):
             # RFC 6901: "" is the whole body; "/" would be a member named ""

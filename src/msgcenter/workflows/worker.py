@@ -26,9 +26,6 @@ from msgcenter.workflows.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
 
-#: workflows an execution instance is unready without
-REQUIRED_WORKFLOWS = frozenset({"rtEventsProcessing", "batchEventsProcessing", "updateEventStatus"})
-
 
 def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
     """The channel connectors this instance is configured for (email through the SMTP relay)."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from msgcenter.control.design.service import DesignService
+from msgcenter.control.folders import check_changes_shared, check_own_folder
 from msgcenter.designs import (
     BlockIn,
     BlockPatch,
@@ -146,6 +147,22 @@ class _DesignRoute(APIRoute):
 
 
 Design = Annotated[DesignService, Depends(from_state("design"))]
+
+
+def template_in_folder(name: str, design: Design, operator: Admin) -> None:
+    """A template of another folder is, to an operator of a folder, a template that does not
+    exist (404)."""
+    design.template_of(name, operator.folder)
+
+
+def _shared(operator: Admin) -> None:
+    check_changes_shared(operator, "event types and blocks")
+
+
+#: on every route of one template
+IN_FOLDER = [Depends(template_in_folder)]
+#: on every change to event types and blocks
+SHARED = [Depends(_shared)]
 router = APIRouter(
     prefix="/api/v1", route_class=_DesignRoute, dependencies=[Depends(require(Right.MC_ADMIN))]
 )
@@ -166,6 +183,7 @@ def list_event_types(design: Design) -> Any:
     status_code=201,
     response_model=EventTypeOut,
     summary="Declare an event type",
+    dependencies=SHARED,
 )
 def add_event_type(new: EventTypeIn, design: Design) -> Any:
     return design.add_event_type(new)
@@ -186,6 +204,7 @@ def get_event_type(name: str, design: Design) -> Any:
     tags=["event types"],
     response_model=EventTypeOut,
     summary="Rename an event type's label",
+    dependencies=SHARED,
 )
 def relabel_event_type(name: str, patch: EventTypePatch, design: Design) -> Any:
     return design.relabel_event_type(name, patch.label)
@@ -196,6 +215,7 @@ def relabel_event_type(name: str, patch: EventTypePatch, design: Design) -> Any:
     tags=["event types"],
     response_model=EventTypeOut,
     summary="Retire an event type (no new template nor publication of that type)",
+    dependencies=SHARED,
 )
 def retire_event_type(name: str, design: Design) -> Any:
     return design.retire_event_type(name)
@@ -205,8 +225,8 @@ def retire_event_type(name: str, design: Design) -> Any:
 
 
 @router.get("/templates", tags=["templates"], response_model=list[TemplateOut], summary="Templates")
-def list_templates(design: Design) -> Any:
-    return [_template_out(t) for t in design.list_templates()]
+def list_templates(design: Design, operator: Admin) -> Any:
+    return [_template_out(t) for t in design.templates_of(operator.folder)]
 
 
 @router.post(
@@ -216,12 +236,17 @@ def list_templates(design: Design) -> Any:
     response_model=TemplateOut,
     summary="Create a template (one per event type, channel and folder)",
 )
-def add_template(new: TemplateIn, design: Design) -> Any:
+def add_template(new: TemplateIn, design: Design, operator: Admin) -> Any:
+    check_own_folder(operator, new.folder)
     return _template_out(design.create_template(new))
 
 
 @router.get(
-    "/templates/{name}", tags=["templates"], response_model=TemplateOut, summary="A template"
+    "/templates/{name}",
+    tags=["templates"],
+    response_model=TemplateOut,
+    summary="A template",
+    dependencies=IN_FOLDER,
 )
 def get_template(name: str, design: Design) -> Any:
     return _template_out(design.get_template(name))
@@ -232,6 +257,7 @@ def get_template(name: str, design: Design) -> Any:
     tags=["templates"],
     response_model=TemplateOut,
     summary="Edit a template; content replaces only the parts it names",
+    dependencies=IN_FOLDER,
 )
 def edit_template(name: str, patch: TemplatePatch, design: Design) -> Any:
     return _template_out(design.edit_template(name, patch))
@@ -243,8 +269,11 @@ def edit_template(name: str, patch: TemplatePatch, design: Design) -> Any:
     status_code=201,
     response_model=TemplateOut,
     summary="Copy a template (content and seeds) under a new name and route",
+    dependencies=IN_FOLDER,
 )
-def copy_template(name: str, copy: TemplateCopy, design: Design) -> Any:
+def copy_template(name: str, copy: TemplateCopy, design: Design, operator: Admin) -> Any:
+    if "folder" in copy.model_fields_set:
+        check_own_folder(operator, copy.folder)
     return _template_out(design.copy_template(name, copy))
 
 
@@ -253,6 +282,7 @@ def copy_template(name: str, copy: TemplateCopy, design: Design) -> Any:
     tags=["templates"],
     status_code=204,
     summary="Delete an unpublished template",
+    dependencies=IN_FOLDER,
 )
 def delete_template(name: str, design: Design) -> Response:
     design.delete_template(name)
@@ -270,7 +300,12 @@ def list_blocks(design: Design) -> Any:
 
 
 @router.post(
-    "/blocks", tags=["blocks"], status_code=201, response_model=BlockOut, summary="Create a block"
+    "/blocks",
+    tags=["blocks"],
+    status_code=201,
+    response_model=BlockOut,
+    summary="Create a block",
+    dependencies=SHARED,
 )
 def add_block(new: BlockIn, design: Design) -> Any:
     return design.create_block(new)
@@ -282,7 +317,11 @@ def get_block(name: str, design: Design) -> Any:
 
 
 @router.put(
-    "/blocks/{name}", tags=["blocks"], response_model=BlockOut, summary="Replace a block's source"
+    "/blocks/{name}",
+    tags=["blocks"],
+    response_model=BlockOut,
+    summary="Replace a block's source",
+    dependencies=SHARED,
 )
 def edit_block(name: str, patch: BlockPatch, design: Design) -> Any:
     return design.edit_block(name, patch.content)
@@ -293,6 +332,7 @@ def edit_block(name: str, patch: BlockPatch, design: Design) -> Any:
     tags=["blocks"],
     status_code=204,
     summary="Delete a block no template includes",
+    dependencies=SHARED,
 )
 def delete_block(name: str, design: Design) -> Response:
     design.delete_block(name)
@@ -307,6 +347,7 @@ def delete_block(name: str, design: Design) -> Response:
     tags=["seeds"],
     response_model=list[SeedOut],
     summary="A template's seeds",
+    dependencies=IN_FOLDER,
 )
 def list_seeds(name: str, design: Design) -> Any:
     return [_seed_out(s) for s in design.list_seeds(name)]
@@ -318,13 +359,18 @@ def list_seeds(name: str, design: Design) -> Any:
     status_code=201,
     response_model=SeedOut,
     summary="Add a seed",
+    dependencies=IN_FOLDER,
 )
 def add_seed(name: str, new: SeedIn, design: Design) -> Any:
     return _seed_out(design.add_seed(name, new))
 
 
 @router.get(
-    "/templates/{name}/seeds/{seed_id}", tags=["seeds"], response_model=SeedOut, summary="A seed"
+    "/templates/{name}/seeds/{seed_id}",
+    tags=["seeds"],
+    response_model=SeedOut,
+    summary="A seed",
+    dependencies=IN_FOLDER,
 )
 def get_seed(name: str, seed_id: int, design: Design) -> Any:
     return _seed_out(design.get_seed(name, seed_id))
@@ -335,13 +381,18 @@ def get_seed(name: str, seed_id: int, design: Design) -> Any:
     tags=["seeds"],
     response_model=SeedOut,
     summary="Replace a seed",
+    dependencies=IN_FOLDER,
 )
 def edit_seed(name: str, seed_id: int, new: SeedIn, design: Design) -> Any:
     return _seed_out(design.edit_seed(name, seed_id, new))
 
 
 @router.delete(
-    "/templates/{name}/seeds/{seed_id}", tags=["seeds"], status_code=204, summary="Delete a seed"
+    "/templates/{name}/seeds/{seed_id}",
+    tags=["seeds"],
+    status_code=204,
+    summary="Delete a seed",
+    dependencies=IN_FOLDER,
 )
 def delete_seed(name: str, seed_id: int, design: Design) -> Response:
     design.delete_seed(name, seed_id)
@@ -356,6 +407,7 @@ def delete_seed(name: str, seed_id: int, design: Design) -> Response:
     tags=["preview and proofs"],
     response_model=PreviewOut,
     summary="Render a template for a seed (?seed=<id>) or an inline seed (the body)",
+    dependencies=IN_FOLDER,
 )
 def preview(
     name: str,
@@ -395,6 +447,7 @@ def preview(
     status_code=201,
     response_model=ProofOut,
     summary="Mail the template rendered for a seed to the seed's address",
+    dependencies=IN_FOLDER,
 )
 async def add_proof(name: str, body: ProofIn, design: Design, operator: Admin) -> Any:
     return _proof_out(name, await design.send_proof(name, body.seed, operator.login))
@@ -405,6 +458,7 @@ async def add_proof(name: str, body: ProofIn, design: Design, operator: Admin) -
     tags=["preview and proofs"],
     response_model=list[ProofOut],
     summary="A template's proofs, newest first",
+    dependencies=IN_FOLDER,
 )
 def list_proofs(name: str, design: Design) -> Any:
     return [_proof_out(name, p) for p in design.list_proofs(name)]

@@ -34,6 +34,7 @@ from msgcenter.designs import (
     Seed,
     SeedIn,
     Template,
+    TemplateContent,
     TemplateCopy,
     TemplateIn,
     TemplatePatch,
@@ -124,6 +125,18 @@ class DesignService:
         """The template ``name``."""
         with self._db.read() as conn:
             return store.get_template(conn, name)
+
+    def templates_of(self, folder: str | None) -> list[Template]:
+        """The templates an operator of ``folder`` sees: that folder's (None: every one)."""
+        return [t for t in self.list_templates() if folder is None or t.folder == folder]
+
+    def template_of(self, name: str, folder: str | None) -> Template:
+        """The template ``name`` for an operator of ``folder``; one of another folder is
+        :class:`NotFoundError`, as if it did not exist."""
+        found = self.get_template(name)
+        if folder is not None and found.folder != folder:
+            raise NotFoundError(f"no template '{name}'")
+        return found
 
     def create_template(self, new: TemplateIn) -> Template:
         """Create a template whose content compiles and whose event type is usable."""
@@ -315,9 +328,30 @@ class DesignService:
             draft = _draft(conn, template_name)
         return _frozen(draft, version)
 
-    def preview(self, template_name: str, seed: int | SeedIn) -> Preview:
-        """Render ``template_name`` for a stored seed (its id) or an inline one, exactly as an
-        execution instance will: the template frozen as its next publication, compiled with
+    def check_draft(self, template_name: str, content: TemplateContent) -> None:
+        """Check ``content`` as saving it into ``template_name`` would (compiled, tried on an
+        empty ctx and on the template's seeds), without saving it; raises
+        :class:`~msgcenter.render.TemplateSyntaxProblem` with the part and line."""
+        with self._db.read() as conn:
+            draft = _draft(conn, template_name)
+        found = draft.template
+        check_content(
+            content,
+            draft.blocks,
+            seed_event(found.event_type, found.channel, found.folder),
+            [load_ctx(s.ctx, s.ctx_format) for s in draft.seeds],
+        )
+
+    def preview(
+        self,
+        template_name: str,
+        seed: int | SeedIn,
+        *,
+        content: TemplateContent | None = None,
+    ) -> Preview:
+        """Render ``template_name`` (or, with ``content``, that content in its place, unsaved)
+        for a stored seed (its id) or an inline one, exactly as an execution instance will: the
+        template frozen as its next publication, compiled with
         :func:`~msgcenter.publications.compile_publication`.
 
         Raises :class:`~msgcenter.render.TemplateSyntaxProblem` when the template does not
@@ -326,6 +360,10 @@ class DesignService:
         """
         with self._db.read() as conn:
             draft = _draft(conn, template_name)
+            if content is not None:
+                # as saved: a design's content has no blocks of its own (they are objects)
+                saved = PublishedContent.model_validate(content.model_dump())
+                draft = replace(draft, template=replace(draft.template, content=saved))
             found = draft.template
             if isinstance(seed, int):
                 chosen = store.get_seed(conn, found.id, seed)

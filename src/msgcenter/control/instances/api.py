@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal, cast
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from msgcenter.control.folders import check_own_folder, check_sees, sees
 from msgcenter.control.instances.service import AccountIn, AccountPatch, InstanceService
 from msgcenter.instances import ExecInstance
 from msgcenter.operators import Right
-from msgcenter.web.access import require
+from msgcenter.web.access import Admin, require
 from msgcenter.web.state import from_state
 
 
@@ -50,6 +51,16 @@ class ConnectionReportOut(BaseModel):
 
 
 Instances = Annotated[InstanceService, Depends(from_state("instances"))]
+
+
+def instance_in_folder(name: str, instances: Instances, operator: Admin) -> None:
+    """An execution instance of another folder is, to an operator of a folder, one that does
+    not exist (404)."""
+    check_sees(operator, instances.get(name).folder, "execution instance", name)
+
+
+#: on every route of one instance
+IN_FOLDER = [Depends(instance_in_folder)]
 router = APIRouter(
     prefix="/api/v1/instances",
     tags=["instances"],
@@ -60,17 +71,23 @@ router = APIRouter(
 @router.post(
     "", status_code=201, response_model=InstanceOut, summary="Register an execution instance"
 )
-async def add_instance(new: AccountIn, instances: Instances) -> Any:
+async def add_instance(new: AccountIn, instances: Instances, operator: Admin) -> Any:
+    check_own_folder(operator, new.folder)
     added, _pending = await instances.add(new)
     return instance_out(added)
 
 
 @router.get("", response_model=list[InstanceOut], summary="Registered execution instances")
-def list_instances(instances: Instances) -> Any:
-    return [instance_out(i) for i in instances.list_all()]
+def list_instances(instances: Instances, operator: Admin) -> Any:
+    return [instance_out(i) for i in instances.list_all() if sees(operator, i.folder)]
 
 
-@router.get("/{name}", response_model=InstanceOut, summary="One execution instance")
+@router.get(
+    "/{name}",
+    response_model=InstanceOut,
+    summary="One execution instance",
+    dependencies=IN_FOLDER,
+)
 def get_instance(name: str, instances: Instances) -> Any:
     return instance_out(instances.get(name))
 
@@ -79,8 +96,11 @@ def get_instance(name: str, instances: Instances) -> Any:
     "/{name}",
     response_model=InstanceOut,
     summary="Change an execution instance's label, URL, credentials, archiving or folder",
+    dependencies=IN_FOLDER,
 )
-def change_instance(name: str, patch: AccountPatch, instances: Instances) -> Any:
+def change_instance(name: str, patch: AccountPatch, instances: Instances, operator: Admin) -> Any:
+    if "folder" in patch.model_fields_set:
+        check_own_folder(operator, patch.folder)
     return instance_out(instances.change(name, patch))
 
 
@@ -88,6 +108,7 @@ def change_instance(name: str, patch: AccountPatch, instances: Instances) -> Any
     "/{name}/test",
     response_model=ConnectionReportOut,
     summary="Test connection: reachability, credentials, mc_admin, folder, database",
+    dependencies=IN_FOLDER,
 )
 async def test_instance(name: str, instances: Instances) -> Any:
     report = await instances.check_connection(name)
@@ -103,6 +124,7 @@ async def test_instance(name: str, instances: Instances) -> Any:
     "/{name}/initialize",
     response_model=InstanceOut,
     summary="Initialize connection: give the execution instance its unique instance id",
+    dependencies=IN_FOLDER,
 )
 async def initialize_instance(name: str, instances: Instances, force: bool = False) -> Any:
     return instance_out(await instances.initialize(name, force=force))
@@ -112,6 +134,7 @@ async def initialize_instance(name: str, instances: Instances, force: bool = Fal
     "/{name}/enable",
     response_model=InstanceOut,
     summary="Enable an execution instance; it gets what was published meanwhile",
+    dependencies=IN_FOLDER,
 )
 async def enable_instance(name: str, instances: Instances) -> Any:
     changed, _pending = await instances.set_enabled(name, True)
@@ -122,6 +145,7 @@ async def enable_instance(name: str, instances: Instances) -> Any:
     "/{name}/disable",
     response_model=InstanceOut,
     summary="Disable an execution instance: no publication reaches it",
+    dependencies=IN_FOLDER,
 )
 async def disable_instance(name: str, instances: Instances) -> Any:
     changed, _pending = await instances.set_enabled(name, False)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import structlog
@@ -32,12 +32,14 @@ from msgcenter.designs import FOLDER
 from msgcenter.errors import ConflictError, InvalidInputError, MsgcenterError
 from msgcenter.instances import ExecInstance
 from msgcenter.operators import LOGIN, Right
+from msgcenter.queues import QueueSize, Throughput
 from msgcenter.settings import Settings
 from msgcenter.store import control_instances as instance_store
 from msgcenter.store import control_publications as publication_store
 from msgcenter.store import instance_info
 from msgcenter.store.database import Database, translate_errors
 from msgcenter.store.schema import current_revision, head_revision
+from msgcenter.workflow_states import REQUIRED_WORKFLOWS, WorkflowState, unready_workflows
 
 log = structlog.get_logger(__name__)
 
@@ -154,6 +156,20 @@ class ConnectionReport:
         return next((check.detail for check in self.checks if not check.ok), None)
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceOverview:
+    """What the dashboard shows of one execution instance, asked of it now; ``failure`` says
+    why it could not answer (the rest is then empty)."""
+
+    instance: ExecInstance
+    failure: str | None
+    workflows: list[WorkflowState]
+    #: the required workflows that are not running, with why
+    unready: list[str]
+    queues: list[QueueSize]
+    throughput: dict[str, Throughput]
+
+
 class InstanceService:
     """The execution instances registered on one control instance.
 
@@ -249,6 +265,27 @@ class InstanceService:
             failure=report.failure,
         )
         return report
+
+    async def overview(self, name: str) -> InstanceOverview:
+        """The instance's workflows, queues and recent throughput, asked of it now."""
+        instance = await asyncio.to_thread(self.get, name)
+        try:
+            async with client_for(instance, self._settings) as client:
+                workflows, queues, throughput = await asyncio.gather(
+                    client.workflows(), client.queues(), client.throughput()
+                )
+            states = [_workflow_state(w) for w in workflows]
+            return InstanceOverview(
+                instance,
+                None,
+                states,
+                unready_workflows(states, set(REQUIRED_WORKFLOWS), datetime.now(UTC)),
+                [_queue_size(q) for q in queues],
+                {period: _throughput(t) for period, t in throughput.items()},
+            )
+        except (MsgcenterError, KeyError, TypeError, ValueError) as exc:
+            reason = exc.detail if isinstance(exc, MsgcenterError) else f"unexpected answer: {exc}"
+            return InstanceOverview(instance, reason, [], [], [], {})
 
     async def initialize(self, name: str, *, force: bool) -> ExecInstance:
         """Give the execution instance its unique instance id, stored on both sides.
@@ -414,3 +451,36 @@ def _database_check(
 
 def _new_instance_id(name: str) -> str:
     return f"{name}-{secrets.token_hex(6)}"
+
+
+def _workflow_state(answer: dict[str, Any]) -> WorkflowState:
+    return WorkflowState(
+        name=str(answer["name"]),
+        state=str(answer["state"]),
+        last_run=_moment(answer.get("last_run")),
+        last_error=answer.get("last_error"),
+        last_error_at=_moment(answer.get("last_error_at")),
+        watermark=None,
+    )
+
+
+def _queue_size(answer: dict[str, Any]) -> QueueSize:
+    return QueueSize(
+        queue=str(answer["queue"]),
+        pending_events=int(answer["pending_events"]),
+        pending_messages=int(answer["pending_messages"]),
+        oldest_pending=_moment(answer.get("oldest_pending")),
+    )
+
+
+def _throughput(answer: dict[str, Any]) -> Throughput:
+    return Throughput(
+        seconds=float(answer["seconds"]),
+        events_received=int(answer["events_received"]),
+        messages_sent=int(answer["messages_sent"]),
+        messages_failed=int(answer["messages_failed"]),
+    )
+
+
+def _moment(text: Any) -> datetime | None:
+    return datetime.fromisoformat(str(text)) if text else None

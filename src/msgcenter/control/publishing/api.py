@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from msgcenter.control.design.api import template_in_folder
 from msgcenter.control.publishing.service import PublishingService
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
@@ -49,7 +50,7 @@ Publishing = Annotated[PublishingService, Depends(from_state("publishing"))]
 router = APIRouter(
     prefix="/api/v1/templates",
     tags=["publication"],
-    dependencies=[Depends(require(Right.MC_ADMIN))],
+    dependencies=[Depends(require(Right.MC_ADMIN)), Depends(template_in_folder)],
 )
 
 

@@ -20,7 +20,13 @@ import structlog
 from msgcenter.control.design.service import DesignService
 from msgcenter.control.exec_client import ExecClient, ExecInstanceError, client_for
 from msgcenter.errors import MsgcenterError
-from msgcenter.publications import PendingPush, Publication, PublicationState, compile_publication
+from msgcenter.publications import (
+    PendingPush,
+    Publication,
+    PublicationState,
+    PublishedVersion,
+    compile_publication,
+)
 from msgcenter.settings import Settings
 from msgcenter.store import control_design
 from msgcenter.store import control_publications as publication_store
@@ -58,6 +64,11 @@ class PublishingService:
         """Where ``template`` stands on every instance, and its publication log."""
         with self._db.read() as conn:
             return publication_store.state(conn, template)
+
+    def versions(self, template: str) -> list[PublishedVersion]:
+        """Every published version of ``template``, newest first (for history and diffs)."""
+        with self._db.read() as conn:
+            return publication_store.versions(conn, template)
 
     async def catch_up(self, *, instance: str | None = None, template: str | None = None) -> int:
         """Push what enabled instances lack (of one instance or one template); returns what stays pending."""
