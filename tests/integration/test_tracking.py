@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select, update
+from structlog.testing import capture_logs
 
 from msgcenter.store.database import Database
 from msgcenter.store.tables import delivery_log, tracking_log
@@ -56,11 +57,14 @@ def test_a_tracked_email_records_opens_and_clicks_and_redirects_to_the_real_targ
         assert mailto == "mailto:care@example.com"
         target = "https://shop.example/orders/7?tab=items&from=mail"
 
-        opened = httpx.get(local(server, pixel), headers={"User-Agent": BROWSER})
+        with capture_logs() as logs:
+            opened = httpx.get(local(server, pixel), headers={"User-Agent": BROWSER})
+            followed = httpx.get(local(server, click), headers={"User-Agent": BROWSER})
         assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
         assert opened.content.startswith(b"GIF89a")
-        followed = httpx.get(local(server, click), headers={"User-Agent": BROWSER})
         assert followed.status_code == 302 and followed.headers["location"] == target
+        # both recorded, and known to be (no "unknown delivery log" said of them)
+        assert not [e for e in logs if e.get("action") == "tracking.unknown_log"], logs
 
         assert tracking_rows(db) == [
             ("open", None, BROWSER, event_id),
@@ -103,9 +107,13 @@ def test_a_signed_link_whose_delivery_log_is_gone_still_redirects_but_records_no
         # the cleanup purged the event and its delivery log; the mail is still in an inbox
         with db.write() as conn:
             conn.execute(delivery_log.delete())
-        answer = httpx.get(local(server, click))
+        with capture_logs() as logs:
+            answer = httpx.get(local(server, click))
         assert answer.status_code == 302
         assert tracking_rows(db) == []
+        assert [e["action"] for e in logs if e.get("action", "").startswith("tracking.")] == [
+            "tracking.unknown_log"
+        ]
 
 
 def test_the_cleanup_purges_tracking_logs_past_their_retention(db, smtp_server):

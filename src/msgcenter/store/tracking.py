@@ -32,13 +32,16 @@ def record(
         literal(user_agent[:USER_AGENT_CHARS] if user_agent else None),
         literal(now, tracking_log.c.created.type),
     ).where(delivery_log.c.id == delivery_log_id)
+    # RETURNING, not the row count: psycopg reports none (-1) for an INSERT
     inserted = conn.execute(
-        tracking_log.insert().from_select(
+        tracking_log.insert()
+        .from_select(
             ["delivery_log_id", "event_id", "folder", "kind", "url", "user_agent", "created"],
             source,
         )
+        .returning(tracking_log.c.id)
     )
-    return inserted.rowcount == 1
+    return inserted.first() is not None
 
 
 def purge(conn: Connection, before: datetime, limit: int) -> int:
