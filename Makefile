@@ -8,7 +8,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: up test test-fast typecheck lint vendor
+.PHONY: up test test-fast typecheck lint vendor screenshots
 ## up: start msgcenter on the embedded default (SQLite) and push a few demo events
 ##     (make up ARGS="--port 9080 --control-port 9081 --smtp-port 2526" moves it)
 up: $(VENV)/.installed
@@ -24,6 +24,10 @@ test: typecheck
 ##            them wait on servers, not on the CPU): under a minute
 test-fast: $(VENV)/.installed
 	MSGCENTER_TEST_STORES=sqlite $(VENV)/bin/pytest -m "not slow" -n 4 tests/unit tests/integration
+
+## screenshots: run the console's browser journeys and keep the shots docs/console.md shows
+screenshots: $(VENV)/.installed
+	MSGCENTER_DOC_SCREENSHOTS=1 MSGCENTER_TEST_STORES=sqlite $(VENV)/bin/pytest -q tests/browser
 
 ## typecheck: mypy, strict on src/ (settings in pyproject.toml)
 typecheck: $(VENV)/.installed

@@ -94,11 +94,13 @@ def register(
     database_url: str | None = None,
     folder: str | None = None,
     paused: bool = True,
+    create_workflow: bool = True,
 ) -> dict[str, Any]:
     """Register and initialize an execution instance through the control instance's API.
 
-    ``paused`` pauses its archiving workflow first, so that archives run only when a
-    test asks for them.
+    ``paused`` creates its archiving workflow paused, so that archives run only when a test
+    asks for them; else the workflow is created running, as **Create the archiving
+    workflow** does (unless ``create_workflow`` is False: then it has none).
     """
     if paused:
         pause(control.db, f"mcSynch_{name}")
@@ -121,6 +123,11 @@ def register(
         f"{control.url}/api/v1/instances/{name}/initialize", auth=CONTROL_ADMIN, timeout=30
     )
     assert initialized.status_code == 200, initialized.text
+    if create_workflow and not paused:
+        created = httpx.post(
+            f"{control.url}/api/v1/archives/{name}/workflow", auth=CONTROL_ADMIN, timeout=30
+        )
+        assert created.status_code == 201, created.text
     return initialized.json()
 
 

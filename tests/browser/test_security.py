@@ -27,7 +27,7 @@ def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(journey
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_have_text("wrong login or password")
     journey.shot("wrong password", doc="login")
-    assert not [c for c in page.context.cookies() if c["name"] == "msgcenter_console"]
+    assert not [c for c in page.context.cookies() if c["name"] == "msgcenter_control_control"]
     page.goto(f"{control}/console/templates")
     expect(page).to_have_url(f"{control}/console/login?next=/console/templates")
 

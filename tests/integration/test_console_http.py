@@ -7,12 +7,15 @@ import re
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from msgcenter.settings import Settings
 from msgcenter.web.exec_app import create_exec_app
 from tests.conftest import ThreadedServer, add_operator, wait_for
 
 LOGIN, PASSWORD = "mc", "secret"
+#: the session cookie of an execution instance named "exec" (the default name)
+SESSION = "msgcenter_execution_exec"
 
 
 def log_in(client: httpx.Client, next_page: str = "/console/") -> httpx.Response:
@@ -36,9 +39,7 @@ def console(exec_server):
 def test_the_session_cookie_is_httponly_and_samesite_strict(console):
     answer = log_in(console)
     assert answer.status_code == 303 and answer.headers["location"] == "/console/"
-    cookie = next(
-        c for c in answer.headers.get_list("set-cookie") if c.startswith("msgcenter_console=")
-    )
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{SESSION}="))
     attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
     assert {"httponly", "samesite", "path"} <= attributes
     assert "samesite=strict" in cookie.lower()
@@ -64,7 +65,7 @@ def test_login_needs_the_nonce_of_its_own_form(console):
     )
     assert answer.status_code == 400
     assert "the login form expired" in answer.text
-    assert "msgcenter_console" not in console.cookies
+    assert SESSION not in console.cookies
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil"])
@@ -75,20 +76,48 @@ def test_next_never_leaves_the_site(console, target):
 
 def test_logout_ends_the_session_on_the_server(console):
     log_in(console)
-    cookie = console.cookies["msgcenter_console"]
+    cookie = console.cookies[SESSION]
     page = console.get("/console/")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
     assert console.post("/console/logout", data={"csrf_token": csrf}).status_code == 303
     # the old cookie, replayed, leads to the login page
     with httpx.Client(base_url=str(console.base_url), timeout=10) as replay:
-        replay.cookies.set("msgcenter_console", cookie)
+        replay.cookies.set(SESSION, cookie)
         answer = replay.get("/console/")
         assert answer.status_code == 303
         assert answer.headers["location"].startswith("/console/login")
 
 
+def test_two_instances_on_one_host_keep_their_own_sessions(db, tmp_path):
+    """Browsers keep cookies per host, not port: the consoles of ``msgcenter up`` (both on
+    loopback) must not log each other out."""
+    add_operator(db, LOGIN, PASSWORD)
+    first = Settings(database_url=db.url, processing={"workflows_in_web_process": False})
+    # its own secret too: a cookie of one is no session of the other
+    second = first.model_copy(
+        update={"instance_name": "exec2", "secret_key": SecretStr("another-secret-" * 3)}
+    )
+    with (
+        ThreadedServer(create_exec_app(first, db)) as one,
+        ThreadedServer(create_exec_app(second, db)) as two,
+        httpx.Client(timeout=10) as browser,
+    ):
+        for url in (one, two):
+            form = browser.get(f"{url}/console/login")
+            nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)[1]
+            answer = browser.post(
+                f"{url}/console/login",
+                data={"login": LOGIN, "password": PASSWORD, "nonce": nonce},
+            )
+            assert answer.status_code == 303, answer.text
+        # one cookie jar for both, as a browser has for 127.0.0.1
+        assert browser.get(f"{one}/console/").status_code == 200
+        assert browser.get(f"{two}/console/").status_code == 200
+        assert {SESSION, "msgcenter_execution_exec2"} <= set(browser.cookies.keys())
+
+
 def test_a_forged_cookie_is_a_stranger(console):
-    console.cookies.set("msgcenter_console", "a-token.forged.signature")
+    console.cookies.set(SESSION, "a-token.forged.signature")
     answer = console.get("/console/events")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/console/login?next=/console/events"
@@ -105,7 +134,7 @@ def test_an_idle_session_asks_for_the_password_again(db):
     ):
         log_in(client)
         assert client.get("/console/").status_code == 200
-        stamped = {"cookie": f"msgcenter_console={client.cookies['msgcenter_console']}"}
+        stamped = {"cookie": f"{SESSION}={client.cookies[SESSION]}"}
         # the cookie as last stamped, idle past the delay (each answer would stamp it anew, so
         # the requests that wait do not keep it): waited for, not slept
         answer = wait_for(

@@ -477,6 +477,42 @@ def test_the_workflow_archives_each_instance_once_it_is_initialized(db, control_
         assert {"mcSynch_exec1", "archiveCleanup"} <= workflows
 
 
+def test_no_archive_runs_until_the_archiving_workflow_is_created(db, control_db, tmp_path):
+    fill_final_events(db, 20, start=datetime.now(UTC) - timedelta(hours=1), spread=timedelta(0))
+    add_operator(db, *ADMIN)
+    threaded, server = start_exec_server(db)
+    with threaded, control_server(control_db) as control:
+        register(control, "exec1", server.url, *ADMIN, paused=False, create_workflow=False)
+        status = archive_status(control, "exec1")
+        assert status["workflow_state"] is None and status["last_run"] is None
+        assert "mcSynch_exec1" not in {w.name for w in control_db_workflows(control_db)}
+
+        def create() -> httpx.Response:
+            return httpx.post(
+                f"{control.url}/api/v1/archives/exec1/workflow", auth=CONTROL_ADMIN, timeout=30
+            )
+
+        first = create()
+        assert first.status_code == 201, first.text
+        assert first.json() == {
+            "instance": "exec1", "workflow": "mcSynch_exec1", "created": True, "state": "running",
+        }  # fmt: skip
+        wait_for(lambda: archived_count(control_db) == 20, timeout=30, message="the archive")
+        # a second press says it exists, and leaves its state alone
+        pause(control_db, "mcSynch_exec1")
+        again = create()
+        assert again.status_code == 200, again.text
+        assert (again.json()["created"], again.json()["state"]) == (False, "paused")
+        unknown = httpx.post(
+            f"{control.url}/api/v1/archives/nope/workflow", auth=CONTROL_ADMIN, timeout=30
+        )
+        assert unknown.status_code == 404, unknown.text
+        # the CLI says the same
+        done = control_cli(control_db.url, tmp_path, "archive", "create-workflow", "exec1")
+        assert done.returncode == 0, done.stderr
+        assert "mcSynch_exec1 exists already (paused)" in done.stdout
+
+
 def control_db_workflows(db: Database):  # type: ignore[no-untyped-def]
     from msgcenter.store import workflows as workflow_store
 
@@ -546,6 +582,7 @@ def test_an_instance_registered_by_the_cli_is_archived_by_the_running_control_in
             ADMIN[1],
         )
         cli("instance", "init", "late")
+        cli("archive", "create-workflow", "late")
         # the running control instance notices it, starts mcSynch_late, which archives at once
         wait_for(
             lambda: archived_count(control_db) == 40,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import FastAPI
 
-from msgcenter.console import design, instances, login, operations, publishing
+from msgcenter.console import design, history, instances, login, operations, publishing, reports
 from msgcenter.console.web import ConsoleSessions
 from msgcenter.sending.email import DEVELOPMENT_SECRET
 from msgcenter.settings import Settings
@@ -19,10 +19,18 @@ def install_console(
     the role (the services they call must be in ``app.state`` already)."""
     secret = settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET
     app.state.console_role = role
-    app.state.console_sessions = ConsoleSessions(secret, settings.security.console_idle_seconds)
+    app.state.console_sessions = ConsoleSessions(
+        secret, settings.security.console_idle_seconds, f"{role}_{settings.instance_name}"
+    )
     app.include_router(login.router)
     if role == "execution":
         app.include_router(operations.router)
         return
-    for router in (instances.router, design.router, publishing.router):
+    for router in (
+        instances.router,
+        design.router,
+        publishing.router,
+        history.router,
+        reports.router,
+    ):
         app.include_router(router)

@@ -17,11 +17,14 @@ from msgcenter.console.web import Admin, redirect, render
 from msgcenter.control.archiving.service import ArchiveStatus, ArchivingService
 from msgcenter.control.folders import check_sees, sees
 from msgcenter.control.instances.service import AccountIn, AccountPatch, InstanceService
+from msgcenter.control.reports.service import ReportsService
 from msgcenter.errors import InvalidInputError
+from msgcenter.reports import Level
 from msgcenter.web.state import from_state
 
 Instances = Annotated[InstanceService, Depends(from_state("instances"))]
 Archiving = Annotated[ArchivingService, Depends(from_state("archiving"))]
+Reports = Annotated[ReportsService, Depends(from_state("reports"))]
 
 router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
 
@@ -47,15 +50,24 @@ async def dashboard(request: Request, user: Admin, instances: Instances) -> Resp
 
 @router.get("/instances/{name}/card", dependencies=IN_FOLDER)
 async def card(
-    request: Request, name: str, user: Admin, instances: Instances, archiving: Archiving
+    request: Request,
+    name: str,
+    user: Admin,
+    instances: Instances,
+    archiving: Archiving,
+    reports: Reports,
 ) -> Response:
     """One instance on the dashboard, asked of it now (htmx, refreshed)."""
     overview = await instances.overview(name)
+    indicators = await asyncio.to_thread(reports.indicators)
+    crossed = [i.check for i in indicators if i.instance == name and i.check.level is not Level.OK]
     return render(
         request,
         "control/instance_card.html",
         overview=overview,
         archive=await asyncio.to_thread(_archive_of, archiving, name),
+        crossed=sorted(crossed, key=lambda c: (c.level is not Level.ALERT, c.indicator)),
+        window_hours=reports.window_hours,
     )
 
 
@@ -84,7 +96,13 @@ async def instance_page(
 ) -> Response:
     instance = await asyncio.to_thread(instances.get, name)
     archive = await asyncio.to_thread(_archive_of, archiving, name)
-    return render(request, "control/instance.html", instance=instance, archive=archive)
+    return render(
+        request,
+        "control/instance.html",
+        instance=instance,
+        archive=archive,
+        archive_interval=archiving.interval_seconds,
+    )
 
 
 @router.post("/instances/{name}", dependencies=IN_FOLDER)
@@ -119,6 +137,17 @@ async def enable(name: str, user: Admin, instances: Instances) -> Response:
 async def disable(name: str, user: Admin, instances: Instances) -> Response:
     await instances.set_enabled(name, False)
     return redirect(f"/console/instances/{name}", flash="disabled")
+
+
+@router.post("/instances/{name}/archiving-workflow", dependencies=IN_FOLDER)
+async def create_archiving_workflow(name: str, user: Admin, archiving: Archiving) -> Response:
+    done = await archiving.create_workflow(name)
+    flash = (
+        f"archiving workflow {done.workflow} created and started"
+        if done.created
+        else f"archiving workflow {done.workflow} exists already ({done.state})"
+    )
+    return redirect(f"/console/instances/{name}", flash=flash)
 
 
 @router.post("/instances/{name}/archive", dependencies=IN_FOLDER)

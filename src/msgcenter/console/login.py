@@ -13,7 +13,6 @@ from starlette.responses import RedirectResponse, Response
 
 from msgcenter.console.route import ConsoleRoute
 from msgcenter.console.web import (
-    COOKIE,
     SECURITY_HEADERS,
     User,
     redirect,
@@ -23,9 +22,6 @@ from msgcenter.console.web import (
 from msgcenter.errors import AuthenticationError, PermissionDeniedError
 from msgcenter.web.access import authenticator_of, client_of
 
-#: a random value the login form repeats: a page of another site cannot log a browser in
-#: under the attacker's account (login CSRF)
-LOGIN_COOKIE = "msgcenter_login"
 HOME = "/console/"
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -40,7 +36,9 @@ async def root() -> Response:
 async def login_page(request: Request, next: str = HOME) -> Response:  # noqa: A002
     nonce = secrets.token_urlsafe(24)
     response = render(request, "login.html", next=_local(next), nonce=nonce)
-    _set_cookie(request, response, LOGIN_COOKIE, nonce, max_age=3600)
+    # a random value the login form repeats: a page of another site cannot log a browser in
+    # under the attacker's account (login CSRF)
+    _set_cookie(request, response, sessions_of(request).login_cookie, nonce, max_age=3600)
     return response
 
 
@@ -52,7 +50,8 @@ async def login(
     nonce: Annotated[str, Form(max_length=64)] = "",
     next: Annotated[str, Form(max_length=2048)] = HOME,  # noqa: A002
 ) -> Response:
-    expected = request.cookies.get(LOGIN_COOKIE, "")
+    sessions = sessions_of(request)
+    expected = request.cookies.get(sessions.login_cookie, "")
     if not expected or not hmac.compare_digest(expected, nonce):
         return render(
             request,
@@ -77,8 +76,8 @@ async def login(
             request, "login.html", status, next=_local(next), nonce=expected, error=message
         )
     response = redirect(_local(next))
-    _set_cookie(request, response, COOKIE, sessions_of(request).cookie_value(token))
-    response.delete_cookie(LOGIN_COOKIE, path="/")
+    _set_cookie(request, response, sessions.session_cookie, sessions.cookie_value(token))
+    response.delete_cookie(sessions.login_cookie, path="/")
     return response
 
 
@@ -86,7 +85,7 @@ async def login(
 async def logout(request: Request, user: User) -> Response:
     await asyncio.to_thread(authenticator_of(request).logoff, user.token)
     response = redirect("/console/login", flash="logged out")
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(sessions_of(request).session_cookie, path="/")
     return response
 
 

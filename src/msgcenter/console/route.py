@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from msgcenter.console.web import (
-    COOKIE,
+    ConsoleRedirect,
     LoginRequired,
     problem_text,
     redirect,
@@ -39,9 +39,11 @@ class ConsoleRoute(APIRoute):
             except LoginRequired as exc:
                 path = request.url.path
                 target = LOGIN if path == HOME else f"{LOGIN}?next={quote(path)}"
-                return redirect(
+                response = redirect(
                     target, flash=exc.reason or None, htmx="hx-request" in request.headers
                 )
+                response.keep_flash(request)
+                return response
             except MsgcenterError as exc:
                 template = (
                     "fragments/error.html" if "hx-request" in request.headers else "error.html"
@@ -54,6 +56,8 @@ class ConsoleRoute(APIRoute):
                     back=_same_site_referer(request),
                 )
             _refresh_session(request, response)
+            if isinstance(response, ConsoleRedirect):
+                response.keep_flash(request)
             return response
 
         return handle
@@ -62,11 +66,13 @@ class ConsoleRoute(APIRoute):
 def _refresh_session(request: Request, response: Response) -> None:
     """Stamp the session cookie anew: the idle delay counts from this request."""
     user = getattr(request.state, "console_user", None)
-    if user is None or "set-cookie" in response.headers:
+    sessions = sessions_of(request)
+    setting = response.headers.getlist("set-cookie")
+    if user is None or any(c.startswith(f"{sessions.session_cookie}=") for c in setting):
         return
     response.set_cookie(
-        COOKIE,
-        sessions_of(request).cookie_value(user.token),
+        sessions.session_cookie,
+        sessions.cookie_value(user.token),
         path="/",
         httponly=True,
         samesite="strict",

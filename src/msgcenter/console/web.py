@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,10 +33,8 @@ from msgcenter.errors import AuthenticationError, MsgcenterError, PermissionDeni
 from msgcenter.operators import Operator, Right
 from msgcenter.web.access import authenticator_of, client_of
 
-COOKIE = "msgcenter_console"
-#: the message of the last change, shown once by the page the change redirects to (a cookie
-#: the server set, never a query string a link of another site could fill)
-FLASH_COOKIE = "msgcenter_flash"
+#: the cookies of a console are named after its instance (see :class:`ConsoleSessions`)
+COOKIE_PREFIX = "msgcenter"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 #: no inline script anywhere; styles may be inline (e-mail HTML in the preview needs them);
@@ -64,10 +63,37 @@ class LoginRequired(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConsoleSessions:
-    """Signs the session cookie and derives the CSRF token of a session."""
+    """Signs the session cookie and derives the CSRF token of a session.
+
+    Browsers keep cookies per host, not per port: the consoles of instances on one host
+    (``msgcenter up`` serves two on loopback) name their cookies after their instance, so
+    that logging in to one does not log out of the other.
+    """
 
     secret: str
     idle_seconds: int
+    #: the instance's role and name (``instance_name``), in the cookies' names
+    instance: str = "console"
+
+    @property
+    def session_cookie(self) -> str:
+        """The cookie holding the signed session token."""
+        return f"{COOKIE_PREFIX}_{self._suffix}"
+
+    @property
+    def login_cookie(self) -> str:
+        """The cookie holding the login form's nonce (no login CSRF)."""
+        return f"{COOKIE_PREFIX}_{self._suffix}_login"
+
+    @property
+    def flash_cookie(self) -> str:
+        """The message of the last change, shown once by the page the change redirects to (a
+        cookie the server set, never a query string a link of another site could fill)."""
+        return f"{COOKIE_PREFIX}_{self._suffix}_flash"
+
+    @property
+    def _suffix(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_]", "_", self.instance)[:40]
 
     def cookie_value(self, token: str) -> str:
         """The cookie holding ``token``, stamped now."""
@@ -110,10 +136,10 @@ def sessions_of(request: Request) -> ConsoleSessions:
 
 async def console_user(request: Request) -> ConsoleUser:
     """The dependency of every console page: the logged-in operator (else the login page)."""
-    cookie = request.cookies.get(COOKIE)
+    sessions = sessions_of(request)
+    cookie = request.cookies.get(sessions.session_cookie)
     if not cookie:
         raise LoginRequired()
-    sessions = sessions_of(request)
     token = sessions.token_of(cookie)
     auth: Authenticator = authenticator_of(request)
     try:
@@ -161,6 +187,7 @@ def _environment() -> Environment:
     )
     environment.filters["when"] = _when
     environment.filters["seconds"] = _seconds
+    environment.filters["indicator"] = _indicator
     return environment
 
 
@@ -178,6 +205,17 @@ def _seconds(value: float | None) -> str:
     return f"{value / 3600:.1f} h"
 
 
+def _indicator(value: float | None, name: str) -> str:
+    """A report figure as people read it: a rate in percent, a time in seconds."""
+    if value is None:
+        return "-"
+    if name == "error_rate":
+        return f"{value * 100:.1f} %"
+    if name.endswith("seconds"):
+        return f"{value:.3f} s"
+    return f"{value:g}"
+
+
 TEMPLATES = Jinja2Templates(env=_environment())
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -189,28 +227,44 @@ def render(request: Request, page: str, status_code: int = 200, /, **context: An
     context.setdefault("user", user)
     context.setdefault("csrf", user.csrf if user else "")
     context.setdefault("role", request.app.state.console_role)
-    flash = request.cookies.get(FLASH_COOKIE)
+    flash_cookie = sessions_of(request).flash_cookie
+    flash = request.cookies.get(flash_cookie)
     context.setdefault("flash", unquote(flash) if flash else None)
     response = TEMPLATES.TemplateResponse(request, page, context, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
     if flash:
-        response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(flash_cookie, path="/", httponly=True, samesite="strict")
     return response
 
 
-def redirect(url: str, *, flash: str | None = None, htmx: bool = False) -> Response:
-    """Go to ``url`` after a change (303, so that a reload does not post again), where
-    ``flash`` is shown once; for an htmx request, tell htmx to go there."""
-    response: Response
-    if htmx:
-        response = Response(status_code=204, headers={"HX-Redirect": url, **SECURITY_HEADERS})
-    else:
-        response = RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
-    if flash:
-        response.set_cookie(
-            FLASH_COOKIE, quote(flash[:500]), max_age=60, path="/", httponly=True, samesite="strict"
-        )
-    return response
+class ConsoleRedirect(RedirectResponse):
+    """Where to go after a change (303, so that a reload does not post again; for an htmx
+    request, a 204 telling htmx to go there), with the message the next page flashes."""
+
+    def __init__(self, url: str, flash: str | None, *, htmx: bool) -> None:
+        super().__init__(url, status_code=303, headers=SECURITY_HEADERS)
+        if htmx:
+            self.status_code = 204
+            del self.headers["location"]
+            self.headers["HX-Redirect"] = url
+        self.flash = flash[:500] if flash else None
+
+    def keep_flash(self, request: Request) -> None:
+        """Put the message in the flash cookie of the console ``request`` reached."""
+        if self.flash:
+            self.set_cookie(
+                sessions_of(request).flash_cookie,
+                quote(self.flash),
+                max_age=60,
+                path="/",
+                httponly=True,
+                samesite="strict",
+            )
+
+
+def redirect(url: str, *, flash: str | None = None, htmx: bool = False) -> ConsoleRedirect:
+    """Go to ``url`` after a change, where ``flash`` is shown once (see :class:`ConsoleRedirect`)."""
+    return ConsoleRedirect(url, flash, htmx=htmx)
 
 
 def problem_text(exc: MsgcenterError) -> str:

@@ -217,7 +217,7 @@ def _seed(control: httpx.Client, template: str, seed: dict[str, Any]) -> dict[st
 
 def _register(control: httpx.Client, exec_url: str) -> str:
     """Register the execution instance (or point an earlier registration at it), test and
-    initialize the connection; returns its instance id."""
+    initialize the connection, create its archiving workflow; returns its instance id."""
     account = {
         "name": INSTANCE,
         "label": "Embedded execution instance",
@@ -234,6 +234,8 @@ def _register(control: httpx.Client, exec_url: str) -> str:
     if not report["ok"]:
         raise StepFailedError(f"test connection: {report['failure']}")
     initialized = _ok("initialize", control.post(f"/instances/{INSTANCE}/initialize"))
+    # Create the archiving workflow (it exists already on a second run)
+    _ok("archiving workflow", control.post(f"/archives/{INSTANCE}/workflow"))
     return str(initialized["instance_id"])
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import sqlalchemy.exc
 from psycopg import sql
-from sqlalchemy import Connection, Table, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Table, create_engine, event, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from msgcenter.errors import StoreUnavailableError
@@ -143,13 +143,17 @@ def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite
 
 def insert_or_ignore(
     conn: Connection, table: Table, values: dict[str, Any], index_elements: list[str]
-) -> None:
-    """Insert one row unless it conflicts on ``index_elements`` (a unique index)."""
-    conn.execute(
+) -> bool:
+    """Insert one row unless it conflicts on ``index_elements`` (a unique index); whether it
+    was inserted."""
+    # RETURNING, not the row count: psycopg reports none (-1) for this INSERT
+    inserted: CursorResult[Any] = conn.execute(
         dialect_insert(conn, table)
         .values(values)
         .on_conflict_do_nothing(index_elements=index_elements)
+        .returning(literal_column("1"))
     )
+    return inserted.first() is not None
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

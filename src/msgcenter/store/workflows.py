@@ -36,6 +36,18 @@ def list_all(conn: Connection) -> list[WorkflowState]:
     ]
 
 
+def create(conn: Connection, name: str, now: datetime) -> bool:
+    """Create workflow ``name`` in state running; False when it exists already."""
+    return insert_or_ignore(
+        conn, workflow, {"name": name, "state": "running", "updated": now}, ["name"]
+    )
+
+
+def states(conn: Connection) -> dict[str, str]:
+    """The state of every workflow, by name."""
+    return {name: state for name, state in conn.execute(select(workflow.c.name, workflow.c.state))}
+
+
 def set_state(conn: Connection, name: str, state: str, now: datetime) -> None:
     """Set the state an operator asked for (running, paused, stopped)."""
     changed = conn.execute(

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query
+from starlette.responses import Response
 
 from msgcenter.archives import MAX_SEARCH_PAGE, ArchivedEventDetail, ArchivedEventPage
 from msgcenter.control.archiving.history import ArchivedEvents, EventSearch
 from msgcenter.control.archiving.run import ArchiveRun
-from msgcenter.control.archiving.service import ArchiveStatus, ArchivingService
+from msgcenter.control.archiving.service import ArchiveStatus, ArchivingService, WorkflowCreation
+from msgcenter.control.folders import sees
+from msgcenter.control.instances.api import IN_FOLDER
 from msgcenter.errors import ConflictError
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
@@ -28,14 +32,37 @@ router = APIRouter(
 
 
 @router.get("", response_model=list[ArchiveStatus], summary="Archive state per execution instance")
-def list_archives(archiving: Archiving) -> Any:
-    return archiving.status()
+def list_archives(archiving: Archiving, operator: Admin) -> Any:
+    return [a for a in archiving.status() if sees(operator, a.folder)]
+
+
+@router.post(
+    "/{name}/workflow",
+    status_code=201,
+    response_model=WorkflowCreation,
+    responses={200: {"model": WorkflowCreation, "description": "it exists already"}},
+    summary="Create the archiving workflow (mcSynch_<name>) of an execution instance",
+    description=(
+        "Creates and starts the workflow that archives the instance every "
+        "`control.archive_interval_seconds`; answers 200 with `created: false` when it "
+        "exists already (its state is left as it is)."
+    ),
+    dependencies=IN_FOLDER,
+)
+async def create_workflow(name: str, archiving: Archiving) -> Response:
+    done = await archiving.create_workflow(name)
+    return Response(
+        orjson.dumps(done),
+        status_code=201 if done.created else 200,
+        media_type="application/json",
+    )
 
 
 @router.post(
     "/{name}/run",
     response_model=ArchiveRun,
     summary="Archive an execution instance now",
+    dependencies=IN_FOLDER,
     description=(
         "Answers when the run ends, with what it archived; a failed run answers 200 with "
         'outcome "failed" and the error (also shown by GET /api/v1/archives). '

@@ -55,6 +55,23 @@ def archive_run(
         raise typer.Exit(1)
 
 
+@archive_app.command("create-workflow")
+def archive_create_workflow(
+    name: Annotated[str, typer.Argument(help="internal name of the execution instance")],
+    config: ConfigOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create the archiving workflow (mcSynch_<name>) of an execution instance: a running
+    control instance starts it within seconds and archives every archive_interval_seconds."""
+    with cli_instance(config, db) as (settings, database):
+        archiving = control_services(database, settings).archiving
+        done = asyncio.run(archiving.create_workflow(name))
+    if done.created:
+        console.print(f"archiving workflow {done.workflow} created ({done.state})")
+    else:
+        console.print(f"archiving workflow {done.workflow} exists already ({done.state})")
+
+
 @archive_app.command("status")
 def archive_status_command(config: ConfigOption = None, db: DbOption = None) -> None:
     """Show each execution instance's archive: watermark, lag, last run and success, last error."""

@@ -3,6 +3,7 @@ archive stands, and a run on demand."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from msgcenter.control.archiving.workflows import workflow_name
 from msgcenter.settings import Settings
 from msgcenter.store import archive as archive_store
 from msgcenter.store import control_instances as instance_store
+from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
 
 
@@ -45,6 +47,22 @@ class ArchiveStatus:
     tracking_at: datetime | None
     #: time of the newest archived queue-size sample
     stats_at: datetime | None
+    #: the archiving workflow's state (running, paused, stopped, failed); None until an
+    #: operator creates it
+    workflow_state: str | None = None
+    #: the folder of the instance (None: every folder's)
+    folder: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowCreation:
+    """What **Create the archiving workflow** did."""
+
+    instance: str
+    workflow: str
+    #: False when it existed already (nothing changed)
+    created: bool
+    state: str
 
 
 class ArchivingService:
@@ -60,6 +78,27 @@ class ArchivingService:
         self._db = db
         self._settings = settings
         self._start_workflows = start_workflows
+
+    @property
+    def interval_seconds(self) -> float:
+        """How often an archiving workflow archives its instance."""
+        return self._settings.control.archive_interval_seconds
+
+    async def create_workflow(self, name: str) -> WorkflowCreation:
+        """Create and start ``mcSynch_<name>``, the archiving workflow of execution instance
+        ``name`` (:class:`NotFoundError` if none is registered); says when it exists already."""
+        workflow = workflow_name(name)
+
+        def create() -> tuple[bool, str]:
+            with self._db.write() as conn:
+                instance_store.get(conn, name)
+                created = workflow_store.create(conn, workflow, datetime.now(UTC))
+                return created, workflow_store.states(conn)[workflow]
+
+        created, state = await asyncio.to_thread(create)
+        if created and self._start_workflows is not None:
+            await self._start_workflows()
+        return WorkflowCreation(name, workflow, created, state)
 
     def status(self) -> list[ArchiveStatus]:
         """Every registered execution instance's archive, by name."""
@@ -79,6 +118,7 @@ def _status(db: Database) -> list[ArchiveStatus]:
     with db.read() as conn:
         instances = instance_store.list_all(conn)
         states = archive_store.states(conn)
+        workflows = workflow_store.states(conn)
     found = []
     for instance in instances:
         state = states.get(instance.id) or ArchiveState.empty(instance.id)
@@ -104,6 +144,8 @@ def _status(db: Database) -> list[ArchiveStatus]:
                 last_error_at=state.last_error_at,
                 running=state.lease_until is not None and state.lease_until > now,
                 archived_events=state.archived_events,
+                workflow_state=workflows.get(workflow_name(instance.name)),
+                folder=instance.folder,
             )
         )
     return found

@@ -1,10 +1,12 @@
 """The archiving workflows of a control instance (SPEC §4).
 
-One workflow per enabled execution instance, ``mcSynch_<name>``, runs an
-archive every ``control.archive_interval_seconds`` (counted from the last run,
-whoever started it); ``archiveCleanup`` purges archived data past
-``control.archive_retention_days``; ``instanceWatch`` starts the workflows of
-instances that another process (the CLI) registered or enabled.
+The archiving workflow of an execution instance, ``mcSynch_<name>``, is created
+by an operator (**Create the archiving workflow**, as in the model product); it
+runs an archive every ``control.archive_interval_seconds`` (counted from the
+last run, whoever started it) while its instance is enabled.
+``archiveCleanup`` purges archived data past ``control.archive_retention_days``;
+``instanceWatch`` starts the workflows that another process (the CLI) created
+or whose instance it enabled.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from msgcenter.errors import MsgcenterError, NotFoundError
 from msgcenter.settings import Settings
 from msgcenter.store import archive as archive_store
 from msgcenter.store import control_instances as instance_store
+from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
 from msgcenter.workflows.runner import Workflow
 
@@ -124,8 +127,12 @@ class InstanceWatch(Workflow):
 
 
 def archiving_workflows(db: Database, settings: Settings) -> list[Workflow]:
-    """One archiving workflow (``mcSynch_<name>``) per enabled execution instance, plus archive cleanup."""
+    """The archiving workflow of each enabled execution instance that has one created, plus
+    archive cleanup."""
     with db.read() as conn:
         instances = instance_store.list_all(conn, enabled_only=True)
-    workflows: list[Workflow] = [ArchiveWorkflow(db, settings, i.name) for i in instances]
+        created = workflow_store.states(conn)
+    workflows: list[Workflow] = [
+        ArchiveWorkflow(db, settings, i.name) for i in instances if workflow_name(i.name) in created
+    ]
     return [*workflows, ArchiveCleanup(db, settings)]

@@ -119,6 +119,11 @@ class ReportsService:
         """The warning and alert thresholds, per indicator and event type."""
         return self._thresholds
 
+    @property
+    def window_hours(self) -> int:
+        """The last hours :meth:`indicators` covers."""
+        return self._settings.reports.metrics_window_hours
+
     def report(self, name: ReportName, query: ReportQuery, operator: Operator) -> Report:
         """The report ``name`` over ``query``; an operator restricted to a folder gets its
         folder's events only. Raises :class:`InvalidInputError` for a bad period or channel,
