@@ -512,7 +512,12 @@ def decode_search_cursor(token: str) -> SearchCursor:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         created, instance_id, event_id = orjson.loads(raw)
         moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None or not isinstance(instance_id, str) or type(event_id) is not int:
+        if (
+            moment.tzinfo is None
+            or not isinstance(instance_id, str)
+            or type(event_id) is not int
+            or not 0 <= event_id < 2**63
+        ):
             raise ValueError(token)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise InvalidInputError(

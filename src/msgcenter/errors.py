@@ -70,6 +70,18 @@ class InvalidEventError(InvalidInputError):
         return InvalidEventError(self.field, self.reason, position=position)
 
 
+class SoapVersionMismatchError(InvalidInputError):
+    """The request is an envelope of another SOAP version (1.2) than the one served (1.1)."""
+
+    code = "version-mismatch"
+
+
+class IdempotencyKeyReusedError(InvalidInputError):
+    """An idempotency key already used by another request (a replay must repeat the request)."""
+
+    code = "idempotency-key-reused"
+
+
 class UnknownOperationError(InvalidInputError):
     """The request names a service or method msgcenter does not offer."""
 
@@ -132,3 +144,16 @@ class ConfigurationError(MsgcenterError):
     """The settings are inconsistent or the database schema is not at the expected revision."""
 
     code = "configuration"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming what exactly failed, never a statement's parameters (for a workflow's
+    last error and for logs)."""
+    if isinstance(exc, MsgcenterError):
+        text = exc.message if exc.detail == exc.message else f"{exc.message}: {exc.detail}"
+    else:
+        # a driver error wrapped by SQLAlchemy: its own text would carry the SQL and its parameters
+        exc = getattr(exc, "orig", None) or exc
+        text = str(exc)
+    lines = text.strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

@@ -62,6 +62,10 @@ class PublishedContent(BaseModel):
     )
 
 
+#: the largest version a publication row holds (an INTEGER column: 32 bits on PostgreSQL)
+MAX_VERSION = 2**31 - 1
+
+
 class PublicationSpec(BaseModel):
     """What a control instance publishes: one template, both flavours created from it."""
 
@@ -71,7 +75,7 @@ class PublicationSpec(BaseModel):
     event_type: str = Field(description="the event type it serves")
     channel: Channel = Channel.EMAIL
     folder: str | None = Field(None, max_length=64)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     published_at: datetime | None = Field(None, description="default: now")
     content: PublishedContent
 

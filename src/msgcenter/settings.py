@@ -65,6 +65,11 @@ class IntakeSettings(Section):
     max_events_per_request: int = Field(default=10_000, ge=1)
     #: deepest element nesting accepted in a SOAP document (envelope included)
     max_xml_depth: int = Field(default=64, ge=8, le=250)
+    #: most attributes on one element of a SOAP document (lxml and C14N slow down
+    #: quadratically with them)
+    max_xml_attributes: int = Field(default=256, ge=32, le=10_000)
+    #: most namespace declarations in one SOAP document (C14N slows down with them)
+    max_xml_namespaces: int = Field(default=64, ge=8, le=10_000)
     #: most events committed in one group-commit transaction
     group_commit_max_events: int = Field(default=5_000, ge=1)
     #: idle time the committer waits for more work before committing a lone request (µs);
@@ -101,9 +106,16 @@ class SecuritySettings(Section):
     """Sessions, failed-logon throttling and security zones."""
 
     session_ttl_seconds: int = Field(default=24 * 3600, ge=60)
-    #: failed logons allowed per login and per client address within the window
+    #: failed logons of one login from one client address, within the window, before each
+    #: further try of it must wait (a delay doubling from 1 s up to the maximum)
     failed_login_limit: int = Field(default=5, ge=1)
+    #: failed logons (any login, or bad session tokens) from one client address, within
+    #: the window, before each further try from it must wait
+    failed_address_limit: int = Field(default=50, ge=1)
+    #: failures older than this (seconds) are forgotten
     failed_login_window_seconds: int = Field(default=300, ge=1)
+    #: the longest wait imposed between two tries of a throttled login or address (seconds)
+    failed_login_max_delay_seconds: int = Field(default=60, ge=1, le=3_600)
     #: how long a verified password or session stays cached in a process (seconds)
     credential_cache_seconds: int = Field(default=30, ge=0, le=300)
     #: a console left idle this long (seconds) asks for the password again
@@ -152,6 +164,17 @@ class ProcessingSettings(Section):
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     #: outcomes are written in groups at least this often (milliseconds)
     outcome_flush_ms: int = Field(default=20, ge=1, le=5_000)
+    #: while the database is unavailable, how often it is tried (seconds); the first success
+    #: wakes every workflow at once, whatever backoff it was waiting out
+    store_probe_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: while the relay is unreachable, how often a session is tried (seconds); once it answers,
+    #: the messages that failed during the outage are retried at once instead of after their
+    #: backoff
+    relay_probe_seconds: float = Field(default=2.0, gt=0, le=300)
+    #: names this machine (or container) in the claims its workers hold; empty: the host name.
+    #: A worker that starts takes back at once the claims of a dead process of the same id on
+    #: the same machine (instead of waiting out their lease): never give two machines one id
+    worker_id: str = Field(default="", max_length=100, pattern=r"^[^|]*$")
     #: updateEventStatus: how often it reconciles events with late delivery-log changes
     status_copy_interval_seconds: float = Field(default=5.0, gt=0)
     #: statsSampler: how often queue sizes and throughput are sampled

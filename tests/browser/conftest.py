@@ -33,6 +33,13 @@ WAIT_MS = 20_000
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
+    # checked before Playwright starts: a driver started and then abandoned by a failing
+    # fixture would leave its event loop behind for every later test of this process
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        message = f"no chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("MSGCENTER_TEST_BROWSER") == "required":
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as driver:
         yield driver
 
@@ -40,11 +47,6 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's chromium, headless (Playwright's own browser download cannot work here)."""
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        message = f"no chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("MSGCENTER_TEST_BROWSER") == "required":
-            pytest.fail(message)
-        pytest.skip(message)
     launched = playwright.chromium.launch(
         executable_path=CHROMIUM,
         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],

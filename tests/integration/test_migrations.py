@@ -7,7 +7,7 @@ import sys
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from msgcenter.errors import ConfigurationError
 from msgcenter.store.database import Database
@@ -72,3 +72,46 @@ def test_commands_on_a_database_behind_the_code_say_to_upgrade_it(tmp_path, comm
     assert done.returncode == 1
     assert "run `msgcenter db upgrade`" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+#: an event row as revision 0006 holds it (the columns without defaults)
+EVENT_ROW = {
+    "queue": "rt",
+    "type": "t",
+    "status": 0,
+    "wished_channel": 0,
+    "email_format": 0,
+    "ctx": "{}",
+    "ctx_format": "json",
+    "error_count": 0,
+    "process_requested_on": "2026-01-01 00:00:00",
+    "created": "2026-01-01 00:00:00",
+    "last_modified": "2026-01-01 00:00:00",
+}
+INSERT_EVENT = text(
+    f"INSERT INTO event ({', '.join(EVENT_ROW)}) VALUES ({', '.join(':' + c for c in EVENT_ROW)})"
+)
+INDEXES = text("SELECT name FROM sqlite_master WHERE type = 'index'")
+
+
+def test_0007_rebuilds_sqlite_tables_with_autoincrement_keeping_rows_and_indexes(tmp_path):
+    """Before 0007 SQLite gave a deleted newest row's id again; after, never, and the rows
+    and indexes of the rebuilt tables are all there."""
+    older = Database(f"sqlite:///{tmp_path / 'older.db'}")
+    try:
+        upgrade(older, "0006")
+        with older.write() as conn:
+            for _ in range(3):
+                conn.execute(INSERT_EVENT, EVENT_ROW)
+            indexes_before = set(conn.execute(INDEXES).scalars())
+        upgrade(older)
+        with older.write() as conn:
+            assert conn.execute(text("SELECT count(*) FROM event")).scalar_one() == 3
+            conn.execute(text("DELETE FROM event WHERE id = 3"))
+            conn.execute(INSERT_EVENT, EVENT_ROW)
+            newest = conn.execute(text("SELECT max(id) FROM event")).scalar_one()
+            indexes_after = set(conn.execute(INDEXES).scalars())
+        assert newest == 4
+        assert indexes_before <= indexes_after
+    finally:
+        older.dispose()

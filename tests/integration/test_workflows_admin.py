@@ -101,7 +101,12 @@ def test_workflows_are_listed_running_with_their_last_run(db, smtp_server):
             )
         answer = readyz(server)
         assert answer.status_code == 200, answer.text
-        assert answer.json() == {"status": "ready", "database": "ok", "workflows": "running"}
+        assert answer.json() == {
+            "status": "ready",
+            "database": "ok",
+            "workflows": "running",
+            "relays": {"email": "ok"},
+        }
 
 
 def test_pausing_rt_processing_leaves_events_pending_until_it_is_started(db, smtp_server):

@@ -135,6 +135,14 @@ def test_attachments_wrap_the_body_in_mixed():
     assert all(f.get_content_disposition() == "attachment" for f in files)
 
 
+def test_a_long_name_of_four_byte_characters_stays_within_998_characters_a_line():
+    # found by tests/property/test_mime_building.py: 100 emoji were 1,174 characters RFC 2231-encoded
+    data = build(attachments=[Attachment("\U0001f600" * 120 + ".pdf", "application/pdf", b"x")])
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    (file,) = parse(data).get_payload()[1:]
+    assert file.get_filename() == "\U0001f600" * 74 + ".pdf"
+
+
 def test_mostly_non_latin_text_goes_base64_and_decodes_back():
     russian = "Здравствуйте, Анна!\nВаш заказ №1001 подтверждён.\n" * 5
     message = parse(build(text=russian, html=None, subject="Заказ №1001 подтверждён"))

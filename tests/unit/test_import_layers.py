@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "infrastructure",
         (
+            "msgcenter.allocator",
             "msgcenter.channels",
             "msgcenter.settings",
             "msgcenter.logs",

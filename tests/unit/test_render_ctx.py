@@ -220,6 +220,8 @@ def test_ctx_from_data_accepts_decoded_json():
         ('<!DOCTYPE x SYSTEM "file:///etc/passwd"><ctx/>', "xml", "not usable XML"),
         ("{", "json", "not valid JSON"),
         ("[1, 2]", "json", "must be a JSON object"),
+        # found by bench/fuzz (ctx): decimal.InvalidOperation escaped load_ctx
+        ('{"n": 1948e6444444444444444444444}', "json", "number out of range"),
         ("[" * 100_000 + "]" * 100_000, "json", ""),
     ],
 )

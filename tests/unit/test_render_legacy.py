@@ -30,6 +30,7 @@ EVENT = {
         ("<%=rtEvent.ctx.client.@firstname%>", "{{ ctx.client.firstname }}"),
         ("<%= batchEvent.ctx.order.article[1].@sku %>", "{{ ctx.order.article[1].sku }}"),
         ('<%= rtEvent.ctx["order-id"] %>', '{{ ctx["order-id"] }}'),
+        ('<%= escapeUrl(rtEvent.ctx["price (EUR)"]) %>', '{{ (ctx["price (EUR)"])|urlencode }}'),
         ("<%= rtEvent.ctx._id %>", '{{ ctx["_id"] }}'),
         ("<%= rtEvent.@email %>", "{{ event.email }}"),
         ("<%= rtEvent.@externalId %>", "{{ event.external_id }}"),

@@ -112,7 +112,10 @@ def test_environment_beats_the_file(monkeypatch, tmp_path):
 
 def test_load_settings_overrides_beat_the_environment(monkeypatch, tmp_path):
     path = write_config(tmp_path, 'instance_name = "file"\n')
-    monkeypatch.delenv("MSGCENTER_CONFIG", raising=False)  # restored after load_settings sets it
+    # load_settings sets MSGCENTER_CONFIG: set it first so that monkeypatch restores its absence
+    # (a delenv of an absent variable records nothing, and the file would leak into later tests)
+    monkeypatch.setenv("MSGCENTER_CONFIG", "")
+    monkeypatch.delenv("MSGCENTER_CONFIG")
     monkeypatch.setenv("MSGCENTER_DATABASE_URL", "sqlite:///env.db")
     settings = load_settings(path, database_url="sqlite:///cli.db", instance_name=None)
     assert settings.database_url == "sqlite:///cli.db"

@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from msgcenter.auth.throttle import FailedLogonThrottle
+from msgcenter.auth.throttle import FailedLogonThrottle, ThrottlePolicy
 from msgcenter.auth.zones import Client, SecurityZones
 from msgcenter.errors import AuthenticationError, TooManyFailedLoginsError
 from msgcenter.settings import SecuritySettings, ZoneSettings
@@ -30,19 +30,20 @@ def clock():
 
 @pytest.fixture
 def throttle(clock):
-    """Three failures within 60 s block a key."""
-    return FailedLogonThrottle(limit=3, window=60, clock=clock)
+    """Three free failures per (login, address), ten per address, a 60 s window, delays up to 8 s."""
+    policy = ThrottlePolicy(login_limit=3, address_limit=10, window=60, max_delay=8)
+    return FailedLogonThrottle(policy, clock=clock)
 
 
-def fail(throttle, key, times):
+def fail(throttle, login, address, times):
     for _ in range(times):
-        throttle.failed(key)
+        throttle.failed(login, address)
 
 
-def blocked(throttle, *keys):
-    """The error ``check`` raises for ``keys``, or None when they may log on."""
+def blocked(throttle, login, address):
+    """The error ``check`` raises for ``login`` from ``address``, or None when it may try."""
     try:
-        throttle.check(*keys)
+        throttle.check(login, address)
     except TooManyFailedLoginsError as exc:
         return exc
     return None
@@ -51,68 +52,75 @@ def blocked(throttle, *keys):
 # -- FailedLogonThrottle -----------------------------------------------------------------
 
 
-def test_blocks_at_the_limit_not_before(throttle):
-    fail(throttle, "login 'ann'", 2)
-    assert blocked(throttle, "login 'ann'") is None
-    throttle.failed("login 'ann'")
-    error = blocked(throttle, "login 'ann'")
+def test_a_login_waits_only_past_its_limit(throttle):
+    fail(throttle, "ann", "10.0.0.1", 2)
+    assert blocked(throttle, "ann", "10.0.0.1") is None
+    throttle.failed("ann", "10.0.0.1")
+    error = blocked(throttle, "ann", "10.0.0.1")
     assert error is not None
-    assert error.retry_after == 60
-    assert error.detail == "too many failed logons for login 'ann'; retry in 60 s"
+    assert error.retry_after == 1
+    # the message names neither the login nor whether it exists
+    assert error.detail == "too many failed logons from 10.0.0.1; retry in 1 s"
+    assert "ann" not in error.detail
 
 
 def test_block_is_an_authentication_error(throttle):
-    fail(throttle, "k", 3)
+    fail(throttle, "ann", "10.0.0.1", 3)
     with pytest.raises(AuthenticationError):
-        throttle.check("k")
+        throttle.check("ann", "10.0.0.1")
 
 
-def test_retry_after_counts_down_from_the_oldest_failure(throttle, clock):
-    throttle.failed("k")
-    clock.advance(20)
-    fail(throttle, "k", 2)
-    clock.advance(15)
-    assert blocked(throttle, "k").retry_after == 25  # 60 - 35 s since the first failure
+def test_delays_double_with_each_failure_up_to_the_maximum(throttle, clock):
+    fail(throttle, "ann", "10.0.0.1", 3)
+    waits = []
+    for _ in range(6):
+        waits.append(blocked(throttle, "ann", "10.0.0.1").retry_after)
+        clock.advance(waits[-1])
+        assert blocked(throttle, "ann", "10.0.0.1") is None  # a delay, not a lockout
+        throttle.failed("ann", "10.0.0.1")
+    assert waits == [1, 2, 4, 8, 8, 8]
 
 
-def test_block_ends_when_the_window_slides_past(throttle, clock):
-    fail(throttle, "k", 3)
-    clock.advance(59.5)
-    assert blocked(throttle, "k").retry_after == 1
-    clock.advance(0.5)
-    assert blocked(throttle, "k") is None
-
-
-def test_failures_older_than_the_window_do_not_count(throttle, clock):
-    fail(throttle, "k", 2)
+def test_failures_older_than_the_window_are_forgotten(throttle, clock):
+    fail(throttle, "ann", "10.0.0.1", 3)
     clock.advance(61)
-    throttle.failed("k")
-    assert blocked(throttle, "k") is None
-    fail(throttle, "k", 2)
-    assert blocked(throttle, "k") is not None
+    assert blocked(throttle, "ann", "10.0.0.1") is None
+    fail(throttle, "ann", "10.0.0.1", 2)
+    assert blocked(throttle, "ann", "10.0.0.1") is None
 
 
-def test_keys_are_counted_apart(throttle):
-    fail(throttle, "login 'ann'", 3)
-    assert blocked(throttle, "login 'bob'") is None
-    assert blocked(throttle, "address 10.0.0.1") is None
+def test_a_bystander_behind_the_same_address_is_not_slowed(throttle):
+    """One client failing for its login (a NAT, or someone trying to lock 'ann' out) leaves
+    another login from that address, and 'ann' from elsewhere, free."""
+    fail(throttle, "ann", "10.0.0.1", 9)
+    assert blocked(throttle, "ann", "10.0.0.1") is not None
+    assert blocked(throttle, "bob", "10.0.0.1") is None
+    assert blocked(throttle, "ann", "10.0.0.2") is None
 
 
-def test_failed_counts_every_key_and_check_refuses_if_any_is_blocked(throttle):
-    for _ in range(3):
-        throttle.failed("login 'ann'", "address 10.0.0.1")
-    assert "address 10.0.0.1" in blocked(throttle, "login 'bob'", "address 10.0.0.1").detail
-    assert "login 'ann'" in blocked(throttle, "login 'ann'", "address 10.0.0.2").detail
-    assert blocked(throttle, "login 'bob'", "address 10.0.0.2") is None
+def test_an_address_failing_for_many_logins_is_slowed_past_its_own_limit(throttle):
+    for n in range(10):
+        throttle.failed(f"user{n}", "10.0.0.1")
+    assert blocked(throttle, "someone", "10.0.0.1").retry_after == 1
+    assert blocked(throttle, None, "10.0.0.1") is not None  # tokens from it too
+    assert blocked(throttle, "someone", "10.0.0.2") is None
 
 
-def test_success_resets_only_its_key(throttle):
-    for _ in range(2):
-        throttle.failed("login 'ann'", "address 10.0.0.1")
-    throttle.succeeded("login 'ann'")
-    throttle.failed("login 'ann'", "address 10.0.0.1")
-    assert blocked(throttle, "login 'ann'") is None
-    assert blocked(throttle, "address 10.0.0.1") is not None
+def test_success_clears_its_login_only(throttle):
+    fail(throttle, "ann", "10.0.0.1", 3)
+    fail(throttle, None, "10.0.0.1", 7)
+    throttle.succeeded("ann", "10.0.0.1")
+    assert blocked(throttle, "ann", "10.0.0.1").retry_after == 1  # the address's 10 failures
+    throttle.succeeded("ann", "10.0.0.2")
+
+
+def test_forgotten_keys_are_dropped(throttle, clock):
+    for n in range(100):
+        throttle.failed(f"user{n}", f"10.0.{n}.1")
+    assert throttle.tracked() == 200
+    clock.advance(61)
+    throttle.failed("ann", "10.0.0.1")
+    assert throttle.tracked() == 2
 
 
 # -- SecurityZones -----------------------------------------------------------------------

@@ -15,9 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
 
 from msgcenter.auth.passwords import verify_password
-from msgcenter.auth.throttle import FailedLogonThrottle
+from msgcenter.auth.throttle import FailedLogonThrottle, ThrottlePolicy
 from msgcenter.auth.tokens import AccessTokens, IssuedToken, looks_like_access_token
 from msgcenter.auth.zones import Client, SecurityZones
 from msgcenter.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
@@ -44,6 +45,11 @@ async def identify(check: Callable[..., Operator | None]) -> Operator:
     return found
 
 
+def _drop_expired(cache: dict[Any, tuple[Operator, float]], now: float) -> None:
+    for key in [k for k, (_, until) in cache.items() if until <= now]:
+        del cache[key]
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -65,7 +71,13 @@ class Authenticator:
         self._tokens = tokens
         self._zones = SecurityZones(settings)
         self._throttle = FailedLogonThrottle(
-            settings.failed_login_limit, settings.failed_login_window_seconds, clock
+            ThrottlePolicy(
+                login_limit=settings.failed_login_limit,
+                address_limit=settings.failed_address_limit,
+                window=settings.failed_login_window_seconds,
+                max_delay=settings.failed_login_max_delay_seconds,
+            ),
+            clock,
         )
         self._clock = clock
         self._now = now
@@ -77,6 +89,8 @@ class Authenticator:
         self._verifying: dict[tuple[str, str], threading.Lock] = {}
         # digest of token -> (operator, cached until)
         self._sessions: dict[str, tuple[Operator, float]] = {}
+        # when the expired entries of both caches were last dropped
+        self._swept = clock()
 
     # -- entry points -------------------------------------------------------------------
 
@@ -118,7 +132,6 @@ class Authenticator:
         """The operator of a session token issued by :meth:`logon`, or of an access token
         issued by :meth:`issue_token` (checked without reading the database)."""
         self._check_transport(client)
-        self._throttle.check(f"address {client.address}")
         digest = _digest(token)
         cached = self._sessions.get(digest)
         if cached is not None and cached[1] > self._clock():
@@ -145,8 +158,7 @@ class Authenticator:
                 detail="set secret_key (or security.access_token_keys) to issue access tokens",
             )
         self._check_transport(client)
-        client_key, address_key = f"client '{client_id}'", f"address {client.address}"
-        self._throttle.check(client_key, address_key)
+        self._throttle.check(client_id, client.address)
         with self._db.read() as conn:
             found = operator_store.get_client(conn, client_id)
         if (
@@ -154,10 +166,10 @@ class Authenticator:
             or found[0].revoked is not None
             or not any(verify_password(h, secret) for h in found[1])
         ):
-            self._throttle.failed(client_key, address_key)
+            self._throttle.failed(client_id, client.address)
             raise AuthenticationError("unknown client id, wrong secret or revoked account")
         operator = found[0]
-        self._throttle.succeeded(client_key)
+        self._throttle.succeeded(client_id, client.address)
         self._check_trusted(operator, client)
         granted = operator.rights if scope is None else scope
         if not granted <= operator.rights:
@@ -231,20 +243,18 @@ class Authenticator:
     def _check_password(
         self, login: str, password: str, client: Client, key: tuple[str, str]
     ) -> Operator:
-        login_key, address_key = f"login '{login}'", f"address {client.address}"
-        self._throttle.check(login_key, address_key)
+        self._throttle.check(login, client.address)
         with self._db.read() as conn:
             found = operator_store.get_with_hash(conn, login)
-        if found is None:
-            self._throttle.failed(login_key, address_key)
-            raise AuthenticationError(f"unknown login '{login}'")
-        operator, password_hash = found
-        if not verify_password(password_hash, password):
-            self._throttle.failed(login_key, address_key)
-            raise AuthenticationError(f"wrong password for login '{login}'")
-        self._throttle.succeeded(login_key)
+        # one answer for both, which never echoes the login: which logins exist stays unknown
+        if found is None or not verify_password(found[1], password):
+            self._throttle.failed(login, client.address)
+            raise AuthenticationError("unknown login or wrong password")
+        operator = found[0]
+        self._throttle.succeeded(login, client.address)
         self._check_trusted(operator, client)
         with self._lock:
+            self._sweep()
             self._verified[key] = (operator, self._clock() + self._ttl)
         return operator
 
@@ -253,11 +263,11 @@ class Authenticator:
             raise AuthenticationError("access tokens are not accepted by this instance")
         try:
             operator, expires = self._tokens.verify(token)
-        except AuthenticationError:
-            self._throttle.failed(f"address {client.address}")
-            raise
+        except AuthenticationError as exc:
+            self._token_failed(client, exc)
         until = min(self._ttl, (expires - self._now()).total_seconds())
         with self._lock:
+            self._sweep()
             self._sessions[digest] = (operator, self._clock() + until)
         return operator
 
@@ -265,11 +275,13 @@ class Authenticator:
         with self._db.read() as conn:
             found = operator_store.session_operator(conn, digest)
         if found is None:
-            self._throttle.failed(f"address {client.address}")
-            if token.startswith(TOKEN_PREFIX):
-                raise AuthenticationError("unknown session token (ended, or never issued)")
-            raise AuthenticationError(
-                "malformed session token: expected a Logon token or login/password"
+            self._token_failed(
+                client,
+                AuthenticationError("unknown session token (ended, or never issued)")
+                if token.startswith(TOKEN_PREFIX)
+                else AuthenticationError(
+                    "malformed session token: expected a Logon token or login/password"
+                ),
             )
         operator, expires = found
         now = self._now()
@@ -277,8 +289,31 @@ class Authenticator:
             raise AuthenticationError(f"session token expired at {expires.isoformat()}")
         until = min(self._clock() + self._ttl, self._clock() + (expires - now).total_seconds())
         with self._lock:
+            self._sweep()
             self._sessions[digest] = (operator, until)
         return operator
+
+    def _token_failed(self, client: Client, error: AuthenticationError) -> NoReturn:
+        """A token that is no valid one counts against its address (a valid token never
+        does): ``error``, or a 429 once the address must wait."""
+        self._throttle.check(None, client.address)
+        self._throttle.failed(None, client.address)
+        raise error
+
+    def _sweep(self) -> None:
+        """Drop expired entries of both caches, at most once per cache lifetime (under the
+        lock): without it, every token ever seen would stay in memory."""
+        now = self._clock()
+        if now - self._swept < max(self._ttl, 1):
+            return
+        self._swept = now
+        _drop_expired(self._verified, now)
+        _drop_expired(self._sessions, now)
+
+    def cached_entries(self) -> int:
+        """How many verified credentials and sessions this process keeps."""
+        with self._lock:
+            return len(self._verified) + len(self._sessions)
 
     @staticmethod
     def _check_trusted(operator: Operator, client: Client) -> None:

@@ -29,6 +29,7 @@ from msgcenter.designs import (
 from msgcenter.errors import InvalidInputError, MsgcenterError
 from msgcenter.events.model import Channel
 from msgcenter.render import RenderProblem, TemplateSyntaxProblem
+from msgcenter.web.params import RowId
 from msgcenter.web.state import from_state
 
 Design = Annotated[DesignService, Depends(from_state("design"))]
@@ -217,7 +218,7 @@ async def add_seed(request: Request, name: str, user: Admin, design: Design) -> 
 
 
 @router.post("/templates/{name}/seeds/{seed_id}/delete")
-async def delete_seed(name: str, seed_id: int, user: Admin, design: Design) -> Response:
+async def delete_seed(name: str, seed_id: RowId, user: Admin, design: Design) -> Response:
     await asyncio.to_thread(design.template_of, name, user.operator.folder)
     await asyncio.to_thread(design.delete_seed, name, seed_id)
     return redirect(f"/console/templates/{name}", flash=f"seed {seed_id} deleted")

@@ -19,6 +19,7 @@ from msgcenter.events.model import EventFilter, EventStatus, Queue, StoredEvent
 from msgcenter.execution.events import EventQueries
 from msgcenter.execution.operations import Operations
 from msgcenter.execution.publications import PublicationService
+from msgcenter.web.params import MAX_ROW_ID, RowId
 from msgcenter.web.state import from_state
 from msgcenter.workflow_states import ACTIONS
 from msgcenter.workflows.admin import WorkflowAdmin
@@ -67,7 +68,7 @@ async def events_page(
     status: str = "",
     email: str = "",
     external_id: str = "",
-    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
 ) -> Response:
     criteria = EventFilter(
         queue=Queue(queue) if queue in ("rt", "batch") else None,
@@ -121,7 +122,7 @@ async def quarantine_page(
 
 
 @router.post("/quarantine/{entry_id}/release")
-async def release(request: Request, entry_id: int, user: Admin, ops: Ops) -> Response:
+async def release(request: Request, entry_id: RowId, user: Admin, ops: Ops) -> Response:
     address = await asyncio.to_thread(ops.release, entry_id, user.operator.login)
     return redirect("/console/quarantine", flash=f"{address} released from quarantine")
 

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from msgcenter import __version__
+from msgcenter.allocator import limit_arenas
 from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.tokens import AccessTokens
@@ -33,11 +34,13 @@ from msgcenter.store.database import Database
 from msgcenter.store.schema import require_current
 from msgcenter.web import monitoring, oauth, problems, technical_accounts
 from msgcenter.web.landing import add_landing_routes
+from msgcenter.web.nul_guard import NulGuard
 from msgcenter.workflows.runner import WorkflowRunner
 
 
 def create_control_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """A control instance on ``db`` (by default the database of ``settings``)."""
+    limit_arenas()  # each web worker process builds its app
     database = db or Database(settings.database_url)
 
     async def start_workflows() -> None:
@@ -90,6 +93,7 @@ def create_control_app(settings: Settings, db: Database | None = None) -> FastAP
         ReportCollector(services.reports, settings.reports.metrics_cache_seconds)
     ]
     problems.install(app)
+    app.add_middleware(NulGuard)
     for router in (design_api.router, instances_api.router, publishing_api.router):
         app.include_router(router)
     app.include_router(archiving_api.router)

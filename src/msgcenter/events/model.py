@@ -116,6 +116,14 @@ class NewEvent:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the caller's idempotency key (REST header, or SOAP correlationId when enabled)
     idempotency_key: str | None = None
+    #: a digest of the event as its request carried it, beside its idempotency key (REST):
+    #: the key reused for another event is refused
+    fingerprint: str | None = None
+
+
+#: between a list push's idempotency key and an element's position (``KEY<US>i``): a control
+#: character no HTTP header carries, so no single push's key can be the same
+LIST_KEY_SEPARATOR = "\x1f"
 
 
 #: the event fields a template sees as ``event`` (besides ``ctx``)
@@ -213,6 +221,8 @@ class Enqueued:
 
     ids: list[int]
     fresh: list[bool]
+    #: an idempotency key of the request was used before by another request: nothing stored
+    key_reused: str | None = None
 
     @property
     def replay(self) -> bool:

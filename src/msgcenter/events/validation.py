@@ -80,6 +80,7 @@ def validate_event(
     idempotency_key: str | None = None,
 ) -> NewEvent:
     """Check one event's fields and return it ready to store, or raise :class:`InvalidEventError`."""
+    _refuse_nul(fields)
     event_type = _text(fields, "type", required=True)
     if not TYPE_NAME.fullmatch(event_type):
         raise InvalidEventError(
@@ -110,6 +111,26 @@ def validate_event(
         max_length=MAX_TOKEN,
     )
     return event
+
+
+def _refuse_nul(fields: dict[str, Any]) -> None:
+    """A NUL character is in no legitimate value (PostgreSQL cannot store it, SQLite would)."""
+    for name, value in fields.items():
+        if "\x00" in name:
+            raise InvalidEventError(name.replace("\x00", "\\x00"), "a NUL character in a name")
+        if holds_nul(value):
+            raise InvalidEventError(name, "contains a NUL character")
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a parsed JSON value holds a NUL character in any string or key."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
 
 
 def _text(
@@ -175,8 +196,13 @@ def _timestamp(value: Any) -> datetime | None:
             "scheduled", f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-12-24T08:00:00Z)"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEventError(
+            "scheduled", f"{value!r} is outside years 1 to 9999 once in UTC"
+        ) from None
 
 
 def _email(value: Any, *, required: bool) -> str | None:

@@ -35,11 +35,6 @@ class EventQueries:
         with self._db.read() as conn:
             return event_store.search(conn, criteria, before_id=before_id, limit=limit)
 
-    def queue_sizes(self) -> dict[tuple[str, int], int]:
-        """Number of events per (queue, status)."""
-        with self._db.read() as conn:
-            return event_store.queue_sizes(conn)
-
     def delivery_logs(self, event_id: int, operator: Operator) -> list[DeliveryLogEntry]:
         """The messages of an event the operator may see."""
         self.get(event_id, operator)

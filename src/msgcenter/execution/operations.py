@@ -29,6 +29,11 @@ class Operations:
         with self._db.read() as conn:
             return operations_store.queue_sizes(conn)
 
+    def sampled_queue_sizes(self) -> dict[str, tuple[int, int]]:
+        """Pending events and waiting messages per queue, from the statsSampler's newest samples."""
+        with self._db.read() as conn:
+            return operations_store.sampled_queue_sizes(conn)
+
     def throughput(self) -> dict[str, Throughput]:
         """What went through in the last hour and the last day (statsSampler's samples)."""
         now = datetime.now(UTC)

@@ -9,15 +9,17 @@ stopped early (``max_events``, an interruption) pushed a prefix of them.
 **Keys: nothing is stored twice.** Every list is sent with ``Idempotency-Key:
 RUN:N``, where ``RUN`` names the run (by default the file's SHA-256) and ``N`` is
 the ordinal of the list's first event among the file's events; the server keys
-element *i* ``RUN:N#i`` and answers a push whose every key it knows with the first
-ids (200). A list is always a run of consecutive events, so ``RUN:N#i`` names the
+element *i* ``RUN:N<US>i`` and answers a push whose every key it knows with the first
+ids (200). A list is always a run of consecutive events, so ``RUN:N<US>i`` names the
 event ``N + i`` whichever run sent it: a run that resumes one that stopped (same
 file, key and batch size) gets the stored events' ids back and stores the others.
 
 What this cannot cover, since the server keys a list, not each event: a file
 changed between the runs (an event fixed or added shifts the keys of the events
 after it; the default key, a hash of the content, changes with it, so a changed
-file is a new push), or another batch size (other lists). And a list the
+file is a new push; under the same ``--key``, an event that differs from the one
+stored under its key is refused by the server, 422, never silently dropped), or another
+batch size (other lists). And a list the
 earlier run cut short (``max_events``) comes back whole: its new events are
 stored, and the server answers it 201, so the summary counts its earlier events
 as stored rather than as replays.
@@ -59,7 +61,7 @@ DEFAULT_BATCH_SIZE = 500
 DEFAULT_CONCURRENCY = 4
 #: well under the server's default intake.max_request_bytes (10 MiB)
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
-#: the longest run key: with ``:N#i`` appended it stays within the server's 200-character
+#: the longest run key: with ``:N<US>i`` appended it stays within the server's 200-character
 #: Idempotency-Key header and its 255-character column
 MAX_RUN_KEY = 120
 #: refusals kept for the summary (every one goes to the ids file)

@@ -25,6 +25,8 @@ class PublishedRoutes:
         self._routes: set[tuple[str, str, str | None]] = set()
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._known: dict[str, frozenset[str]] = {}
+        self._known_from: set[tuple[str, str, str | None]] | None = None
 
     async def unpublished(
         self, queue: Queue, event_types: Iterable[str], folder: str | None
@@ -41,6 +43,17 @@ class PublishedRoutes:
             + ": the event is stored and will end not_taken_into_account unless one is published"
             for name in missing
         ]
+
+    async def known(self, queue: Queue) -> frozenset[str]:
+        """The event types with a publication in force on ``queue`` in any folder (the only
+        ones a metric is labelled with: a client's made-up types must not grow it)."""
+        routes = await self._current()
+        if self._known_from is not routes:
+            self._known = {
+                name: frozenset(n for n, q, _ in routes if q == name) for name in ("rt", "batch")
+            }
+            self._known_from = routes
+        return self._known.get(queue.value, frozenset())
 
     async def _current(self) -> set[tuple[str, str, str | None]]:
         if time.monotonic() - self._read_at < REFRESH_SECONDS:

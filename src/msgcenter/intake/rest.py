@@ -9,18 +9,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from datetime import UTC, datetime
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from msgcenter.auth.authenticator import identify
-from msgcenter.errors import AuthenticationError, InvalidEventError, InvalidInputError
+from msgcenter.errors import (
+    AuthenticationError,
+    InvalidEventError,
+    InvalidInputError,
+    MsgcenterError,
+)
 from msgcenter.events.model import (
+    LIST_KEY_SEPARATOR,
     CtxFormat,
     EventFilter,
     EventStatus,
@@ -28,12 +40,15 @@ from msgcenter.events.model import (
     Queue,
     StoredEvent,
 )
-from msgcenter.events.validation import json_type, validate_event
+from msgcenter.events.validation import holds_nul, json_type, validate_event
 from msgcenter.execution.events import EventQueries
 from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
+from msgcenter.monitoring import metrics
 from msgcenter.operators import Right
 from msgcenter.web.access import BEARER, Caller, Pusher, authenticator_of, client_of, require
+from msgcenter.web.params import MAX_ROW_ID, RowId, UtcMoment
+from msgcenter.web.problems import status_of
 from msgcenter.web.state import from_state
 
 MAX_PAGE = 500
@@ -145,8 +160,30 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 Intake = Annotated[IntakeService, Depends(from_state("intake"))]
 Events = Annotated[EventQueries, Depends(from_state("events"))]
-#: pushing needs mc_push, checked before the body is read
-push_router = APIRouter(prefix="/api/v1", dependencies=[Depends(require(Right.MC_PUSH))])
+
+
+async def measured() -> AsyncIterator[None]:
+    """Count a push and time it in the intake metrics (as SOAP calls are), whatever its outcome."""
+    started = time.perf_counter()
+    outcome = "server_error"
+    try:
+        yield
+        outcome = "ok"
+    except MsgcenterError as exc:
+        outcome = "client_error" if status_of(exc) < 500 else "server_error"
+        raise
+    except RequestValidationError:
+        outcome = "client_error"
+        raise
+    finally:
+        metrics.INTAKE_REQUESTS.labels(api="rest", outcome=outcome).inc()
+        metrics.INTAKE_LATENCY.labels(api="rest").observe(time.perf_counter() - started)
+
+
+#: pushing is measured, and needs mc_push, checked before the body is read
+push_router = APIRouter(
+    prefix="/api/v1", dependencies=[Depends(measured), Depends(require(Right.MC_PUSH))]
+)
 #: reading needs any operator (its folder bounds what it sees)
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require())])
 sessions_router = APIRouter(prefix="/api/v1")
@@ -184,6 +221,9 @@ async def push(
     data = await read_body(request, intake.settings.max_request_bytes)
     body = _parse_json(data)
     events = _events_of(body, idempotency_key, intake.settings.max_event_bytes)
+    if idempotency_key:
+        for new, item in zip(events, body if isinstance(body, list) else [body], strict=True):
+            new.fingerprint = _fingerprint(queue, item)
     enqueued = await intake.push(queue, events, operator)
     content: dict[str, Any] = (
         {"id": enqueued.ids[0]} if isinstance(body, dict) else {"ids": enqueued.ids}
@@ -202,10 +242,10 @@ async def push(
 @router.get(
     "/events/{event_id}",
     response_model=EventOut,
-    responses=ERRORS,
+    responses={**ERRORS, 404: PROBLEM},
     summary="One event with its timeline",
 )
-def read_event(event_id: int, operator: Caller, events: Events) -> Any:
+def read_event(event_id: RowId, operator: Caller, events: Events) -> Any:
     return _out(events.get(event_id, operator))
 
 
@@ -220,8 +260,8 @@ def search_events(
     status: Annotated[str | None, Query(description="code or name, e.g. 2 or sent")] = None,
     email: str | None = None,
     external_id: str | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: UtcMoment = None,
+    created_to: UtcMoment = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Any:
@@ -231,8 +271,8 @@ def search_events(
         status=_status(status) if status else None,
         email=email,
         external_id=external_id,
-        created_from=_utc(created_from),
-        created_to=_utc(created_to),
+        created_from=created_from,
+        created_to=created_to,
     )
     before_id = _decode_cursor(cursor) if cursor else None
     found = events.search(criteria, operator, before_id=before_id, limit=limit + 1)
@@ -269,14 +309,19 @@ async def logoff(request: Request) -> Response:
 
 
 def _events_of(body: Any, idempotency_key: str | None, max_event_bytes: int) -> list[NewEvent]:
-    """The events of a push: one object, or a non-empty list (element *i* keyed ``KEY#i``)."""
+    """The events of a push: one object, or a non-empty list (element *i* keyed ``KEY<US>i``)."""
     if isinstance(body, dict):
         return [_event(body, None, idempotency_key, max_event_bytes)]
     if isinstance(body, list):
         if not body:
             raise InvalidInputError("no events", detail="the event list is empty")
         return [
-            _event(item, i, f"{idempotency_key}#{i}" if idempotency_key else None, max_event_bytes)
+            _event(
+                item,
+                i,
+                f"{idempotency_key}{LIST_KEY_SEPARATOR}{i}" if idempotency_key else None,
+                max_event_bytes,
+            )
             for i, item in enumerate(body)
         ]
     raise InvalidInputError(
@@ -285,14 +330,50 @@ def _events_of(body: Any, idempotency_key: str | None, max_event_bytes: int) -> 
     )
 
 
+def _fingerprint(queue: Queue, item: Any) -> str:
+    """A digest of one pushed event as parsed (key order and spacing aside), to tell a replay
+    from another event under the same idempotency key. Per event, not per request: a list
+    key ``K`` names its events ``K<US>i`` by position, so a run that resumes a list cut short
+    sends it whole again and only its new events are stored."""
+    canonical = orjson.dumps([queue.value, item], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
 def _parse_json(data: bytes) -> Any:
+    """The body, parsed; the numbers of each ``ctx`` keep the text the client wrote."""
     try:
-        return orjson.loads(data)
+        body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(
             "body is not valid JSON",
             detail=f"JSON parse error at line {exc.lineno}, column {exc.colno}: {exc.msg}",
         ) from None
+    if _INEXACT_NUMBER.search(data):
+        _keep_ctx_numbers(data, body)
+    return body
+
+
+#: a number orjson would not write back as it was written: a fraction or an exponent
+#: (19.90 would be stored as 19.9), or an integer beyond 64 bits (made a float)
+_INEXACT_NUMBER = re.compile(rb"[0-9][.eE]|[0-9]{19}")
+
+
+def _keep_ctx_numbers(data: bytes, body: Any) -> None:
+    """Put into ``body`` the ctx of each event parsed again with its numbers as written (as an
+    XML ctx keeps them), for templates to show 19.90 and not 19.9."""
+    try:
+        exact = json.loads(data, parse_float=orjson.Fragment, parse_int=_integer)
+    except (ValueError, RecursionError):
+        return  # orjson took it; what the standard parser cannot is refused further on
+    pairs = zip(body, exact, strict=True) if isinstance(body, list) else [(body, exact)]
+    for parsed, written in pairs:
+        if isinstance(parsed, dict) and isinstance(written, dict) and "ctx" in written:
+            parsed["ctx"] = written["ctx"]
+
+
+def _integer(text: str) -> int | orjson.Fragment:
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else orjson.Fragment(text)
 
 
 def _event(item: Any, index: int | None, key: str | None, max_bytes: int) -> NewEvent:
@@ -302,10 +383,12 @@ def _event(item: Any, index: int | None, key: str | None, max_bytes: int) -> New
         ctx = item.get("ctx")
         if ctx is not None and not isinstance(ctx, dict):
             raise InvalidEventError("ctx", f"must be a JSON object, not {json_type(ctx)}")
-        ctx_json = orjson.dumps(ctx) if ctx is not None else b""
+        ctx_json = _dumps(ctx, "ctx") if ctx is not None else b""
+        if b"\\u0000" in ctx_json and holds_nul(ctx):
+            raise InvalidEventError("ctx", "contains a NUL character")
         fields = {k: v for k, v in item.items() if k != "ctx"}
         # UTF-8 bytes of the event as JSON: the limit is in bytes, not characters
-        size = len(ctx_json) + len(orjson.dumps(fields))
+        size = len(ctx_json) + len(_dumps(fields, ""))
         if size > max_bytes:
             raise InvalidEventError(
                 "", f"the event is {size} bytes; at most {max_bytes} are accepted"
@@ -316,9 +399,14 @@ def _event(item: Any, index: int | None, key: str | None, max_bytes: int) -> New
         raise (exc.at_position(index + 1) if index is not None else exc) from None
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A query-string timestamp without a zone is UTC (as ``scheduled`` at intake)."""
-    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+def _dumps(value: Any, field: str) -> bytes:
+    """``value`` as JSON; the parser accepts nesting (up to 1,024 levels) the writer refuses
+    (over 254), so a too deeply nested value is the caller's error."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        reason = "nested deeper than 254 levels" if "ecursion" in str(exc) else str(exc)
+        raise InvalidEventError(field, f"cannot be stored: {reason}") from None
 
 
 def _status(text: str) -> EventStatus:
@@ -339,9 +427,10 @@ def _decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "before":
+        before = int(value)
+        if kind != "before" or not 1 <= before <= MAX_ROW_ID:
             raise ValueError
-        return int(value)
+        return before
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInputError(
             "invalid cursor", detail="pass next_cursor from a previous page unchanged"

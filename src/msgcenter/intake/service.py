@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from msgcenter.errors import PayloadTooLargeError
-from msgcenter.events.model import Enqueued, EnqueueRequest, NewEvent, Queue
+from msgcenter.errors import IdempotencyKeyReusedError, PayloadTooLargeError
+from msgcenter.events.model import LIST_KEY_SEPARATOR, Enqueued, EnqueueRequest, NewEvent, Queue
 from msgcenter.intake.committer import GroupCommitter
 from msgcenter.intake.in_force import PublishedRoutes
 from msgcenter.monitoring import metrics
@@ -43,9 +43,18 @@ class IntakeService:
         enqueued = await self._committer.submit(
             EnqueueRequest(queue, events, operator_id=operator.id, folder=operator.folder)
         )
+        if enqueued.key_reused is not None:
+            raise IdempotencyKeyReusedError(
+                "idempotency key reused with another request",
+                detail=f"the key {enqueued.key_reused.split(LIST_KEY_SEPARATOR)[0]!r} was "
+                "used before with a different request; a retry must repeat the request "
+                "unchanged, a new request needs a new key",
+            )
+        known = await self._published.known(queue)
         for new, fresh in zip(events, enqueued.fresh, strict=True):
             if fresh:
-                metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=new.type).inc()
+                label = new.type if new.type in known else metrics.UNPUBLISHED_TYPE
+                metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=label).inc()
         return enqueued
 
     async def warnings(

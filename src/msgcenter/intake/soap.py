@@ -34,6 +34,8 @@ from msgcenter.errors import (
     MsgcenterError,
     NotFoundError,
     PermissionDeniedError,
+    SoapVersionMismatchError,
+    StoreUnavailableError,
     UnknownOperationError,
 )
 from msgcenter.events.model import SOAP_ATTRIBUTE_FIELDS, CtxFormat, NewEvent, Queue
@@ -42,12 +44,14 @@ from msgcenter.events.xml import parse_document
 from msgcenter.intake.body import read_body
 from msgcenter.intake.service import IntakeService
 from msgcenter.monitoring import metrics
-from msgcenter.operators import Operator
+from msgcenter.operators import Operator, Right
 from msgcenter.web.access import client_of
+from msgcenter.web.problems import STORE_UNAVAILABLE, server_errors
 
 log = structlog.get_logger(__name__)
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP_12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 SERVICE_NAMESPACES = {
     "urn:nms:rtEvent": "nms:rtEvent",
     "urn:nms:batchEvent": "nms:batchEvent",
@@ -57,7 +61,7 @@ QUEUES = {"nms:rtEvent": Queue.RT, "nms:batchEvent": Queue.BATCH}
 #: SOAP attribute names of the model product -> field names of the validator
 ATTRIBUTE_FIELDS = SOAP_ATTRIBUTE_FIELDS
 SOAP_ATTRIBUTES = {field: attribute for attribute, field in ATTRIBUTE_FIELDS.items()}
-#: bodies larger than this are parsed off the event loop
+#: bodies larger than this are parsed, and their events read, off the event loop
 THREAD_PARSE_BYTES = 256 * 1024
 WSDL_SCHEMAS = {
     "nms:rtEvent": "nms_rtEvent.wsdl",
@@ -90,6 +94,8 @@ class SoapCall:
     service: str
     method: str
     element: etree._Element
+    #: the request body's size in bytes (large requests are worked on off the event loop)
+    size: int
 
     def param(self, name: str) -> etree._Element | None:
         """The parameter element ``name`` (qualified in the service namespace, or not)."""
@@ -140,10 +146,18 @@ class SoapRouter:
             status, outcome = 200, "ok"
         except MsgcenterError as exc:
             body, status = _fault(exc), 500
-            outcome = "client_error" if _is_client_error(exc) else "server_error"
-            log.info(
-                "soap fault", action="soap.fault", service=service, code=exc.code, detail=exc.detail
-            )
+            if _is_client_error(exc):
+                outcome = "client_error"
+                log.info(
+                    "soap fault",
+                    action="soap.fault",
+                    service=service,
+                    code=exc.code,
+                    detail=exc.detail,
+                )
+            else:
+                outcome = "server_error"
+                server_errors.note(exc.code, request.url.path, exc.detail)
         except Exception:
             log.exception("soap call failed", action="soap.error", service=service)
             body, status, outcome = _server_fault(), 500, "server_error"
@@ -157,10 +171,22 @@ class SoapRouter:
     async def _read_call(self, request: Request) -> SoapCall:
         limits = self._intake.settings
         data = await read_body(request, limits.max_request_bytes)
-        if len(data) > THREAD_PARSE_BYTES:
-            root = await asyncio.to_thread(parse_document, data, max_depth=limits.max_xml_depth)
-        else:
-            root = parse_document(data, max_depth=limits.max_xml_depth)
+        parse = partial(
+            parse_document,
+            data,
+            max_depth=limits.max_xml_depth,
+            max_attributes=limits.max_xml_attributes,
+            max_namespaces=limits.max_xml_namespaces,
+        )
+        root = await asyncio.to_thread(parse) if len(data) > THREAD_PARSE_BYTES else parse()
+        if root.tag == f"{{{SOAP_12_ENV}}}Envelope":
+            # SOAP 1.2, appendix A: a SOAP 1.1 node answers a 1.2 envelope with a 1.1
+            # VersionMismatch fault
+            raise SoapVersionMismatchError(
+                "SOAP 1.2 is not supported",
+                detail=f"the envelope is in namespace {SOAP_12_ENV}; this server speaks "
+                f"SOAP 1.1 ({SOAP_ENV}), as the model product does",
+            )
         if root.tag != f"{{{SOAP_ENV}}}Envelope":
             raise InvalidInputError(
                 "not a SOAP 1.1 envelope",
@@ -198,7 +224,7 @@ class SoapRouter:
                 detail=f"body element namespace {qname.namespace!r} names no service "
                 "(urn:nms:rtEvent, urn:nms:batchEvent, urn:xtk:session) and no SOAPAction header was sent",
             )
-        return SoapCall(service, qname.localname, operation)
+        return SoapCall(service, qname.localname, operation, len(data))
 
     async def _dispatch(self, call: SoapCall, request: Request) -> str:
         client = client_of(request)
@@ -218,8 +244,8 @@ class SoapRouter:
             )
         return await handler(call, request, client)
 
-    async def _operator(self, call: SoapCall, request: Request, client: Client) -> Operator:
-        """The caller: an ``Authorization: Bearer`` token (a technical account's access token
+    async def _pusher(self, call: SoapCall, request: Request, client: Client) -> Operator:
+        """The caller, who must hold ``mc_push``: an ``Authorization: Bearer`` token (a technical account's access token
         or a Logon session token, with an empty or absent ``sessiontoken``), else the
         ``sessiontoken`` (or the ``__sessiontoken`` cookie, or ``X-Security-Token``)."""
         token = call.text("sessiontoken") or request.cookies.get("__sessiontoken", "")
@@ -234,11 +260,15 @@ class SoapRouter:
                 "sessiontoken differ; send one of them (an empty sessiontoken with Bearer)"
             )
         if bearer:
-            return await identify(partial(self._auth.bearer, bearer, client))
-        return await identify(partial(self._auth.session_token, token, client))
+            operator = await identify(partial(self._auth.bearer, bearer, client))
+        else:
+            operator = await identify(partial(self._auth.session_token, token, client))
+        # before any work on the events: a caller without the right costs nothing more
+        operator.require(Right.MC_PUSH)
+        return operator
 
     async def _push_event(self, call: SoapCall, request: Request, client: Client) -> str:
-        operator = await self._operator(call, request, client)
+        operator = await self._pusher(call, request, client)
         queue = QUEUES[call.service]
         holder = call.param("domEvent")
         element = None if holder is None else next(holder.iterchildren(etree.Element), None)
@@ -246,12 +276,13 @@ class SoapRouter:
             raise InvalidInputError(
                 "no event", detail=f"domEvent must hold one <{queue.soap_element}> element"
             )
-        event = self._event(element, queue, operator, f"urn:{call.service}")
+        read = partial(self._event, element, queue, operator, f"urn:{call.service}")
+        event = await asyncio.to_thread(read) if call.size > THREAD_PARSE_BYTES else read()
         (event_id,) = (await self._intake.push(queue, [event], operator)).ids
         return _response(call, f'<urn:plId xsi:type="xsd:long">{event_id}</urn:plId>\n')
 
     async def _push_events(self, call: SoapCall, request: Request, client: Client) -> str:
-        operator = await self._operator(call, request, client)
+        operator = await self._pusher(call, request, client)
         queue = QUEUES[call.service]
         holder = call.param("domEventCollection")
         wrapper = None if holder is None else next(holder.iterchildren(etree.Element), None)
@@ -260,18 +291,26 @@ class SoapRouter:
                 "no events",
                 detail=f"domEventCollection must hold one wrapper element around <{queue.soap_element}> elements",
             )
-        events = []
-        for position, element in enumerate(wrapper.iterchildren(etree.Element), start=1):
-            try:
-                events.append(self._event(element, queue, operator, f"urn:{call.service}"))
-            except InvalidEventError as exc:
-                raise exc.at_position(position) from None
+        read = partial(self._events, wrapper, queue, operator, f"urn:{call.service}")
+        events = await asyncio.to_thread(read) if call.size > THREAD_PARSE_BYTES else read()
         if not events:
             raise InvalidInputError("no events", detail="the event collection is empty")
         ids = (await self._intake.push(queue, events, operator)).ids
         return _response(
             call, "".join(f'<urn:plId xsi:type="xsd:long">{i}</urn:plId>\n' for i in ids)
         )
+
+    def _events(
+        self, wrapper: etree._Element, queue: Queue, operator: Operator, namespace: str
+    ) -> list[NewEvent]:
+        """The events of a PushEvents collection, in order."""
+        events = []
+        for position, element in enumerate(wrapper.iterchildren(etree.Element), start=1):
+            try:
+                events.append(self._event(element, queue, operator, namespace))
+            except InvalidEventError as exc:
+                raise exc.at_position(position) from None
+        return events
 
     def _event(
         self, element: etree._Element, queue: Queue, operator: Operator, namespace: str
@@ -382,11 +421,15 @@ def _is_client_error(exc: MsgcenterError) -> bool:
 
 
 def _fault(exc: MsgcenterError) -> str:
-    code = "SOAP-ENV:Client" if _is_client_error(exc) else "SOAP-ENV:Server"
+    if isinstance(exc, SoapVersionMismatchError):
+        code = "SOAP-ENV:VersionMismatch"
+    else:
+        code = "SOAP-ENV:Client" if _is_client_error(exc) else "SOAP-ENV:Server"
+    detail = STORE_UNAVAILABLE if isinstance(exc, StoreUnavailableError) else exc.detail
     return (
         f"<SOAP-ENV:Fault>\n<faultcode>{code}</faultcode>\n"
         f"<faultstring>{escape(exc.message)}</faultstring>\n"
-        f"<detail>{escape(exc.detail)}</detail>\n</SOAP-ENV:Fault>\n"
+        f"<detail>{escape(detail)}</detail>\n</SOAP-ENV:Fault>\n"
     )
 
 

@@ -26,8 +26,13 @@ from prometheus_client.registry import Collector
 
 from msgcenter.events.model import EventStatus
 
+#: the ``type`` label of events whose type has no publication in force (a client's
+#: made-up types would otherwise grow the metrics without bound)
+UNPUBLISHED_TYPE = "(unpublished)"
 EVENTS_RECEIVED = Counter(
-    "msgcenter_events_received", "Events accepted and committed at intake", ["queue", "type"]
+    "msgcenter_events_received",
+    "Events accepted and committed at intake, by queue and published type",
+    ["queue", "type"],
 )
 INTAKE_REQUESTS = Counter(
     "msgcenter_intake_requests", "Intake API calls by API and outcome", ["api", "outcome"]
@@ -60,6 +65,28 @@ WAKEUP_FALLBACKS = Counter(
     "Times the notification connection was lost and the workflows fell back to polling",
 )
 
+STORE_AVAILABLE = Gauge(
+    "msgcenter_store_available",
+    "0 while a worker finds the database unavailable (from the first failure to the probe that "
+    "succeeds), else 1",
+    multiprocess_mode="livemin",
+)
+STORE_OUTAGES = Counter(
+    "msgcenter_store_outages",
+    "Database outages a worker went through (each logged once: store.unavailable)",
+)
+RELAY_AVAILABLE = Gauge(
+    "msgcenter_relay_available",
+    "0 while a channel's relay cannot be reached (sessions fail), else 1",
+    ["channel"],
+    multiprocess_mode="livemin",
+)
+RELAY_FAILURES = Counter(
+    "msgcenter_relay_failures",
+    "Attempts and probes that could not reach a channel's relay",
+    ["channel"],
+)
+
 MESSAGES = Counter(
     "msgcenter_messages",
     "Send attempts by channel and resulting delivery-log status",
@@ -89,24 +116,35 @@ def record_group_commit(events: int, seconds: float) -> None:
 
 
 class QueueSizeCollector(Collector):
-    """Reports ``msgcenter_queue_events{queue,status}`` from the database, cached briefly."""
+    """Reports ``msgcenter_queue_events{queue,status="pending"}`` and
+    ``msgcenter_queue_messages{queue}`` from the statsSampler's newest samples (every
+    ``processing.stats_interval_seconds``), read at most every ``ttl`` seconds."""
 
-    def __init__(self, read_sizes: Callable[[], dict[tuple[str, int], int]], ttl: float = 5.0):
+    def __init__(self, read_sizes: Callable[[], dict[str, tuple[int, int]]], ttl: float = 5.0):
         self._read_sizes = read_sizes
         self._ttl = ttl
-        self._cached: tuple[float, dict[tuple[str, int], int]] = (0.0, {})
+        self._cached: tuple[float, dict[str, tuple[int, int]]] = (float("-inf"), {})
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         at, sizes = self._cached
         if time.monotonic() - at > self._ttl:
             sizes = self._read_sizes()
             self._cached = (time.monotonic(), sizes)
-        family = GaugeMetricFamily(
-            "msgcenter_queue_events", "Events in the queues by status", labels=["queue", "status"]
+        events = GaugeMetricFamily(
+            "msgcenter_queue_events",
+            "Events waiting in the queues (newest statsSampler sample)",
+            labels=["queue", "status"],
         )
-        for (queue_name, status), count in sorted(sizes.items()):
-            family.add_metric([queue_name, EventStatus(status).label], count)
-        yield family
+        messages = GaugeMetricFamily(
+            "msgcenter_queue_messages",
+            "Messages waiting to be sent, by queue (newest statsSampler sample)",
+            labels=["queue"],
+        )
+        for queue_name, (pending_events, pending_messages) in sorted(sizes.items()):
+            events.add_metric([queue_name, EventStatus.PENDING.label], pending_events)
+            messages.add_metric([queue_name], pending_messages)
+        yield events
+        yield messages
 
 
 def exposition(extra: list[Collector]) -> tuple[bytes, str]:

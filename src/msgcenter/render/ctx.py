@@ -29,7 +29,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, time
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from lxml import etree
@@ -448,6 +448,9 @@ def load_ctx(text: str, ctx_format: str) -> Ctx:
             data = json.loads(text, parse_float=Decimal)
         except (ValueError, RecursionError) as exc:
             raise RenderProblem("ctx", f"the ctx is not valid JSON: {exc}") from None
+        except InvalidOperation:
+            # a number whose exponent no Decimal can hold (1e999999999999999999)
+            raise RenderProblem("ctx", "the ctx holds a number out of range") from None
         if not isinstance(data, dict):
             raise RenderProblem("ctx", f"the ctx must be a JSON object, not {type(data).__name__}")
         return ctx_from_data(data)

@@ -26,8 +26,10 @@ from typing import NoReturn
 
 from msgcenter.render.errors import TemplateSyntaxProblem
 
+#: a path up to a parenthesis, which may still occur inside a quoted name (``["a (b)"]``)
+_PATH = r"""(?:[^()"']|"[^"]*"|'[^']*')*?"""
 _EXPRESSION = re.compile(
-    r"""\s*(?:(?P<function>escapeUrl|escapeXmlStr)\s*\(\s*(?P<inner>[^()]*?)\s*\)|(?P<plain>[^()]*?))\s*""",
+    rf"""\s*(?:(?P<function>escapeUrl|escapeXmlStr)\s*\(\s*(?P<inner>{_PATH})\s*\)|(?P<plain>{_PATH}))\s*""",
     re.S,
 )
 _ROOT = re.compile(r"(?:rtEvent|batchEvent)\b")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from msgcenter.channels.health import RelayHealth
 from msgcenter.deliveries import ClaimedMessage, DeliveryStatus, FailureType, Outcome
 from msgcenter.publications import Publication
 from msgcenter.render import Ctx, RenderedMessage
@@ -39,6 +40,13 @@ class ChannelSender(Protocol):
         self, message: ClaimedMessage, publication: Publication, rendered: RenderedMessage, ctx: Ctx
     ) -> Attempt:
         """Attempt delivery of ``rendered`` to ``message.address``; never raises for a delivery failure."""
+
+    @property
+    def health(self) -> RelayHealth:
+        """Whether the channel's relay can be reached, as this connector's sessions see it."""
+
+    async def probe(self) -> bool:
+        """Try to reach the relay without sending anything; whether it answered."""
 
     async def close(self) -> None:
         """Release connections."""

@@ -6,6 +6,13 @@ sender; outcomes are written in groups (one transaction every
 ``processing.outcome_flush_ms``), not one by one. The claims of messages in
 hand (queued, being attempted, or with an outcome not yet written) are renewed
 every third of the lease, so that no other sender takes them while they wait.
+
+The database being unavailable is reported to ``on_store_error`` (one warning per
+outage, by the worker's store watch), not logged at every try. While a channel's
+relay cannot be reached, it is probed every ``processing.relay_probe_seconds``;
+once it answers again, the messages that failed during the outage are made due
+at once (``store/processing.hasten_retries``) and ``on_relay_back`` wakes the
+workflows to claim them, rather than each waiting out its retry backoff.
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from msgcenter.deliveries import ClaimedMessage, DeliveryStatus, FailureType, Outcome
+from msgcenter.errors import StoreUnavailableError, describe_error
 from msgcenter.events.model import Channel, Queue
 from msgcenter.monitoring import metrics
 from msgcenter.publications import Publication, compile_publication
@@ -60,9 +69,20 @@ class Dispatcher:
     """Runs ``send_concurrency`` sender tasks over a real-time-first priority queue."""
 
     def __init__(
-        self, db: Database, senders: dict[Channel, ChannelSender], settings: ProcessingSettings
+        self,
+        db: Database,
+        senders: dict[Channel, ChannelSender],
+        settings: ProcessingSettings,
+        *,
+        owner: str | None = None,
+        on_store_error: Callable[[BaseException, str], object] | None = None,
+        on_relay_back: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
+        #: who the claims this dispatcher renews belong to
+        self._owner = owner
+        self._on_store_error = on_store_error
+        self._on_relay_back = on_relay_back
         self._senders = senders
         self._settings = settings
         self._contents = ContentCache(db)
@@ -112,6 +132,12 @@ class Dispatcher:
         ]
         self._tasks.append(asyncio.create_task(self._writer(), name="outcome-writer"))
         self._tasks.append(asyncio.create_task(self._renewer(), name="claim-renewer"))
+        self._tasks.append(asyncio.create_task(self._relay_watch(), name="relay-watch"))
+
+    @property
+    def relays(self) -> dict[Channel, str]:
+        """Each channel's relay: ``ok``, or since when and why it cannot be reached."""
+        return {channel: sender.health.describe() for channel, sender in self._senders.items()}
 
     async def stop(self) -> None:
         """Stop sending; write the outcomes already known (queued messages are retried after their lease)."""
@@ -133,6 +159,10 @@ class Dispatcher:
             _priority, _seq, message = await self._queue.get()
             try:
                 outcome = await self._attempt(message)
+            except StoreUnavailableError as exc:
+                # its publication could not be read: not the message's fault, it waits
+                self._store_error(exc, "sender")
+                outcome = outcome_of_store_outage(message, exc)
             except Exception as exc:  # noqa: BLE001 - one message never stops the senders
                 log.exception(
                     "attempt crashed", action="send.crashed", delivery_log=message.delivery_log_id
@@ -182,6 +212,9 @@ class Dispatcher:
             self._flush_now.clear()
             try:
                 await self._write()
+            except StoreUnavailableError as exc:
+                self._store_error(exc, "outcome writer")
+                await asyncio.sleep(1.0)  # kept in memory; tried again every second
             except Exception as exc:  # noqa: BLE001 - keep the outcomes and try again
                 log.warning(
                     "outcomes not written yet", action="send.outcomes_deferred", error=str(exc)
@@ -212,12 +245,63 @@ class Dispatcher:
             until = datetime.now(UTC) + timedelta(seconds=lease)
             try:
                 await asyncio.to_thread(self._renew, sorted(self._held), until)
+            except StoreUnavailableError as exc:
+                self._store_error(exc, "claim renewer")
             except Exception as exc:  # noqa: BLE001 - try again at the next round
                 log.warning("claims not renewed", action="send.renew_failed", error=str(exc))
 
     def _renew(self, log_ids: list[int], until: datetime) -> None:
         with self._db.write() as conn:
-            processing_store.extend_claims(conn, log_ids, until)
+            processing_store.extend_claims(conn, log_ids, until, self._owner)
+
+    def _store_error(self, exc: StoreUnavailableError, source: str) -> None:
+        if self._on_store_error is not None:
+            self._on_store_error(exc, source)
+        else:
+            log.warning(
+                "the database is unavailable", action="send.store_unavailable", error=str(exc)
+            )
+
+    async def _relay_watch(self) -> None:
+        """Probe the relays that cannot be reached; once one answers, retry its messages now."""
+        interval = self._settings.relay_probe_seconds
+        while True:
+            await asyncio.sleep(interval)
+            for channel, sender in self._senders.items():
+                if sender.health.outage is not None:
+                    await sender.probe()
+                ended = sender.health.take_ended()
+                if ended:
+                    await self._hasten(channel, min(outage.since for outage in ended))
+
+    async def _hasten(self, channel: Channel, since: datetime) -> None:
+        """Make due now the messages of ``channel`` that failed since ``since``, and say so."""
+        # the failures of the last moments before the relay answered are written first
+        self._flush_now.set()
+        await asyncio.sleep(2 * self._settings.outcome_flush_ms / 1000)
+
+        def hasten() -> int:
+            with self._db.write() as conn:
+                return processing_store.hasten_retries(conn, channel, since, datetime.now(UTC))
+
+        try:
+            hastened = await asyncio.to_thread(hasten)
+        except Exception as exc:  # noqa: BLE001 - they are retried after their backoff anyway
+            log.warning(
+                "messages of a relay outage not hastened",
+                action="relay.retries_not_hastened",
+                channel=channel.label,
+                error=describe_error(exc),
+            )
+            return
+        log.info(
+            "messages that failed while the relay was unreachable are retried now",
+            action="relay.retries_hastened",
+            channel=channel.label,
+            messages=hastened,
+        )
+        if self._on_relay_back is not None:
+            self._on_relay_back()
 
 
 def outcome_of_expiry(message: ClaimedMessage) -> Outcome:
@@ -228,6 +312,19 @@ def outcome_of_expiry(message: ClaimedMessage) -> Outcome:
         DeliveryStatus.EXPIRED,
         failure_type=FailureType.EXPIRED,
         reason=f"validity period ended after {message.attempts} attempts",
+    )
+
+
+def outcome_of_store_outage(message: ClaimedMessage, exc: StoreUnavailableError) -> Outcome:
+    """The database could not be read to attempt the message: it is tried again at once (its
+    outcome is written when the database is back)."""
+    return Outcome(
+        message.delivery_log_id,
+        message.event["id"],
+        DeliveryStatus.PENDING,
+        failure_type=FailureType.SOFT,
+        reason=f"not attempted: {describe_error(exc)}",
+        due=datetime.now(UTC),
     )
 
 

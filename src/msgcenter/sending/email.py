@@ -13,6 +13,7 @@ from msgcenter.channels.email.identity import domain_of, message_id, verp_addres
 from msgcenter.channels.email.mime import build_message
 from msgcenter.channels.email.replies import SendStatus
 from msgcenter.channels.email.smtp import SmtpPool
+from msgcenter.channels.health import RelayHealth
 from msgcenter.deliveries import ClaimedMessage, FailureType
 from msgcenter.events.model import EmailFormat
 from msgcenter.publications import Publication
@@ -110,6 +111,15 @@ class EmailSender:
             failure_type=FailureType.USER_UNKNOWN if outcome.user_unknown else FailureType.HARD,
             quarantine=outcome.user_unknown,
         )
+
+    @property
+    def health(self) -> RelayHealth:
+        """Whether the relay can be reached."""
+        return self._pool.health
+
+    async def probe(self) -> bool:
+        """Open a session with the relay (kept for the next message); whether it answered."""
+        return await self._pool.probe()
 
     async def close(self) -> None:
         """Close the relay connections."""

@@ -14,7 +14,7 @@ from psycopg import sql
 from sqlalchemy import Connection, CursorResult, Table, create_engine, event, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from msgcenter.errors import StoreUnavailableError
+from msgcenter.errors import InvalidInputError, StoreUnavailableError
 
 #: SQLite pragmas: WAL lets readers run beside the writer; NORMAL is durable in WAL mode
 #: except for the last transactions on power loss (not on a process crash).
@@ -123,12 +123,31 @@ class Database:
         self.engine.dispose()
 
 
+#: SQLite primary result codes that mean "unavailable for now", not "this statement is
+#: wrong" (https://www.sqlite.org/rescode.html): BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL,
+#: CANTOPEN, PROTOCOL. sqlite3 raises OperationalError for SQLITE_ERROR too ("no such
+#: table"), which is a fault of the code or the schema that waiting does not cure.
+SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Turn driver-level connection and lock failures into :class:`StoreUnavailableError`."""
+    """Turn driver-level connection and lock failures into :class:`StoreUnavailableError`,
+    and text PostgreSQL cannot store (a NUL character) into :class:`InvalidInputError`."""
     try:
         yield
+    except sqlalchemy.exc.DataError as exc:
+        # psycopg refuses a NUL before sending: it is in the caller's text (a name in a path,
+        # a label), which SQLite would store; any other DataError is a fault of ours
+        if "NUL" not in str(exc.orig):
+            raise
+        raise InvalidInputError(
+            "a NUL character", detail="text with a NUL character (\\x00) cannot be stored"
+        ) from exc
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF not in SQLITE_UNAVAILABLE:
+            raise
         raise StoreUnavailableError(
             "the database is unavailable", detail=f"database error: {exc.orig or exc}"
         ) from exc

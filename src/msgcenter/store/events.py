@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import orjson
 import psycopg
-from sqlalchemy import Connection, RowMapping, and_, func, insert, select, text, tuple_
+from sqlalchemy import Connection, RowMapping, and_, insert, select, text, tuple_
 
 from msgcenter.deliveries import DeliveryLogEntry, DeliveryStatus
 from msgcenter.events.model import (
@@ -40,18 +40,22 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
     rows: list[dict[str, Any]] = []
     # per event: (existing id or None, index of the row inserted for it or None, fresh)
     slots: list[list[tuple[int | None, int | None, bool]]] = []
-    placed: dict[tuple[int | None, str], int] = {}
+    reused: list[str | None] = []
+    # key -> (index of the row inserted for it, fingerprint of its event)
+    placed: dict[tuple[int | None, str], tuple[int, str | None]] = {}
     for request in requests:
+        reused_key = _reused_key(request, known, placed)
+        reused.append(reused_key)
         request_slots: list[tuple[int | None, int | None, bool]] = []
-        for new in request.events:
+        for new in [] if reused_key else request.events:
             key = (request.operator_id, new.idempotency_key) if new.idempotency_key else None
             if key is not None and key in known:
-                request_slots.append((known[key], None, False))
+                request_slots.append((known[key][0], None, False))
             elif key is not None and key in placed:
-                request_slots.append((None, placed[key], False))
+                request_slots.append((None, placed[key][0], False))
             else:
                 if key is not None:
-                    placed[key] = len(rows)
+                    placed[key] = (len(rows), new.fingerprint)
                 request_slots.append((None, len(rows), True))
                 rows.append(_row(request, new, now))
         slots.append(request_slots)
@@ -70,9 +74,27 @@ def enqueue(conn: Connection, requests: Sequence[EnqueueRequest], now: datetime)
                 for existing, row, _ in request_slots
             ],
             fresh=[fresh for _, _, fresh in request_slots],
+            key_reused=reused_key,
         )
-        for request_slots in slots
+        for request_slots, reused_key in zip(slots, reused, strict=True)
     ]
+
+
+def _reused_key(
+    request: EnqueueRequest,
+    known: dict[tuple[int | None, str], tuple[int, str | None]],
+    placed: dict[tuple[int | None, str], tuple[int, str | None]],
+) -> str | None:
+    """The first idempotency key of ``request`` that another request used (stored before, or
+    placed earlier in this group) with another fingerprint; None when it may be stored."""
+    for new in request.events:
+        if new.idempotency_key is None or new.fingerprint is None:
+            continue
+        key = (request.operator_id, new.idempotency_key)
+        first = known.get(key) or placed.get(key)
+        if first is not None and first[1] != new.fingerprint:
+            return new.idempotency_key
+    return None
 
 
 #: the columns intake writes, in COPY order (the id comes first, from the sequence)
@@ -118,16 +140,17 @@ def notify_enqueued(conn: Connection, queues: set[Queue]) -> None:
 
 def _known_idempotency_keys(
     conn: Connection, requests: Sequence[EnqueueRequest]
-) -> dict[tuple[int | None, str], int]:
+) -> dict[tuple[int | None, str], tuple[int, str | None]]:
+    """The id and event fingerprint of each idempotency key of ``requests`` already used."""
     wanted = {
         (r.operator_id, e.idempotency_key) for r in requests for e in r.events if e.idempotency_key
     }
     if not wanted:
         return {}
-    query = select(event.c.operator_id, event.c.idempotency_key, event.c.id).where(
-        tuple_(event.c.operator_id, event.c.idempotency_key).in_(list(wanted))
-    )
-    return {(op, key): event_id for op, key, event_id in conn.execute(query)}
+    query = select(
+        event.c.operator_id, event.c.idempotency_key, event.c.id, event.c.idempotency_fingerprint
+    ).where(tuple_(event.c.operator_id, event.c.idempotency_key).in_(list(wanted)))
+    return {(op, key): (event_id, digest) for op, key, event_id, digest in conn.execute(query)}
 
 
 def _row(request: EnqueueRequest, new: NewEvent, now: datetime) -> dict[str, Any]:
@@ -151,6 +174,7 @@ def _row(request: EnqueueRequest, new: NewEvent, now: datetime) -> dict[str, Any
         "ctx_format": new.ctx_format.value,
         "extra": orjson.dumps(new.extra).decode() if new.extra else None,
         "idempotency_key": new.idempotency_key,
+        "idempotency_fingerprint": new.fingerprint,
         "operator_id": request.operator_id,
         "folder": request.folder,
         "error_count": 0,
@@ -211,14 +235,6 @@ def search(
         conditions.append(event.c.id < before_id)
     query = select(event).where(and_(True, *conditions)).order_by(event.c.id.desc()).limit(limit)
     return [_stored_event(row) for row in conn.execute(query).mappings()]
-
-
-def queue_sizes(conn: Connection) -> dict[tuple[str, int], int]:
-    """Number of events per (queue, status)."""
-    query = select(event.c.queue, event.c.status, func.count()).group_by(
-        event.c.queue, event.c.status
-    )
-    return {(q, s): n for q, s, n in conn.execute(query)}
 
 
 def delivery_logs(conn: Connection, event_id: int) -> list[DeliveryLogEntry]:

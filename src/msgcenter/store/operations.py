@@ -37,6 +37,22 @@ def queue_sizes(conn: Connection) -> list[QueueSize]:
     return sizes
 
 
+def sampled_queue_sizes(conn: Connection) -> dict[str, tuple[int, int]]:
+    """Pending events and waiting messages of each queue, as its newest sample says (one
+    indexed read: no count over the event table)."""
+    sizes = {}
+    for queue in Queue:
+        newest = conn.execute(
+            select(stats_sample.c.pending_events, stats_sample.c.pending_messages)
+            .where(stats_sample.c.queue == queue.value)
+            .order_by(stats_sample.c.at.desc())
+            .limit(1)
+        ).first()
+        if newest is not None:
+            sizes[queue.value] = (newest[0], newest[1])
+    return sizes
+
+
 def throughput(conn: Connection, since: datetime, now: datetime) -> Throughput:
     """Events received and messages sent and failed since ``since``, from the samples."""
     received, sent, failed = conn.execute(

@@ -153,12 +153,14 @@ def record_routing(
     *,
     lease: timedelta,
     validity: timedelta,
+    owner: str | None = None,
 ) -> Claim:
     """Record what :func:`~msgcenter.routing.route_events` decided for locked events.
 
     Routed events become ``pending_delivery`` with a delivery log claimed by the caller
-    (status sending until ``now + lease``), or ``ignored`` with an ignored delivery log when
-    held; the others take their final status. Each change is a timeline step.
+    (status sending until ``now + lease``, held by ``owner``), or ``ignored`` with an
+    ignored delivery log when held; the others take their final status. Each change is a
+    timeline step.
     """
     if not routing.routed and not routing.unrouted:
         return Claim()
@@ -169,7 +171,7 @@ def record_routing(
     history = [_change(u.event_id, u.status, now, u.reason) for u in routing.unrouted]
     if routing.routed:
         claim.messages, held = _insert_logs(
-            conn, queue, routing.routed, deliveries, now, lease, validity
+            conn, queue, routing.routed, deliveries, now, lease, validity, owner
         )
         claim.ignored += held
         for routed in routing.routed:
@@ -197,11 +199,13 @@ def _insert_logs(
     now: datetime,
     lease: timedelta,
     validity: timedelta,
+    owner: str | None,
 ) -> tuple[list[ClaimedMessage], int]:
     """Create the delivery logs of routed events and link the events to them; returns the
     messages to send and how many were held."""
     logs = [
         _log_row(queue, r, deliveries.id_for(conn, r.publication, now), now, lease, validity)
+        | {"claimed_by": None if r.held else owner}
         for r in routed
     ]
     log_ids = [
@@ -324,9 +328,16 @@ def _change(
 
 
 def claim_due_attempts(
-    conn: Connection, queue: Queue, limit: int, now: datetime, *, lease: timedelta
+    conn: Connection,
+    queue: Queue,
+    limit: int,
+    now: datetime,
+    *,
+    lease: timedelta,
+    owner: str | None = None,
 ) -> list[ClaimedMessage]:
-    """Take delivery logs of ``queue`` whose next attempt is due, or whose sender's claim lapsed."""
+    """Take delivery logs of ``queue`` whose next attempt is due, or whose sender's claim
+    lapsed, for ``owner``."""
     rows = (
         conn.execute(
             select(
@@ -356,7 +367,12 @@ def claim_due_attempts(
     conn.execute(
         update(delivery_log)
         .where(delivery_log.c.id.in_([r["log_id"] for r in rows]))
-        .values(status=int(DeliveryStatus.SENDING), due=now + lease, last_modified=now)
+        .values(
+            status=int(DeliveryStatus.SENDING),
+            due=now + lease,
+            claimed_by=owner,
+            last_modified=now,
+        )
     )
     return [
         ClaimedMessage(
@@ -375,28 +391,90 @@ def claim_due_attempts(
     ]
 
 
-def extend_claims(conn: Connection, log_ids: Sequence[int], until: datetime) -> None:
-    """Keep the claims of messages still in a sender's hands (status sending) until ``until``.
+def extend_claims(
+    conn: Connection, log_ids: Sequence[int], until: datetime, owner: str | None = None
+) -> None:
+    """Keep the claims of messages still in a sender's hands (status sending) until ``until``
+    (with ``owner``: only those it still holds).
 
     A claim's lease only protects against a crashed worker: without renewal, messages
     queued behind a slow relay for longer than the lease would be claimed again and
     sent twice.
     """
+    held = [] if owner is None else [delivery_log.c.claimed_by == owner]
     for start in range(0, len(log_ids), 1_000):
-        conn.execute(
-            update(delivery_log)
+        # rows the outcome writer holds are skipped, not waited for (it is ending their
+        # claim); the others are locked in id order, as the outcome writer locks them, so
+        # the two never deadlock
+        renewable = (
+            select(delivery_log.c.id)
             .where(
                 delivery_log.c.id.in_(log_ids[start : start + 1_000]),
                 delivery_log.c.status == literal_column(str(int(DeliveryStatus.SENDING))),
+                *held,
             )
+            .order_by(delivery_log.c.id)
+            .with_for_update(skip_locked=True)
+        )
+        conn.execute(
+            update(delivery_log)
+            .where(delivery_log.c.id.in_(renewable.scalar_subquery()))
             .values(due=until)
         )
+
+
+def claim_owners(conn: Connection, prefix: str) -> list[str]:
+    """The owners, starting with ``prefix``, of claims held now (status sending)."""
+    rows = conn.execute(
+        select(delivery_log.c.claimed_by)
+        .where(
+            delivery_log.c.status == literal_column(str(int(DeliveryStatus.SENDING))),
+            delivery_log.c.claimed_by.startswith(prefix, autoescape=True),
+        )
+        .distinct()
+    )
+    return sorted(row[0] for row in rows)
+
+
+def take_back(conn: Connection, owners: Sequence[str], now: datetime) -> list[int]:
+    """End the claims of ``owners`` (dead processes) at once: their messages are due now, for
+    the next sweep of due attempts; returns the delivery logs concerned."""
+    if not owners:
+        return []
+    rows = conn.execute(
+        update(delivery_log)
+        .where(
+            delivery_log.c.status == literal_column(str(int(DeliveryStatus.SENDING))),
+            delivery_log.c.claimed_by.in_(list(owners)),
+        )
+        .values(due=now)
+        .returning(delivery_log.c.id)
+    )
+    return sorted(row[0] for row in rows)
+
+
+def hasten_retries(conn: Connection, channel: Channel, since: datetime, now: datetime) -> int:
+    """Make due now the messages of ``channel`` waiting for a retry after a temporary failure
+    recorded since ``since`` (a relay outage that has ended); returns how many."""
+    return conn.execute(
+        update(delivery_log)
+        .where(
+            delivery_log.c.channel == int(channel),
+            delivery_log.c.status == PENDING,
+            delivery_log.c.failure_type == FailureType.SOFT.value,
+            delivery_log.c.last_modified >= since,
+            delivery_log.c.due > now,
+        )
+        .values(due=now)
+    ).rowcount
 
 
 def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
     """Write attempt outcomes; final ones are copied onto their events at once, with a timeline step."""
     if not outcomes:
         return
+    # rows are locked in id order, as the claim renewal locks them: no deadlock between them
+    outcomes = sorted(outcomes, key=lambda o: o.delivery_log_id)
     conn.execute(
         update(delivery_log)
         .where(delivery_log.c.id == bindparam("b_id"))
@@ -446,6 +524,7 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
 def _copy_to_events(
     conn: Connection, changes: Sequence[tuple[int, int, EventStatus, str | None]], now: datetime
 ) -> None:
+    changes = sorted(changes, key=lambda change: change[0])  # events locked in id order
     conn.execute(
         update(event)
         .where(event.c.id == bindparam("b_id"), event.c.delivery_log_id == bindparam("b_log"))

@@ -55,6 +55,9 @@ event = Table(
     # unknown attributes the caller sent, as a JSON object (kept, not rejected)
     Column("extra", Text),
     Column("idempotency_key", String(255)),
+    # SHA-256 of the event as the request that carried its Idempotency-Key sent it (the
+    # key reused for another event is refused); none for SOAP correlation ids
+    Column("idempotency_fingerprint", String(64)),
     Column("operator_id", Integer),
     Column("folder", String(64)),
     Column("error_count", SmallInteger, nullable=False, server_default=text("0")),
@@ -64,6 +67,8 @@ event = Table(
     Column("publication_id", BigInteger),
     Column("delivery_id", BigInteger),
     Column("delivery_log_id", BigInteger),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
 )
 
 # The workers' claim: pending events of one queue that are due, oldest first.
@@ -98,6 +103,8 @@ event_status_change = Table(
     Column("status", SmallInteger, nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Column("reason", Text),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
 )
 
 operator = Table(
@@ -186,6 +193,8 @@ delivery = Table(
     # "YYYY-MM"
     Column("month", String(7), nullable=False),
     Column("created", UtcDateTime, nullable=False),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
 )
 Index(
     "uq_delivery_key",
@@ -216,12 +225,17 @@ delivery_log = Table(
     Column("attempts", SmallInteger, nullable=False, server_default=text("0")),
     # pending: when the next attempt is due; sending: until when the claim holds
     Column("due", UtcDateTime, nullable=False),
+    # sending: the worker process that holds the claim, "<worker id>|<boot>|<pid>|<start>"
+    # (msgcenter.workflows.owners): its successor on the machine takes the claim back at once
+    Column("claimed_by", String(255)),
     # the end of the delivery validity period
     Column("valid_until", UtcDateTime, nullable=False),
     Column("message_id", String(255)),
     Column("created", UtcDateTime, nullable=False),
     Column("last_modified", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
 )
 # The senders' claim: due attempts (status pending) and lapsed claims (status sending).
 Index(
@@ -247,6 +261,8 @@ quarantine = Table(
     Column("delivery_log_id", BigInteger),
     Column("created", UtcDateTime, nullable=False),
     Column("last_modified", UtcDateTime, nullable=False),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
 )
 Index("uq_quarantine_address", quarantine.c.address, quarantine.c.channel, unique=True)
 Index("ix_quarantine_last_modified", quarantine.c.last_modified)
@@ -265,6 +281,8 @@ tracking_log = Table(
     Column("url", Text),
     Column("user_agent", String(512)),
     Column("created", UtcDateTime, nullable=False, index=True),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
 )
 
 # Technical workflows: the state operators set, and what the runners report.
@@ -294,6 +312,8 @@ stats_sample = Table(
     Column("events_received", Integer, nullable=False),
     Column("messages_sent", Integer, nullable=False),
     Column("messages_failed", Integer, nullable=False),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
 )
 
 # -- execution instance identity ---------------------------------------------------------

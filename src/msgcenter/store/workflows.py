@@ -80,6 +80,17 @@ def record_failure(conn: Connection, name: str, error: str, now: datetime) -> No
     )
 
 
+def record_errors(conn: Connection, errors: dict[str, tuple[str, datetime]]) -> None:
+    """Record the last error each named workflow met, and when, leaving its state alone (an
+    outage of the database, recorded once the database is back)."""
+    for name, (error, at) in errors.items():
+        conn.execute(
+            update(workflow)
+            .where(workflow.c.name == name)
+            .values(last_error=error[:4000], last_error_at=at)
+        )
+
+
 def set_watermark(conn: Connection, name: str, watermark: int) -> None:
     """Store a workflow's progress marker."""
     conn.execute(update(workflow).where(workflow.c.name == name).values(watermark=watermark))

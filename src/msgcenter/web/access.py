@@ -10,7 +10,6 @@ problem+json answer that says what was wrong.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -72,7 +71,7 @@ async def operator_of(auth: Authenticator, request: Request) -> Operator:
             login, _, password = (
                 base64.b64decode(credentials, validate=True).decode().partition(":")
             )
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
             raise AuthenticationError("malformed HTTP Basic credentials") from None
         return await identify(partial(auth.password, login, password, client))
     if scheme.lower() == "bearer" and credentials:

@@ -22,6 +22,8 @@ from msgcenter.execution.publications import PublicationService
 from msgcenter.operators import Operator, Right
 from msgcenter.publications import Publication, PublicationSpec, PublishedContent
 from msgcenter.web.access import Admin, Caller, require
+from msgcenter.web.params import RowId
+from msgcenter.web.problems import API_ERRORS, documented
 from msgcenter.web.state import from_state
 from msgcenter.workflows.admin import WorkflowAdmin
 
@@ -85,10 +87,16 @@ Workflows = Annotated[WorkflowAdmin, Depends(from_state("workflows"))]
 #: any operator may ask who the instance is, so that a control instance can tell a missing
 #: right apart from wrong credentials
 identity_router = APIRouter(
-    prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require())]
+    prefix="/api/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require())],
+    responses=API_ERRORS,
 )
 router = APIRouter(
-    prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require(Right.MC_ADMIN))]
+    prefix="/api/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 
 
@@ -105,6 +113,7 @@ def get_instance(operator: Caller, identity: Identity) -> Any:
     "/instance",
     response_model=InstanceOut,
     summary="Store the instance id assigned by a control instance; 409 if another is stored",
+    responses=documented(409),
 )
 def put_instance(assigned: InstanceIdIn, operator: Admin, identity: Identity) -> Any:
     identity.assign(assigned.instance_id, force=assigned.force)
@@ -126,7 +135,11 @@ def list_publications(operator: Admin, publications: Publications) -> Any:
     return [_publication_out(p) for p in publications.active(operator)]
 
 
-@router.delete("/publications/{template}", summary="Unpublish a template (both flavours)")
+@router.delete(
+    "/publications/{template}",
+    summary="Unpublish a template (both flavours)",
+    responses=documented(404),
+)
 def delete_publication(
     template: str, operator: Admin, publications: Publications, folder: str | None = None
 ) -> dict[str, int]:
@@ -144,6 +157,7 @@ def list_workflows(workflows: Workflows) -> Any:
     "/workflows/{name}/{action}",
     response_model=WorkflowOut,
     summary="Start, pause or stop a workflow",
+    responses=documented(404),
 )
 def change_workflow(
     name: str, action: Literal["start", "pause", "stop"], workflows: Workflows
@@ -212,9 +226,12 @@ def quarantine(
 
 
 @router.post(
-    "/quarantine/{entry_id}/release", status_code=204, summary="Release a quarantined address"
+    "/quarantine/{entry_id}/release",
+    status_code=204,
+    summary="Release a quarantined address",
+    responses=documented(404),
 )
-def release_quarantine(entry_id: int, operator: Admin, ops: Ops) -> None:
+def release_quarantine(entry_id: RowId, operator: Admin, ops: Ops) -> None:
     ops.release(entry_id, operator.login)
 
 

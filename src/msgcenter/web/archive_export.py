@@ -14,6 +14,8 @@ from starlette.responses import Response
 from msgcenter.execution.archive_export import ArchiveExport, PageKind
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
+from msgcenter.web.params import MAX_ROW_ID
+from msgcenter.web.problems import API_ERRORS
 from msgcenter.web.state import from_state
 
 MAX_PAGE = 100_000
@@ -22,7 +24,7 @@ AfterAt = Annotated[
     datetime | None,
     Query(description="last_modified of the last row already taken (ISO 8601 with offset)"),
 ]
-AfterId = Annotated[int, Query(ge=0, description="id of the last row already taken")]
+AfterId = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="id of the last row already taken")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="most rows in the page")]
 Folder = Annotated[
     str | None,
@@ -41,6 +43,7 @@ router = APIRouter(
     prefix="/api/v1/admin/archive",
     tags=["admin"],
     dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from msgcenter import __version__
+from msgcenter.allocator import limit_arenas
 from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.tokens import AccessTokens
@@ -42,6 +43,7 @@ from msgcenter.web import (
     tracking,
 )
 from msgcenter.web.landing import add_landing_routes
+from msgcenter.web.nul_guard import NulGuard
 from msgcenter.workflows.admin import WorkflowAdmin
 from msgcenter.workflows.wakeup import Wakeup
 from msgcenter.workflows.worker import Worker
@@ -49,6 +51,7 @@ from msgcenter.workflows.worker import Worker
 
 def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """An execution instance on ``db`` (by default the database of ``settings``)."""
+    limit_arenas()  # each web worker process builds its app
     database = db or Database(settings.database_url)
     wakeup = Wakeup()
 
@@ -97,6 +100,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         worker,
     )
     problems.install(app)
+    app.add_middleware(NulGuard)
     # Plain Starlette routes: the SOAP endpoint needs none of FastAPI's parameter handling,
     # so its hot path skips FastAPI's dependency solving.
     soap = SoapRouter(app.state.intake, app.state.authenticator)
@@ -152,7 +156,12 @@ def _add_services(
     app.state.link_signer = LinkSigner(
         settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET, settings.tracking_base_url()
     )
-    app.state.collectors = [metrics.QueueSizeCollector(events.queue_sizes)]
+    app.state.collectors = [metrics.QueueSizeCollector(app.state.operations.sampled_queue_sizes)]
+    if worker is not None:
+        dispatcher = worker.dispatcher
+        app.state.relays = lambda: {
+            channel.label: state for channel, state in dispatcher.relays.items()
+        }
 
 
 def app_from_environment() -> FastAPI:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import cast
 
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from msgcenter.errors import MsgcenterError
 from msgcenter.monitoring import metrics
 from msgcenter.store.database import Database
+from msgcenter.web.problems import STORE_RETRY_AFTER_SECONDS, server_errors
 from msgcenter.workflow_states import REQUIRED_WORKFLOWS, unready_workflows
 from msgcenter.workflows.admin import WorkflowAdmin
 
@@ -27,19 +29,25 @@ control_router = APIRouter(tags=["monitoring"])
     "/readyz",
     name="readyz",
     summary="Ready to serve: database reachable and the required workflows running",
+    description="The body also says whether each channel's relay can be reached (`relays`, "
+    "when the workflows run in this process); a relay outage leaves the instance ready, "
+    "since events are still accepted and wait to be sent.",
 )
 async def exec_readyz(request: Request) -> Response:
     workflows = cast(WorkflowAdmin, request.app.state.workflows)
+    relays = cast(Callable[[], dict[str, str]] | None, getattr(request.app.state, "relays", None))
+    extra = {"relays": relays()} if relays is not None else {}
     try:
         states = await asyncio.to_thread(workflows.list)
     except MsgcenterError as exc:
-        return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
+        return _database_unavailable(request, exc, extra)
     problems = unready_workflows(states, set(REQUIRED_WORKFLOWS), datetime.now(UTC))
     if problems:
         return JSONResponse(
-            {"status": "unavailable", "database": "ok", "workflows": problems}, status_code=503
+            {"status": "unavailable", "database": "ok", "workflows": problems, **extra},
+            status_code=503,
         )
-    return JSONResponse({"status": "ready", "database": "ok", "workflows": "running"})
+    return JSONResponse({"status": "ready", "database": "ok", "workflows": "running", **extra})
 
 
 @control_router.get("/readyz", name="readyz", summary="Ready to serve: database reachable")
@@ -48,13 +56,27 @@ async def control_readyz(request: Request) -> Response:
     try:
         await asyncio.to_thread(database.ping)
     except MsgcenterError as exc:
-        return JSONResponse({"status": "unavailable", "database": exc.detail}, status_code=503)
+        return _database_unavailable(request, exc, {})
     return JSONResponse({"status": "ready", "database": "ok"})
+
+
+def _database_unavailable(
+    request: Request, exc: MsgcenterError, extra: Mapping[str, object]
+) -> Response:
+    """503 for a probe: the driver's message (the database's host and port) goes to the log,
+    not to whoever can reach the probe."""
+    server_errors.note(exc.code, request.url.path, exc.detail)
+    return JSONResponse(
+        {"status": "unavailable", "database": "unavailable", **extra},
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
 
 
 @exec_router.get("/metrics", summary="Prometheus metrics")
 @control_router.get("/metrics", summary="Prometheus metrics")
 async def metrics_page(request: Request) -> Response:
     extra = cast(list[Collector], getattr(request.app.state, "collectors", []))
-    body, content_type = metrics.exposition(extra)
+    # collectors may read the database: never on the loop that serves intake
+    body, content_type = await asyncio.to_thread(metrics.exposition, extra)
     return Response(body, media_type=content_type)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -156,7 +155,7 @@ def _client(request: Request, form: dict[str, str]) -> tuple[str, str, bool]:
             )
         try:
             decoded = base64.b64decode(credentials, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
             raise OAuthError("invalid_request", "malformed HTTP Basic credentials") from None
         client_id, _, secret = (unquote_plus(part) for part in decoded.partition(":"))
         if form.get("client_id") not in (None, client_id):

@@ -13,6 +13,7 @@ from msgcenter.auth.admin import ClientCredentials, OperatorAdmin
 from msgcenter.designs import FOLDER
 from msgcenter.operators import LOGIN, Operator, OperatorKind, Right
 from msgcenter.web.access import require
+from msgcenter.web.problems import API_ERRORS, documented
 from msgcenter.web.state import from_state
 
 Operators = Annotated[OperatorAdmin, Depends(from_state("operators"))]
@@ -20,6 +21,7 @@ router = APIRouter(
     prefix="/api/v1/admin/technical-accounts",
     tags=["technical accounts"],
     dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 
 
@@ -66,6 +68,7 @@ def list_accounts(operators: Operators) -> Any:
     status_code=201,
     response_model=CredentialsOut,
     summary="Create a technical account; its client secret is shown this once",
+    responses=documented(409),
 )
 def add_account(new: TechnicalAccountIn, operators: Operators) -> Any:
     return _credentials(
@@ -79,12 +82,18 @@ def add_account(new: TechnicalAccountIn, operators: Operators) -> Any:
     "/{login}/rotate-secret",
     response_model=CredentialsOut,
     summary="A new client secret; the previous one works until the next rotation",
+    responses=documented(404, 409),
 )
 def rotate_secret(login: str, operators: Operators) -> Any:
     return _credentials(operators.rotate_secret(login))
 
 
-@router.post("/{login}/revoke", status_code=204, summary="Revoke a technical account")
+@router.post(
+    "/{login}/revoke",
+    status_code=204,
+    summary="Revoke a technical account",
+    responses=documented(404, 409),
+)
 def revoke(login: str, operators: Operators) -> None:
     operators.revoke(login)
 

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import Connection
 
 from msgcenter.deliveries import Claim, ClaimedMessage
-from msgcenter.errors import StoreUnavailableError
+from msgcenter.errors import StoreUnavailableError, describe_error
 from msgcenter.events.model import EventStatus, Queue
 from msgcenter.routing import RoutingTable, route_events
 from msgcenter.sending.attempts import retry_delay
@@ -25,7 +25,7 @@ from msgcenter.settings import ProcessingSettings
 from msgcenter.store import processing as processing_store
 from msgcenter.store import publications as publication_store
 from msgcenter.store.database import Database
-from msgcenter.workflows.runner import Workflow, describe_error
+from msgcenter.workflows.runner import Workflow
 from msgcenter.workflows.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
@@ -64,6 +64,7 @@ class EventsProcessing(Workflow):
         dispatcher: Dispatcher,
         settings: ProcessingSettings,
         wakeup: Wakeup,
+        owner: str | None = None,
     ) -> None:
         super().__init__()
         self.name = "rtEventsProcessing" if queue is Queue.RT else "batchEventsProcessing"
@@ -83,6 +84,13 @@ class EventsProcessing(Workflow):
         self._validity = timedelta(seconds=validity)
         self._lease = timedelta(seconds=settings.claim_lease_seconds)
         self._next_retry_look = 0.0
+        #: who the claims made here belong to (:mod:`msgcenter.workflows.owners`)
+        self._owner = owner
+
+    def look_for_retries(self) -> None:
+        """Look for due attempts at the next round (messages were made due at once)."""
+        self._next_retry_look = 0.0
+        self.wake.set()
 
     async def run_once(self) -> float:
         if self.queue is Queue.BATCH and self._dispatcher.waiting(Queue.RT):
@@ -116,7 +124,7 @@ class EventsProcessing(Workflow):
         if taken < room and time.monotonic() >= self._next_retry_look:
             with self._db.write() as conn:
                 retries = processing_store.claim_due_attempts(
-                    conn, self.queue, room - taken, now, lease=self._lease
+                    conn, self.queue, room - taken, now, lease=self._lease, owner=self._owner
                 )
             messages += retries
             taken += len(retries)
@@ -143,6 +151,7 @@ class EventsProcessing(Workflow):
                 now,
                 lease=self._lease,
                 validity=self._validity,
+                owner=self._owner,
             )
 
     def _claim_one_by_one(self, room: int, now: datetime) -> Claim:

@@ -4,7 +4,10 @@ A workflow is a small object with ``run_once()``; the runner calls it in a loop,
 waits between rounds (or until woken), skips rounds while the workflow is
 paused or stopped, and records a heartbeat and any unexpected error in the
 ``workflow`` table. An unexpected error marks the workflow failed and is
-retried with backoff; it never ends the loop.
+retried with backoff; it never ends the loop. The database being unavailable is
+not the workflow's fault: it is reported to the :class:`StoreWatch` (one warning
+per outage, no traceback), and the workflow is woken as soon as the database is
+back instead of waiting out its backoff.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from msgcenter.errors import MsgcenterError
+from msgcenter.errors import StoreUnavailableError, describe_error
 from msgcenter.store import workflows as workflow_store
 from msgcenter.store.database import Database
+from msgcenter.workflows.outages import StoreWatch
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +33,8 @@ STATE_REFRESH_SECONDS = 1.0
 #: how often a healthy workflow records that it ran
 HEARTBEAT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 60.0
+#: how often a runner made without a StoreWatch probes an unavailable database
+STORE_PROBE_SECONDS = 1.0
 
 
 class Workflow(abc.ABC):
@@ -50,9 +56,14 @@ class Workflow(abc.ABC):
 class WorkflowRunner:
     """Runs workflows concurrently in the current event loop."""
 
-    def __init__(self, db: Database, workflows: list[Workflow]) -> None:
+    def __init__(
+        self, db: Database, workflows: list[Workflow], store: StoreWatch | None = None
+    ) -> None:
         self._db = db
         self.workflows = {w.name: w for w in workflows}
+        self.store = store or StoreWatch(db, STORE_PROBE_SECONDS)
+        for workflow in workflows:
+            self.store.wake_on_return(workflow.wake)
         self._states: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._event_loop: asyncio.AbstractEventLoop | None = None
@@ -76,12 +87,14 @@ class WorkflowRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.store.stop()
 
     async def add(self, workflow: Workflow) -> None:
         """Register and start one more workflow while running (a newly registered instance's)."""
         if workflow.name in self.workflows:
             return
         self.workflows[workflow.name] = workflow
+        self.store.wake_on_return(workflow.wake)
         await asyncio.to_thread(self._ensure)
         await self._refresh_states()
         self._tasks.append(
@@ -113,6 +126,8 @@ class WorkflowRunner:
             await asyncio.sleep(STATE_REFRESH_SECONDS)
             try:
                 await self._refresh_states()
+            except StoreUnavailableError as exc:
+                self.store.failed(exc, "workflow states")
             except Exception as exc:  # noqa: BLE001 - keep the last known states
                 log.warning(
                     "workflow states unreadable",
@@ -131,27 +146,47 @@ class WorkflowRunner:
                 await _wait(workflow.wake, STATE_REFRESH_SECONDS)
                 continue
             workflow.wake.clear()  # a wake-up during the round triggers the next one at once
+            started = time.monotonic()
             try:
                 delay = await workflow.run_once()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailableError as exc:
+                # not the workflow's fault: one warning per outage, and a wake-up at its end
+                failures += 1
+                waits = self.store.failed(exc, workflow.name, since=started)
+                delay = min(2.0**failures, MAX_BACKOFF_SECONDS) if waits else 0
             except Exception as exc:  # noqa: BLE001 - a workflow never dies of one error
                 failures += 1
                 log.exception(
                     "workflow round failed", action="workflow.failed", workflow=workflow.name
                 )
-                await _quietly(self._record_failure, workflow.name, describe_error(exc))
+                await self._quietly(self._record_failure, workflow.name, describe_error(exc))
                 delay = min(2.0**failures, MAX_BACKOFF_SECONDS)
             else:
+                if failures:
+                    self.store.check_now()  # the database answered: an outage may be over
                 recovered = failures > 0 or self._states.get(workflow.name) == "failed"
                 if recovered or time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
-                    await _quietly(self._heartbeat, workflow.name, recovered)
+                    await self._quietly(self._heartbeat, workflow.name, recovered)
                     last_heartbeat = time.monotonic()
                     if recovered:
                         self._states[workflow.name] = "running"
                 failures = 0
             if delay > 0:
                 await _wait(workflow.wake, delay)
+
+    async def _quietly(self, function: Callable[..., object], *args: object) -> None:
+        """Bookkeeping that must not kill the loop; an unavailable database goes to the watch."""
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(function, *args)
+        except StoreUnavailableError as exc:
+            self.store.failed(exc, "workflow bookkeeping", since=started)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not kill the loop
+            log.warning(
+                "workflow bookkeeping failed", action="workflow.bookkeeping_failed", error=str(exc)
+            )
 
     def _heartbeat(self, name: str, recovered: bool) -> None:
         with self._db.write() as conn:
@@ -163,27 +198,6 @@ class WorkflowRunner:
         self._states[name] = "failed"
 
 
-def describe_error(exc: Exception) -> str:
-    """One line for a workflow's last error: what exactly failed, never the statement's parameters."""
-    if isinstance(exc, MsgcenterError):
-        text = exc.message if exc.detail == exc.message else f"{exc.message}: {exc.detail}"
-    else:
-        # a driver error wrapped by SQLAlchemy: its own text would carry the SQL and its parameters
-        exc = getattr(exc, "orig", None) or exc
-        text = str(exc)
-    lines = text.strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
 async def _wait(event: asyncio.Event, timeout: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout)
-
-
-async def _quietly(function: Callable[..., object], *args: object) -> None:
-    try:
-        await asyncio.to_thread(function, *args)
-    except Exception as exc:  # noqa: BLE001 - bookkeeping must not kill the loop
-        log.warning(
-            "workflow bookkeeping failed", action="workflow.bookkeeping_failed", error=str(exc)
-        )

@@ -1,7 +1,9 @@
 """An execution instance's worker: the technical workflows with their dispatcher and channels.
 
 It runs inside the web process by default, or alone with ``msgcenter exec worker``;
-any number of workers can share one PostgreSQL database.
+any number of workers can share one PostgreSQL database. A worker that starts
+takes back at once the claims of a dead process of its own machine
+(:mod:`msgcenter.workflows.owners`), instead of leaving them to their lease.
 """
 
 from __future__ import annotations
@@ -9,22 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from datetime import UTC, datetime
 
 import structlog
 
+from msgcenter.errors import describe_error
 from msgcenter.events.model import Channel, Queue
 from msgcenter.sending.attempts import ChannelSender
 from msgcenter.sending.dispatcher import Dispatcher
 from msgcenter.sending.email import EmailSender
 from msgcenter.settings import Settings
+from msgcenter.store import processing as processing_store
 from msgcenter.store.database import Database
 from msgcenter.workflows.maintenance import Cleanup, StatsSampler
+from msgcenter.workflows.outages import StoreWatch
+from msgcenter.workflows.owners import ClaimOwner
 from msgcenter.workflows.processing import EventsProcessing, RoutingSource
 from msgcenter.workflows.runner import WorkflowRunner
 from msgcenter.workflows.status import UpdateEventStatus
 from msgcenter.workflows.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
+
+#: delivery logs named one by one in the log line of claims taken back
+LOGGED_TAKEN_BACK = 1_000
 
 
 def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
@@ -47,27 +57,39 @@ class Worker:
         self.db = db
         self.wakeup = wakeup or Wakeup()
         self.routing = RoutingSource()
-        self.dispatcher = Dispatcher(db, build_senders(settings), settings.processing)
         processing = settings.processing
+        self.owner = ClaimOwner.this_process(processing.worker_id)
+        self.store = StoreWatch(db, processing.store_probe_seconds)
+        self.dispatcher = Dispatcher(
+            db,
+            build_senders(settings),
+            processing,
+            owner=self.owner.token,
+            on_store_error=self.store.failed,
+            on_relay_back=self._relay_back,
+        )
+        self.processing = [
+            EventsProcessing(
+                queue, db, self.routing, self.dispatcher, processing, self.wakeup, self.owner.token
+            )
+            for queue in (Queue.RT, Queue.BATCH)
+        ]
         self.runner = WorkflowRunner(
             db,
             [
-                EventsProcessing(
-                    Queue.RT, db, self.routing, self.dispatcher, processing, self.wakeup
-                ),
-                EventsProcessing(
-                    Queue.BATCH, db, self.routing, self.dispatcher, processing, self.wakeup
-                ),
+                *self.processing,
                 UpdateEventStatus(db, processing),
                 Cleanup(db, processing, settings.tracking),
                 StatsSampler(db, processing),
             ],
+            self.store,
         )
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start sending and every workflow; on PostgreSQL, listen for new events."""
         self.wakeup.bind(asyncio.get_running_loop())
+        await asyncio.to_thread(self._take_back_claims)
         self.dispatcher.start()
         await self.runner.start()
         if self.db.dialect == "postgresql":
@@ -83,6 +105,41 @@ class Worker:
         await self.runner.stop()
         await self.dispatcher.stop()
         log.info("worker stopped", action="worker.stopped")
+
+    def _take_back_claims(self) -> None:
+        """End at once the claims of dead processes of this machine: a crashed predecessor's
+        messages are sent again now, not after their lease (the duplicate window is the same)."""
+        try:
+            with self.db.write() as conn:
+                owners = processing_store.claim_owners(conn, self.owner.machine)
+                dead = [
+                    token
+                    for token in owners
+                    if token != self.owner.token
+                    and (owner := ClaimOwner.parse(token)) is not None
+                    and not owner.is_alive()
+                ]
+                taken = processing_store.take_back(conn, dead, datetime.now(UTC))
+        except Exception as exc:  # noqa: BLE001 - their lease still brings them back
+            log.warning(
+                "claims of dead processes not taken back: they wait out their lease",
+                action="processing.take_back_failed",
+                error=describe_error(exc),
+            )
+            return
+        if taken:
+            log.info(
+                "claims of a dead predecessor taken back: their messages are attempted again now",
+                action="processing.claims_taken_back",
+                predecessors=dead,
+                messages=len(taken),
+                delivery_logs=taken[:LOGGED_TAKEN_BACK],
+            )
+
+    def _relay_back(self) -> None:
+        """A relay answers again and its messages are due: the workflows look for them now."""
+        for workflow in self.processing:
+            workflow.look_for_retries()
 
 
 async def run_worker(settings: Settings, db: Database) -> None:

@@ -28,8 +28,10 @@ CRLF = "\r\n"
 _FOLD = 78
 #: control characters would let a value start a new header line (header injection)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-#: longer file names are cut, so that even RFC 2231-encoded they stay within 998 characters
+#: longer file names are cut (in characters, and in UTF-8 bytes: RFC 2231 §4 writes a byte
+#: as up to three characters, so ``filename*=utf-8''…`` stays within 998, RFC 5322 §2.1.1)
 _MAX_FILENAME = 100
+_MAX_FILENAME_BYTES = 300
 #: RFC 2045 §5.1 ``type "/" subtype`` with token characters only
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 #: the charset parameter of a text attachment, the one parameter worth keeping
@@ -186,14 +188,23 @@ def _attachment(attachment: Attachment) -> bytes:
 
 
 def _filename(name: str) -> str:
-    """The last path segment, one line, at most ``_MAX_FILENAME`` characters with its extension kept."""
+    """The last path segment, one line, at most ``_MAX_FILENAME`` characters and
+    ``_MAX_FILENAME_BYTES`` UTF-8 bytes, with its extension kept."""
     name = _clean(name.replace("\\", "/").rsplit("/", 1)[-1]) or "attachment"
-    if len(name) <= _MAX_FILENAME:
+    if len(name) <= _MAX_FILENAME and len(name.encode("utf-8")) <= _MAX_FILENAME_BYTES:
         return name
     stem, dot, extension = name.rpartition(".")
     if not dot or len(extension) > 10:
-        return name[:_MAX_FILENAME]
-    return stem[: _MAX_FILENAME - len(extension) - 1] + "." + extension
+        return _cut(name, _MAX_FILENAME, _MAX_FILENAME_BYTES)
+    suffix = "." + extension
+    room = _MAX_FILENAME_BYTES - len(suffix.encode("utf-8"))
+    return _cut(stem, _MAX_FILENAME - len(suffix), room) + suffix
+
+
+def _cut(text: str, characters: int, size: int) -> str:
+    """The start of ``text``: at most ``characters`` characters and ``size`` UTF-8 bytes."""
+    # a cut inside a character leaves a partial sequence, which "ignore" drops
+    return text[:characters].encode("utf-8")[:size].decode("utf-8", "ignore")
 
 
 def _base64_lines(data: bytes) -> bytes:

@@ -10,7 +10,9 @@ Every SMTP outcome is returned as a :class:`SendOutcome`; nothing here raises
 for a refusal, a timeout or an unreachable relay. A failure to open a session
 (refused connection, greeting, EHLO, STARTTLS or AUTH refused) is temporary
 even with a 5xx code: it is the relay's or the settings' problem, not the
-message's, and the message must wait until it is solved.
+message's, and the message must wait until it is solved. Such failures, and a
+connection lost mid-transaction, are reported to the pool's :class:`RelayHealth`;
+:meth:`SmtpPool.probe` opens a session only to see whether the relay is back.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aiosmtplib import (
 
 from msgcenter.channels.email.config import SmtpSettings, SmtpTls
 from msgcenter.channels.email.replies import SendOutcome, SendStatus
+from msgcenter.channels.health import RelayHealth
 from msgcenter.errors import ConfigurationError
 
 log = structlog.get_logger(__name__)
@@ -65,6 +68,8 @@ class SmtpPool:
         self._closed = False
         #: connections opened so far (for metrics and tests)
         self.connections_opened = 0
+        #: whether the relay can be reached, as the sessions see it
+        self.health = RelayHealth("email")
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendOutcome:
         """Send ``data`` (a complete message, CRLF line ends) from ``envelope_from`` to ``recipient``.
@@ -90,6 +95,18 @@ class SmtpPool:
         if forced and outcome.user_unknown:
             outcome = dataclasses.replace(outcome, user_unknown=False)
         return outcome
+
+    async def probe(self) -> bool:
+        """Open a session (kept in the pool) to see whether the relay answers; the result is
+        reported to :attr:`health` too."""
+        if self._closed:
+            return False
+        async with self._slots:
+            opened = await self._open()
+            if isinstance(opened, SendOutcome):
+                return False
+            await self._release(opened)
+            return True
 
     async def close(self) -> None:
         """Say QUIT on idle connections and close them; connections in use close when their send ends."""
@@ -146,20 +163,27 @@ class SmtpPool:
         try:
             await smtp.connect()
         except SMTPResponseException as exc:
-            return SendOutcome.temporary(
+            return self._unreachable(
                 f"the relay {where} refused the session: {exc.code} {exc.message}", exc.code
             )
         except SMTPTimeoutError:
-            return SendOutcome.temporary(
+            return self._unreachable(
                 f"no answer from the relay {where} within {settings.timeout_seconds:g} s"
             )
         except (SMTPException, OSError) as exc:
             # refused or unreachable, TLS handshake failed, STARTTLS not offered
-            return SendOutcome.temporary(
+            return self._unreachable(
                 f"cannot open a session with the relay {where}: {_describe(exc)}"
             )
         self.connections_opened += 1
+        self.health.succeeded()
         return _Connection(smtp)
+
+    def _unreachable(self, reason: str, code: int | None = None) -> SendOutcome:
+        """A temporary failure that is the relay's, not the message's."""
+        outcome = SendOutcome.temporary(reason, code)
+        self.health.failed(outcome.reason)
+        return outcome
 
     async def _transact(
         self, connection: _Connection, envelope_from: str, recipient: str, data: bytes
@@ -193,14 +217,12 @@ class SmtpPool:
             return SendOutcome.sent(reply.code, reply.message)
         except SMTPTimeoutError:
             smtp.close()
-            return SendOutcome.temporary(
+            return self._unreachable(
                 f"no answer from the relay within {self._settings.timeout_seconds:g} s at {stage}"
             )
         except (SMTPException, OSError) as exc:
             smtp.close()
-            return SendOutcome.temporary(
-                f"connection to the relay lost at {stage}: {_describe(exc)}"
-            )
+            return self._unreachable(f"connection to the relay lost at {stage}: {_describe(exc)}")
         except asyncio.CancelledError:
             smtp.close()  # the transaction is in an unknown state: never reuse the connection
             raise

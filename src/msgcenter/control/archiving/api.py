@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from msgcenter.archives import MAX_SEARCH_PAGE, ArchivedEventDetail, ArchivedEventPage
@@ -21,6 +20,8 @@ from msgcenter.control.instances.api import IN_FOLDER
 from msgcenter.errors import ConflictError
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
+from msgcenter.web.params import RowId, UtcMoment
+from msgcenter.web.problems import API_ERRORS, documented
 from msgcenter.web.state import from_state
 
 Archiving = Annotated[ArchivingService, Depends(from_state("archiving"))]
@@ -28,6 +29,7 @@ router = APIRouter(
     prefix="/api/v1/archives",
     tags=["archives"],
     dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 
 
@@ -40,7 +42,10 @@ def list_archives(archiving: Archiving, operator: Admin) -> Any:
     "/{name}/workflow",
     status_code=201,
     response_model=WorkflowCreation,
-    responses={200: {"model": WorkflowCreation, "description": "it exists already"}},
+    responses={
+        200: {"model": WorkflowCreation, "description": "it exists already"},
+        **documented(404),
+    },
     summary="Create the archiving workflow (mcSynch_<name>) of an execution instance",
     description=(
         "Creates and starts the workflow that archives the instance every "
@@ -69,6 +74,7 @@ async def create_workflow(name: str, archiving: Archiving) -> Response:
         "When another run holds the archive (its workflow's, say), waits up to `wait` "
         "seconds for it to end, then 409."
     ),
+    responses=documented(404, 409),
 )
 async def run_now(
     name: str,
@@ -98,6 +104,7 @@ events_router = APIRouter(
     prefix="/api/v1/archive/events",
     tags=["archives"],
     dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 
 
@@ -118,8 +125,8 @@ class SearchParameters:
         Query(description="email address or phone number, exactly as the event carried it"),
     ] = None
     external_id: Annotated[str | None, Query(description="the event's external id")] = None
-    start: Annotated[datetime | None, Query(alias="from", description="created at or after")] = None
-    end: Annotated[datetime | None, Query(alias="to", description="created before")] = None
+    start: Annotated[UtcMoment, Query(alias="from", description="created at or after")] = None
+    end: Annotated[UtcMoment, Query(alias="to", description="created before")] = None
     instance: Annotated[str | None, Query(description="an execution instance's internal name")] = (
         None
     )
@@ -141,6 +148,7 @@ Search = Annotated[SearchParameters, Depends()]
     description="Filters combine; an operator restricted to a folder sees its folder's events "
     "only. A page holds up to `limit` events; `next` (null on the last page) is the `cursor` "
     "of the following one.",
+    responses=documented(404, 409),
 )
 async def search_events(history: History, operator: Admin, search: Search) -> Any:
     query = EventSearch(
@@ -163,8 +171,7 @@ async def search_events(history: History, operator: Admin, search: Search) -> An
     summary="One archived event with its delivery log, opens and clicks, and its timeline",
     description="`instance` is the execution instance's internal name (or its instance id, "
     "once it is no longer registered).",
+    responses=documented(404),
 )
-async def archived_event(
-    instance: str, event_id: Annotated[int, Path(ge=1)], history: History, operator: Admin
-) -> Any:
+async def archived_event(instance: str, event_id: RowId, history: History, operator: Admin) -> Any:
     return await asyncio.to_thread(history.event, instance, event_id, operator)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from msgcenter.control.design.service import DesignService
@@ -38,7 +38,8 @@ from msgcenter.errors import InvalidInputError
 from msgcenter.operators import Right
 from msgcenter.render import RenderProblem
 from msgcenter.web.access import Admin, require
-from msgcenter.web.problems import problem
+from msgcenter.web.params import MAX_SMALL_ROW_ID, SmallRowId
+from msgcenter.web.problems import API_ERRORS, documented, problem
 from msgcenter.web.state import from_state
 
 
@@ -106,7 +107,7 @@ class PreviewOut(BaseModel):
 class ProofIn(BaseModel):
     """The seed to render and mail."""
 
-    seed: int
+    seed: int = Field(ge=1, le=MAX_SMALL_ROW_ID)
 
 
 class ProofOut(BaseModel):
@@ -164,7 +165,10 @@ IN_FOLDER = [Depends(template_in_folder)]
 #: on every change to event types and blocks
 SHARED = [Depends(_shared)]
 router = APIRouter(
-    prefix="/api/v1", route_class=_DesignRoute, dependencies=[Depends(require(Right.MC_ADMIN))]
+    prefix="/api/v1",
+    route_class=_DesignRoute,
+    dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 
 # -- event types ------------------------------------------------------------------------
@@ -184,6 +188,7 @@ def list_event_types(design: Design) -> Any:
     response_model=EventTypeOut,
     summary="Declare an event type",
     dependencies=SHARED,
+    responses=documented(409),
 )
 def add_event_type(new: EventTypeIn, design: Design) -> Any:
     return design.add_event_type(new)
@@ -194,6 +199,7 @@ def add_event_type(new: EventTypeIn, design: Design) -> Any:
     tags=["event types"],
     response_model=EventTypeOut,
     summary="An event type",
+    responses=documented(404),
 )
 def get_event_type(name: str, design: Design) -> Any:
     return design.get_event_type(name)
@@ -205,6 +211,7 @@ def get_event_type(name: str, design: Design) -> Any:
     response_model=EventTypeOut,
     summary="Rename an event type's label",
     dependencies=SHARED,
+    responses=documented(404),
 )
 def relabel_event_type(name: str, patch: EventTypePatch, design: Design) -> Any:
     return design.relabel_event_type(name, patch.label)
@@ -216,6 +223,7 @@ def relabel_event_type(name: str, patch: EventTypePatch, design: Design) -> Any:
     response_model=EventTypeOut,
     summary="Retire an event type (no new template nor publication of that type)",
     dependencies=SHARED,
+    responses=documented(404, 409),
 )
 def retire_event_type(name: str, design: Design) -> Any:
     return design.retire_event_type(name)
@@ -235,6 +243,7 @@ def list_templates(design: Design, operator: Admin) -> Any:
     status_code=201,
     response_model=TemplateOut,
     summary="Create a template (one per event type, channel and folder)",
+    responses=documented(409),
 )
 def add_template(new: TemplateIn, design: Design, operator: Admin) -> Any:
     check_own_folder(operator, new.folder)
@@ -247,6 +256,7 @@ def add_template(new: TemplateIn, design: Design, operator: Admin) -> Any:
     response_model=TemplateOut,
     summary="A template",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 def get_template(name: str, design: Design) -> Any:
     return _template_out(design.get_template(name))
@@ -258,6 +268,7 @@ def get_template(name: str, design: Design) -> Any:
     response_model=TemplateOut,
     summary="Edit a template; content replaces only the parts it names",
     dependencies=IN_FOLDER,
+    responses=documented(404, 409),
 )
 def edit_template(name: str, patch: TemplatePatch, design: Design) -> Any:
     return _template_out(design.edit_template(name, patch))
@@ -270,6 +281,7 @@ def edit_template(name: str, patch: TemplatePatch, design: Design) -> Any:
     response_model=TemplateOut,
     summary="Copy a template (content and seeds) under a new name and route",
     dependencies=IN_FOLDER,
+    responses=documented(404, 409),
 )
 def copy_template(name: str, copy: TemplateCopy, design: Design, operator: Admin) -> Any:
     if "folder" in copy.model_fields_set:
@@ -283,6 +295,7 @@ def copy_template(name: str, copy: TemplateCopy, design: Design, operator: Admin
     status_code=204,
     summary="Delete an unpublished template",
     dependencies=IN_FOLDER,
+    responses=documented(404, 409),
 )
 def delete_template(name: str, design: Design) -> Response:
     design.delete_template(name)
@@ -306,12 +319,19 @@ def list_blocks(design: Design) -> Any:
     response_model=BlockOut,
     summary="Create a block",
     dependencies=SHARED,
+    responses=documented(409),
 )
 def add_block(new: BlockIn, design: Design) -> Any:
     return design.create_block(new)
 
 
-@router.get("/blocks/{name}", tags=["blocks"], response_model=BlockOut, summary="A block")
+@router.get(
+    "/blocks/{name}",
+    tags=["blocks"],
+    response_model=BlockOut,
+    summary="A block",
+    responses=documented(404),
+)
 def get_block(name: str, design: Design) -> Any:
     return design.get_block(name)
 
@@ -322,6 +342,7 @@ def get_block(name: str, design: Design) -> Any:
     response_model=BlockOut,
     summary="Replace a block's source",
     dependencies=SHARED,
+    responses=documented(404),
 )
 def edit_block(name: str, patch: BlockPatch, design: Design) -> Any:
     return design.edit_block(name, patch.content)
@@ -333,6 +354,7 @@ def edit_block(name: str, patch: BlockPatch, design: Design) -> Any:
     status_code=204,
     summary="Delete a block no template includes",
     dependencies=SHARED,
+    responses=documented(404, 409),
 )
 def delete_block(name: str, design: Design) -> Response:
     design.delete_block(name)
@@ -348,6 +370,7 @@ def delete_block(name: str, design: Design) -> Response:
     response_model=list[SeedOut],
     summary="A template's seeds",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 def list_seeds(name: str, design: Design) -> Any:
     return [_seed_out(s) for s in design.list_seeds(name)]
@@ -360,6 +383,7 @@ def list_seeds(name: str, design: Design) -> Any:
     response_model=SeedOut,
     summary="Add a seed",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 def add_seed(name: str, new: SeedIn, design: Design) -> Any:
     return _seed_out(design.add_seed(name, new))
@@ -371,8 +395,9 @@ def add_seed(name: str, new: SeedIn, design: Design) -> Any:
     response_model=SeedOut,
     summary="A seed",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
-def get_seed(name: str, seed_id: int, design: Design) -> Any:
+def get_seed(name: str, seed_id: SmallRowId, design: Design) -> Any:
     return _seed_out(design.get_seed(name, seed_id))
 
 
@@ -382,8 +407,9 @@ def get_seed(name: str, seed_id: int, design: Design) -> Any:
     response_model=SeedOut,
     summary="Replace a seed",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
-def edit_seed(name: str, seed_id: int, new: SeedIn, design: Design) -> Any:
+def edit_seed(name: str, seed_id: SmallRowId, new: SeedIn, design: Design) -> Any:
     return _seed_out(design.edit_seed(name, seed_id, new))
 
 
@@ -393,8 +419,9 @@ def edit_seed(name: str, seed_id: int, new: SeedIn, design: Design) -> Any:
     status_code=204,
     summary="Delete a seed",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
-def delete_seed(name: str, seed_id: int, design: Design) -> Response:
+def delete_seed(name: str, seed_id: SmallRowId, design: Design) -> Response:
     design.delete_seed(name, seed_id)
     return Response(status_code=204)
 
@@ -408,11 +435,14 @@ def delete_seed(name: str, seed_id: int, design: Design) -> Response:
     response_model=PreviewOut,
     summary="Render a template for a seed (?seed=<id>) or an inline seed (the body)",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 def preview(
     name: str,
     design: Design,
-    seed: Annotated[int | None, Query(description="a seed of the template")] = None,
+    seed: Annotated[
+        int | None, Query(ge=1, le=MAX_SMALL_ROW_ID, description="a seed of the template")
+    ] = None,
     inline: Annotated[SeedIn | None, Body(description="a seed given instead of ?seed=")] = None,
 ) -> Any:
     chosen: int | SeedIn
@@ -448,6 +478,7 @@ def preview(
     response_model=ProofOut,
     summary="Mail the template rendered for a seed to the seed's address",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 async def add_proof(name: str, body: ProofIn, design: Design, operator: Admin) -> Any:
     return _proof_out(name, await design.send_proof(name, body.seed, operator.login))
@@ -459,6 +490,7 @@ async def add_proof(name: str, body: ProofIn, design: Design, operator: Admin) -
     response_model=list[ProofOut],
     summary="A template's proofs, newest first",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 def list_proofs(name: str, design: Design) -> Any:
     return [_proof_out(name, p) for p in design.list_proofs(name)]

@@ -14,6 +14,7 @@ from msgcenter.control.instances.service import AccountIn, AccountPatch, Instanc
 from msgcenter.instances import ExecInstance
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
+from msgcenter.web.problems import API_ERRORS, documented
 from msgcenter.web.state import from_state
 
 
@@ -65,11 +66,16 @@ router = APIRouter(
     prefix="/api/v1/instances",
     tags=["instances"],
     dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 
 
 @router.post(
-    "", status_code=201, response_model=InstanceOut, summary="Register an execution instance"
+    "",
+    status_code=201,
+    response_model=InstanceOut,
+    summary="Register an execution instance",
+    responses=documented(409),
 )
 async def add_instance(new: AccountIn, instances: Instances, operator: Admin) -> Any:
     check_own_folder(operator, new.folder)
@@ -87,6 +93,7 @@ def list_instances(instances: Instances, operator: Admin) -> Any:
     response_model=InstanceOut,
     summary="One execution instance",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 def get_instance(name: str, instances: Instances) -> Any:
     return instance_out(instances.get(name))
@@ -97,6 +104,7 @@ def get_instance(name: str, instances: Instances) -> Any:
     response_model=InstanceOut,
     summary="Change an execution instance's label, URL, credentials, archiving or folder",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 def change_instance(name: str, patch: AccountPatch, instances: Instances, operator: Admin) -> Any:
     if "folder" in patch.model_fields_set:
@@ -109,6 +117,7 @@ def change_instance(name: str, patch: AccountPatch, instances: Instances, operat
     response_model=ConnectionReportOut,
     summary="Test connection: reachability, credentials, mc_admin, folder, database",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 async def test_instance(name: str, instances: Instances) -> Any:
     report = await instances.check_connection(name)
@@ -125,6 +134,7 @@ async def test_instance(name: str, instances: Instances) -> Any:
     response_model=InstanceOut,
     summary="Initialize connection: give the execution instance its unique instance id",
     dependencies=IN_FOLDER,
+    responses=documented(404, 409, 502),
 )
 async def initialize_instance(name: str, instances: Instances, force: bool = False) -> Any:
     return instance_out(await instances.initialize(name, force=force))
@@ -135,6 +145,7 @@ async def initialize_instance(name: str, instances: Instances, force: bool = Fal
     response_model=InstanceOut,
     summary="Enable an execution instance; it gets what was published meanwhile",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 async def enable_instance(name: str, instances: Instances) -> Any:
     changed, _pending = await instances.set_enabled(name, True)
@@ -146,6 +157,7 @@ async def enable_instance(name: str, instances: Instances) -> Any:
     response_model=InstanceOut,
     summary="Disable an execution instance: no publication reaches it",
     dependencies=IN_FOLDER,
+    responses=documented(404),
 )
 async def disable_instance(name: str, instances: Instances) -> Any:
     changed, _pending = await instances.set_enabled(name, False)

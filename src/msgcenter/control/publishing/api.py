@@ -13,6 +13,7 @@ from msgcenter.control.design.api import template_in_folder
 from msgcenter.control.publishing.service import PublishingService
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
+from msgcenter.web.problems import API_ERRORS, documented
 from msgcenter.web.state import from_state
 
 
@@ -51,6 +52,8 @@ router = APIRouter(
     prefix="/api/v1/templates",
     tags=["publication"],
     dependencies=[Depends(require(Right.MC_ADMIN)), Depends(template_in_folder)],
+    # every route names a template, which may not exist (or be of another folder)
+    responses={**API_ERRORS, **documented(404)},
 )
 
 
@@ -58,6 +61,7 @@ router = APIRouter(
     "/{name}/publish",
     response_model=PublicationStateOut,
     summary="Publish a new version of a template to every enabled execution instance",
+    responses=documented(409),
 )
 async def publish(name: str, publishing: Publishing, operator: Admin) -> Any:
     return await publishing.publish(name, operator.login)
@@ -67,6 +71,7 @@ async def publish(name: str, publishing: Publishing, operator: Admin) -> Any:
     "/{name}/unpublish",
     response_model=PublicationStateOut,
     summary="Unpublish a template from every enabled execution instance",
+    responses=documented(409),
 )
 async def unpublish(name: str, publishing: Publishing, operator: Admin) -> Any:
     return await publishing.unpublish(name, operator.login)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -25,6 +24,8 @@ from msgcenter.reports import (
     to_csv,
 )
 from msgcenter.web.access import Admin, require
+from msgcenter.web.params import UtcMoment
+from msgcenter.web.problems import API_ERRORS, documented
 from msgcenter.web.state import from_state
 
 Reports = Annotated[ReportsService, Depends(from_state("reports"))]
@@ -32,6 +33,7 @@ router = APIRouter(
     prefix="/api/v1/reports",
     tags=["reports"],
     dependencies=[Depends(require(Right.MC_ADMIN))],
+    responses=API_ERRORS,
 )
 CSV = "text/csv; charset=utf-8"
 
@@ -41,16 +43,16 @@ class ReportParameters:
     """What a report covers; times are ISO 8601 (without an offset: UTC)."""
 
     start: Annotated[
-        datetime | None,
+        UtcMoment,
         Query(
             alias="from",
             description="start of the period (rounded down to its hour); default: the "
             "report's default length before `to`",
         ),
     ] = None
-    end: Annotated[
-        datetime | None, Query(alias="to", description="end of the period (default: now)")
-    ] = None
+    end: Annotated[UtcMoment, Query(alias="to", description="end of the period (default: now)")] = (
+        None
+    )
     granularity: Annotated[
         Granularity | None,
         Query(description="how the period is divided (default: hour; day for event-history)"),
@@ -168,7 +170,9 @@ def _described(name: ReportName, model: type) -> dict[str, Any]:
                 "model": model,
                 "content": {"text/csv": {"schema": {"type": "string"}}},
                 "description": "The report",
-            }
+            },
+            # an execution instance that is not registered (404), or has no archive yet (409)
+            **documented(404, 409),
         },
     }
 

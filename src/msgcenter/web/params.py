@@ -1,0 +1,39 @@
+"""Parameter types shared by the APIs: bounds a database can hold, checked before it is asked.
+
+A row id beyond a signed 64-bit integer, or a timestamp whose offset moves it outside
+years 1–9999 once in UTC, would otherwise fail in the driver as a server error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator
+
+#: the largest id a BIGINT (and SQLite's INTEGER) column holds
+MAX_ROW_ID = 2**63 - 1
+#: the largest id an INTEGER column holds on PostgreSQL (32 bits): the ids of the control
+#: instance's design rows (seeds)
+MAX_SMALL_ROW_ID = 2**31 - 1
+
+
+def to_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` in UTC (without a zone: taken as UTC); ValueError when UTC cannot hold it."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside years 1 to 9999 in UTC") from None
+
+
+#: a path parameter naming a row by its id
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+#: a path parameter naming a row of a table whose ids are INTEGER
+SmallRowId = Annotated[int, Path(ge=1, le=MAX_SMALL_ROW_ID)]
+#: an optional timestamp parameter, in UTC
+UtcMoment = Annotated[datetime | None, AfterValidator(to_utc)]
