@@ -31,7 +31,10 @@ CHROMIUM = os.environ.get("MSGCENTER_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 20_000
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync driver is started, its event loop counts
+# as running in this thread, so asyncio.run() fails ("cannot be called from a running event
+# loop") in any other test the same xdist worker runs meanwhile. A module's end stops it.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     # checked before Playwright starts: a driver started and then abandoned by a failing
     # fixture would leave its event loop behind for every later test of this process
@@ -44,7 +47,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's chromium, headless (Playwright's own browser download cannot work here)."""
     launched = playwright.chromium.launch(
