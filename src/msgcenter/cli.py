@@ -230,6 +230,49 @@ def exec_worker(config: ConfigOption = None, db: DbOption = None) -> None:
             database.dispose()
 
 
+@exec_app.command("bounces")
+def exec_bounces(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address (bounces.host)")] = None,  # noqa: UP007
+    port: Annotated[int | None, typer.Option(help="listen port (bounces.port)")] = None,  # noqa: UP007
+) -> None:
+    """Run the receiver of asynchronous bounces and complaints alone (SMTP, for the bounce
+    domain); `exec serve` runs it too when bounces.enabled is set."""
+    import asyncio
+
+    import uvloop
+
+    from msgcenter.errors import ConfigurationError
+    from msgcenter.sending.bounces import run_receiver
+
+    with cli_errors():
+        settings = cli_settings(config, db)
+        if host is not None:
+            settings.bounces.host = host
+        if port is not None:
+            settings.bounces.port = port
+        database = Database(settings.database_url)
+        require_current(database)
+        console.print(
+            f"bounce receiver on {settings.bounces.host}:{settings.bounces.port}, "
+            f"database {database.location} (Ctrl+C to stop)",
+            highlight=False,
+        )
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(run_receiver(settings, database))
+        except KeyboardInterrupt:
+            pass
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            raise ConfigurationError(
+                "cannot listen for bounces",
+                detail=f"{settings.bounces.host}:{settings.bounces.port}: {exc.strerror or exc}",
+            ) from None
+        finally:
+            database.dispose()
+
+
 @publication_app.command("load")
 def publication_load(
     file: Annotated[
@@ -239,9 +282,9 @@ def publication_load(
     db: DbOption = None,
 ) -> None:
     """Publish a template from a file (both flavours), as the control instance would."""
-    with cli_database(config, db) as database:
+    with cli_instance(config, db) as (settings, database):
         # the CLI administers its database
-        stored = PublicationService(database).publish(load_spec(file), LOCAL_ADMIN)
+        stored = PublicationService(database, settings.smtp).publish(load_spec(file), LOCAL_ADMIN)
     first = stored[0]
     console.print(
         f"published {first.template} v{first.version} for type '{first.event_type}' "

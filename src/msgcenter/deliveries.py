@@ -56,6 +56,7 @@ class FailureType(enum.StrEnum):
     ATTACHMENT = "attachment"  # an attachment could not be fetched
     NO_CHANNEL = "no_channel"  # this instance has no connector for the channel
     EXPIRED = "expired"  # the validity period ended before a successful attempt
+    COMPLAINT = "complaint"  # the recipient reported a message as spam (ARF): quarantined
 
 
 @dataclass(slots=True)

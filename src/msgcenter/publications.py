@@ -9,6 +9,7 @@ says where a template's publication stands on each execution instance.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,12 @@ from msgcenter.errors import InvalidInputError
 from msgcenter.events.model import Channel, Queue
 from msgcenter.events.validation import TYPE_NAME
 from msgcenter.instances import ExecInstance
-from msgcenter.render import CompiledContent, MessageContent, compile_content
+from msgcenter.render import (
+    CompiledContent,
+    MessageContent,
+    TemplateSyntaxProblem,
+    compile_content,
+)
 
 TEMPLATE_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
 
@@ -55,7 +61,10 @@ class PublishedContent(BaseModel):
     attachments: list[AttachmentSpec] = Field(default_factory=list)
     tracking: bool = False
     list_unsubscribe: str | None = Field(
-        None, description="mailto: or https: URL for List-Unsubscribe"
+        None,
+        description="https: and/or mailto: URIs for List-Unsubscribe (comma-separated, "
+        "optionally in <>), rendered per recipient like the subject; without an https: URI the "
+        "execution instance adds its own one-click URL (RFC 8058)",
     )
     blocks: dict[str, str] = Field(
         default_factory=dict, description="personalisation blocks by name"
@@ -148,7 +157,39 @@ def message_parts(content: PublishedContent) -> MessageContent:
         sms=content.sms,
         push_title=content.push_title,
         push_body=content.push_body,
+        list_unsubscribe=content.list_unsubscribe or "",
     )
+
+
+#: a template tag, whatever it renders to
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+def check_list_unsubscribe(content: PublishedContent) -> None:
+    """Refuse a List-Unsubscribe whose URIs are not all ``https:`` or ``mailto:`` as written in
+    the template (the scheme may not come from the event), or that names more than one
+    ``https:`` URI (RFC 8058 §3.1); raises :class:`TemplateSyntaxProblem` in ``list_unsubscribe``.
+
+    Checked when a template is saved and published, not when a publication already stored
+    is loaded: a message is never failed for its List-Unsubscribe header.
+    """
+    source = content.list_unsubscribe or ""
+    # each tag stands for one word of the URI it is part of
+    pieces = [p for p in re.split(r"[\s,<>]+", _TAG.sub("x", source)) if p]
+    web = 0
+    for piece in pieces:
+        scheme = piece.split(":", 1)[0].lower() if ":" in piece else ""
+        if scheme not in ("https", "mailto"):
+            raise TemplateSyntaxProblem(
+                "list_unsubscribe",
+                f"{piece!r} must start with https: or mailto: (written in the template)",
+                line=None,
+            )
+        web += scheme == "https"
+    if web > 1:
+        raise TemplateSyntaxProblem(
+            "list_unsubscribe", "more than one https: URI (RFC 8058 wants one)", line=None
+        )
 
 
 def compile_publication(publication: Publication) -> CompiledContent:

@@ -15,6 +15,8 @@ from msgcenter.publications import Publication
 RouteKey = tuple[str, int, str, str | None]
 #: why a routed event's message is not attempted
 QUARANTINED = "the address is in quarantine"
+#: why a routed event's message is not attempted: its recipient used List-Unsubscribe
+UNSUBSCRIBED = "the address unsubscribed from this template"
 
 
 class RoutingTable:
@@ -55,6 +57,8 @@ class Routed:
     publication: Publication
     address: str
     held: bool = False
+    #: why it is held (:data:`QUARANTINED` or :data:`UNSUBSCRIBED`)
+    held_reason: str = QUARANTINED
 
     @property
     def reason(self) -> str:
@@ -82,12 +86,34 @@ class Routing:
         """The (address, channel) pairs to look up in the quarantine."""
         return [(r.address, r.publication.channel) for r in self.routed]
 
-    def holding(self, quarantined: set[tuple[str, int]]) -> Routing:
-        """The same routing with the messages to quarantined addresses held."""
-        routed = [
-            replace(r, held=(r.address.lower(), int(r.publication.channel)) in quarantined)
+    def streams(self) -> list[tuple[str, Channel, str, str | None]]:
+        """The (address, channel, template, folder) streams to look up in the opt-outs."""
+        return [
+            (r.address, r.publication.channel, r.publication.template, r.publication.folder)
             for r in self.routed
         ]
+
+    def holding(
+        self,
+        quarantined: set[tuple[str, int]],
+        unsubscribed: set[tuple[str, int, str, str]] | None = None,
+    ) -> Routing:
+        """The same routing with the messages to quarantined addresses held, and those of a
+        template's stream its recipient left (``unsubscribed``: address, channel, template,
+        folder or "")."""
+        routed: list[Routed] = []
+        for r in self.routed:
+            address, channel = r.address.lower(), int(r.publication.channel)
+            if (address, channel) in quarantined:
+                r = replace(r, held=True, held_reason=QUARANTINED)
+            elif unsubscribed and (
+                (address, channel, r.publication.template, r.publication.folder or "")
+                in unsubscribed
+            ):
+                r = replace(r, held=True, held_reason=UNSUBSCRIBED)
+            else:
+                r = replace(r, held=False)
+            routed.append(r)
         return Routing(routed, self.unrouted)
 
 

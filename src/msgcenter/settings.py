@@ -33,6 +33,7 @@ from pydantic_settings import (
 from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings
 from msgcenter.errors import ConfigurationError
 from msgcenter.reports import INDICATORS, Threshold, Thresholds
+from msgcenter.tracking import safe_base_url
 
 #: the file read when neither ``--config`` nor ``MSGCENTER_CONFIG`` names one (if it exists)
 DEFAULT_CONFIG_FILE = Path("msgcenter.toml")
@@ -188,11 +189,44 @@ class ProcessingSettings(Section):
 class TrackingSettings(Section):
     """Open and click tracking of emails whose template has tracking on (SPEC §3.7)."""
 
-    #: the URL at which recipients reach this execution instance's tracking links
-    #: (https://t.example.com); empty uses http://<server.host>:<server.port>, which only
-    #: a recipient on this machine can reach
+    #: the URL at which recipients reach this execution instance's tracking links and its
+    #: one-click unsubscribe endpoint (https://t.example.com): https, or http on loopback
+    #: only; empty uses http://<server.host>:<server.port>, which only a recipient on this
+    #: machine can reach (links are then left untracked unless that host is loopback)
     base_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
     #: tracking logs are purged by the cleanup workflow after this many days
+    retention_days: float = Field(default=90.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https_outside_loopback(cls, url: str) -> str:
+        # Clicks, opens and unsubscribe requests must not cross a network in clear text.
+        if url and not safe_base_url(url):
+            raise ValueError("must be an https:// URL (http:// is allowed on loopback only)")
+        return url
+
+
+class BounceSettings(Section):
+    """The receiver of asynchronous bounces and complaints sent back to the VERP bounce
+    addresses (SPEC §3.7). It accepts mail only for signed bounce addresses of this instance
+    at ``smtp.bounce_domain`` (at any domain when that is empty)."""
+
+    #: run the receiver inside `msgcenter exec serve` (`msgcenter exec bounces` runs it alone)
+    enabled: bool = False
+    #: where it listens: what the bounce domain's MX (or the MTA in front) delivers to
+    host: str = "127.0.0.1"
+    port: int = Field(default=2526, ge=1, le=65535)
+    #: name in its greeting; empty: smtp.helo_name, or else this machine's fully qualified name
+    hostname: str = ""
+    #: largest mail accepted (bytes); a bigger one is refused (552) as soon as it exceeds it
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: seconds an SMTP client may stay silent before its session is closed
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    #: soft bounces (delays, full mailboxes …) of one address within the window that put it
+    #: in quarantine
+    soft_bounce_threshold: int = Field(default=3, ge=1)
+    soft_bounce_window_days: float = Field(default=7.0, gt=0)
+    #: kept reports are purged by the cleanup workflow after this many days
     retention_days: float = Field(default=90.0, gt=0)
 
 
@@ -310,6 +344,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    bounces: BounceSettings = Field(default_factory=BounceSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

@@ -137,7 +137,7 @@ def test_crowded_xml_is_refused_cheaply_while_healthz_answers(server, api, db, b
     # milliseconds as a rule; never the seconds a stalled loop took (a busy machine may
     # delay a probe or two, hence the median)
     assert slowest and sorted(slowest)[len(slowest) // 2] < 0.1
-    assert max(slowest) < 2.0
+    assert max(slowest) < 5.0  # a stalled loop took 6 s per request at 40,000 attributes
     assert event_count(db) == 0
 
 

@@ -136,7 +136,8 @@ def test_the_stdlib_reads_back_what_was_built(
     assert not message.defects
     single = (has_text != has_html or email_format is EmailFormat.TEXT and has_text) and not files
     assert list(message.keys()) == [
-        "Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Content-Type",
+        "Date", "From", "To", "Subject", "Message-ID", "MIME-Version", "Auto-Submitted",
+        "Content-Type",
     ] + ["Content-Transfer-Encoding"] * single  # fmt: skip
     assert str(message["Subject"]) == cleaned(subject)
     (author,) = message["From"].addresses

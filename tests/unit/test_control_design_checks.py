@@ -164,3 +164,46 @@ def test_template_input_names_channels_and_keeps_blocks_apart():
     assert new.channel is Channel.ANDROID and new.content == TemplateContent()
     with pytest.raises(ValidationError):
         TemplateIn(name="t", label="T", event_type="bad type")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "https://shop.example/unsub?e={{ event.email|urlencode }}",
+            "https://shop.example/unsub?e=ann%40example.com",
+        ),
+        (
+            "mailto:unsubscribe@shop.example?subject={{ event.email|urlencode }}",
+            "mailto:unsubscribe@shop.example?subject=ann%40example.com",
+        ),
+        (
+            "<https://shop.example/u/{{ ctx.token }}>, <mailto:u@shop.example>",
+            "<https://shop.example/u/t1>, <mailto:u@shop.example>",
+        ),
+        (
+            "mailto:u@shop.example, https://shop.example/u",
+            "mailto:u@shop.example, https://shop.example/u",
+        ),
+    ],
+)
+def test_list_unsubscribe_is_rendered_per_recipient(value, expected):
+    content = PublishedContent(sender="s@shop.example", text="hi", list_unsubscribe=value)
+    compiled = check_content(content, {}, EVENT)
+    assert compiled.render(EVENT, load_ctx('{"token": "t1"}', "json")).list_unsubscribe == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("http://shop.example/unsub", "https: or mailto:"),
+        ("{{ ctx.unsubscribe_url }}", "https: or mailto:"),  # the scheme may not come from data
+        ("https://a.example/u, https://b.example/u", "more than one https"),
+        ("javascript:alert(1)", "https: or mailto:"),
+    ],
+)
+def test_a_list_unsubscribe_that_is_not_https_or_mailto_is_refused(value, reason):
+    content = PublishedContent(sender="s@shop.example", text="hi", list_unsubscribe=value)
+    with pytest.raises(TemplateSyntaxProblem) as caught:
+        check_content(content, {}, EVENT)
+    assert caught.value.part == "list_unsubscribe" and reason in caught.value.reason

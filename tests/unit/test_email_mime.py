@@ -9,7 +9,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
 
-from msgcenter.channels.email.mime import Attachment, build_message
+from msgcenter.channels.email.mime import Attachment, build_message, unsubscribe_uris
 from msgcenter.events.model import EmailFormat
 
 TEXT = "Bonjour Anne,\n\nVotre commande n°1001 (42,50 €) est confirmée.\nÀ bientôt !  \n"
@@ -206,3 +206,64 @@ def test_trailing_spaces_and_dots_survive():
 def test_unusable_addresses_are_refused(address):
     with pytest.raises(ValueError, match="To"):
         build(recipient=address)
+
+
+def test_every_message_says_it_is_auto_generated_and_names_its_feedback_stream():
+    message = parse(build(feedback_id="order_confirmation:brand_a:rt:exec"))
+    assert message["Auto-Submitted"] == "auto-generated"  # RFC 3834 §5
+    assert message["Feedback-ID"] == "order_confirmation:brand_a:rt:exec"
+    bare = parse(build(auto_submitted=None))
+    assert bare["Auto-Submitted"] is None and bare["Feedback-ID"] is None
+
+
+def test_the_one_click_header_comes_only_with_list_unsubscribe():
+    assert parse(build(list_unsubscribe_post=True))["List-Unsubscribe-Post"] is None
+    assert parse(build(list_unsubscribe=["mailto:u@example.com"]))["List-Unsubscribe-Post"] is None
+
+
+@pytest.mark.parametrize(
+    ("value", "uris"),
+    [
+        ("", []),
+        (
+            "https://shop.example/u?e=ann%40example.com",
+            ["https://shop.example/u?e=ann%40example.com"],
+        ),
+        (
+            "<https://shop.example/u/1>, <mailto:unsub@example.com?subject=x,y>",
+            ["https://shop.example/u/1", "mailto:unsub@example.com?subject=x,y"],
+        ),
+        (
+            "mailto:a@example.com, https://b.example/u",
+            ["mailto:a@example.com", "https://b.example/u"],
+        ),
+        ("  MAILTO:a@example.com\n", ["MAILTO:a@example.com"]),
+    ],
+)
+def test_unsubscribe_uris_are_read_as_rfc_2369_writes_them_or_bare(value, uris):
+    assert unsubscribe_uris(value) == uris
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://shop.example/u",  # a one-click POST in clear text
+        "javascript:alert(1)",
+        "https://shop.example/u, https://other.example/u",  # RFC 8058: one https URI
+        "https://shop.example/u/{{ ctx.id }}",
+        "<https://shop.example/a b>",
+        "https://shöp.example/u",
+        "shop.example/u",
+    ],
+)
+def test_unusable_unsubscribe_uris_are_refused_or_left_out(value):
+    with pytest.raises(ValueError, match="List-Unsubscribe"):
+        unsubscribe_uris(value)
+    kept = unsubscribe_uris(value, strict=False)
+    assert all(u.lower().startswith(("https:", "mailto:")) for u in kept)
+    assert sum(u.startswith("https:") for u in kept) <= 1
+
+
+def test_lenient_reading_keeps_the_usable_uris():
+    value = "http://x.example/u, mailto:u@example.com, https://a.example/u, https://b.example/u"
+    assert unsubscribe_uris(value, strict=False) == ["mailto:u@example.com", "https://a.example/u"]

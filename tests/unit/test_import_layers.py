@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "msgcenter.render",
             "msgcenter.publications",
             "msgcenter.deliveries",
+            "msgcenter.bounces",
             "msgcenter.routing",
             "msgcenter.tracking",
             "msgcenter.archives",

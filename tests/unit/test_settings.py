@@ -167,12 +167,24 @@ def test_out_of_range_value_names_the_setting(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     "base_url",
-    ["t.example.com", "ftp://t.example.com", "https://t.example.com?x=1", "https://a b.example"],
+    [
+        "t.example.com",
+        "ftp://t.example.com",
+        "https://t.example.com?x=1",
+        "https://a b.example",
+        "http://t.example.com",  # clicks and unsubscribe requests in clear text
+        "http://10.0.0.5:8080",
+    ],
 )
 def test_a_tracking_base_url_that_is_no_web_base_is_refused_by_name(base_url):
     with pytest.raises(ValidationError) as caught:
         Settings(tracking={"base_url": base_url})
     assert [e["loc"] for e in caught.value.errors()] == [("tracking", "base_url")]
+
+
+def test_a_plain_http_tracking_base_url_is_allowed_on_loopback_only():
+    for url in ("http://127.0.0.1:8080", "http://localhost:8080/mc", "http://[::1]:8080"):
+        assert Settings(tracking={"base_url": url}).tracking.base_url == url
 
 
 def test_tracking_links_point_at_the_base_url_or_else_at_this_server():

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from msgcenter.settings import Settings
-from msgcenter.tracking import LinkSigner, TrackingKind
+from msgcenter.tracking import LinkSigner, TrackingKind, is_loopback_host, safe_base_url
 from msgcenter.workflows.worker import build_senders
 
 SIGNER = LinkSigner("a secret", "https://t.shop.example/")
@@ -90,3 +90,91 @@ def test_tracked_links_to_a_wildcard_address_are_warned_about_at_start(server, w
         build_senders(settings)
     unreachable = [e for e in logs if e.get("action") == "email.tracking_unreachable"]
     assert [e["base_url"] for e in unreachable] == ([warned] if warned else [])
+
+
+def test_unsubscribe_links_are_never_tracked():
+    html = (
+        '<a href="https://shop.example/unsub?e=ann%40example.com">unsubscribe</a> '
+        f'<a href="{SIGNER.unsubscribe_url(42)}">one click</a> '
+        '<a href="https://shop.example/o">order</a>'
+    )
+    tracked = SIGNER.instrument(
+        html, 42, untracked=["https://shop.example/unsub?e=ann%40example.com"]
+    )
+    unsubscribe, one_click, order = links(tracked)
+    assert unsubscribe == "https://shop.example/unsub?e=ann%40example.com"
+    assert one_click == SIGNER.unsubscribe_url(42)
+    assert order.startswith("https://t.shop.example/t/c/42/")
+
+
+def test_the_one_click_url_is_signed_for_its_delivery_log_only():
+    url = SIGNER.unsubscribe_url(42)
+    assert url.startswith("https://t.shop.example/u/42/")
+    signature = url.rsplit("/", 1)[1]
+    assert SIGNER.verify_unsubscribe(42, signature)
+    assert not SIGNER.verify_unsubscribe(43, signature)
+    assert not LinkSigner("another secret", "https://t.shop.example").verify_unsubscribe(
+        42, signature
+    )
+    # an open or click signature is no unsubscribe signature, and the other way round
+    assert not SIGNER.verify_unsubscribe(42, SIGNER.sign(TrackingKind.OPEN, 42))
+    assert not SIGNER.verify(TrackingKind.OPEN, 42, signature)
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("https://t.example.com", True),
+        ("http://127.0.0.1:8080", True),
+        ("http://[::1]:8080", True),
+        ("http://localhost:8080/mc", True),
+        ("http://t.example.com", False),
+        ("http://10.0.0.5:8080", False),
+        ("http://0.0.0.0:8080", False),
+        ("ftp://t.example.com", False),
+    ],
+)
+def test_links_point_at_https_or_at_loopback(url, safe):
+    assert safe_base_url(url) is safe
+
+
+def test_loopback_hosts():
+    assert is_loopback_host("127.0.0.2") and is_loopback_host("::1") and is_loopback_host("[::1]")
+    assert not is_loopback_host("") and not is_loopback_host("relay.example.com")
+    assert not is_loopback_host("0.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("settings", "insecure"),
+    [
+        ({"server": {"host": "10.0.0.5"}}, True),
+        ({"server": {"host": "127.0.0.1"}}, False),
+        (
+            {"server": {"host": "10.0.0.5"}, "tracking": {"base_url": "https://t.example.com"}},
+            False,
+        ),
+    ],
+)
+def test_tracking_over_plain_http_outside_loopback_is_refused_at_start(settings, insecure):
+    with capture_logs() as logs:
+        build_senders(Settings(**settings))
+    assert any(e.get("action") == "email.tracking_insecure" for e in logs) is insecure
+
+
+@pytest.mark.parametrize(
+    ("smtp", "warned"),
+    [
+        ({"host": "relay.example.com"}, True),
+        ({"host": "relay.example.com", "tls": "starttls"}, False),
+        ({"host": "10.1.2.3", "port": 465, "tls": "implicit"}, False),
+        ({"host": "127.0.0.1"}, False),
+        ({"host": "localhost"}, False),
+    ],
+)
+def test_a_plain_text_relay_off_this_machine_is_warned_about_at_start(smtp, warned):
+    with capture_logs() as logs:
+        build_senders(Settings(smtp=smtp))
+    plain = [e for e in logs if e.get("action") == "email.relay_plaintext"]
+    assert bool(plain) is warned
+    if warned:
+        assert plain[0]["host"] == "relay.example.com"

@@ -5,18 +5,33 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from msgcenter.errors import NotFoundError, PermissionDeniedError
+import structlog
+
+from msgcenter.channels.email.config import SmtpSettings
+from msgcenter.channels.email.dkim import alignment_problem
+from msgcenter.channels.email.identity import domain_of
+from msgcenter.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from msgcenter.events.model import Channel
 from msgcenter.operators import Operator, Right
-from msgcenter.publications import Publication, PublicationSpec, compile_publication
+from msgcenter.publications import (
+    Publication,
+    PublicationSpec,
+    check_list_unsubscribe,
+    compile_publication,
+)
 from msgcenter.store import publications as publication_store
 from msgcenter.store.database import Database
+
+log = structlog.get_logger(__name__)
 
 
 class PublicationService:
     """The publications of one execution instance, in the folder of the operator that acts."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, smtp: SmtpSettings | None = None) -> None:
         self._db = db
+        #: the relay settings whose DKIM keys and bounce domain a sender must align with
+        self._smtp = smtp
 
     def publish(self, spec: PublicationSpec, operator: Operator) -> list[Publication]:
         """Validate (compile every part) and store both flavours of ``spec`` for the operator's
@@ -29,9 +44,30 @@ class PublicationService:
                     f"'{operator.folder}', not '{spec.folder}'"
                 )
             spec = spec.model_copy(update={"folder": operator.folder})
+        check_list_unsubscribe(spec.content)
         compile_publication(Publication.draft(spec))
+        self._check_alignment(spec)
         with self._db.write() as conn:
             return publication_store.put(conn, spec, datetime.now(UTC))
+
+    def _check_alignment(self, spec: PublicationSpec) -> None:
+        """Warn about (or, with ``smtp.dmarc_alignment = "refuse"``, refuse) an email template
+        whose From domain no DKIM key nor bounce domain of this instance is aligned with."""
+        if self._smtp is None or spec.channel is not Channel.EMAIL or not spec.content.sender:
+            return
+        problem = alignment_problem(domain_of(spec.content.sender), self._smtp)
+        if problem is None:
+            return
+        if self._smtp.dmarc_alignment == "refuse":
+            raise InvalidInputError(
+                "the template's From domain is not aligned for DMARC", detail=problem
+            )
+        log.warning(
+            "published template whose From domain is not aligned for DMARC",
+            action="publication.dmarc_unaligned",
+            template=spec.template,
+            reason=problem,
+        )
 
     def unpublish(self, template: str, folder: str | None, operator: Operator) -> int:
         """Retire both flavours of ``template`` (in the operator's folder, if it has one);

@@ -99,6 +99,18 @@ PROCESSING_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
 
+BOUNCE_REPORTS = Counter(
+    "msgcenter_bounce_reports",
+    "Mail received at bounce addresses, by what it was read as "
+    "(hard, soft, complaint, unknown, malformed)",
+    ["kind"],
+)
+BOUNCE_REFUSED = Counter(
+    "msgcenter_bounce_recipients_refused",
+    "Recipients refused by the bounce receiver: no bounce address of this instance "
+    "(forged, altered or foreign)",
+)
+
 
 def record_outcome(channel: str, outcome: str, event_created: datetime) -> None:
     """Account one attempt (called by the dispatcher)."""

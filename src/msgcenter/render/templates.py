@@ -8,7 +8,7 @@ A template sees two variables: ``event`` (the event's fields of SPEC §3.1:
 ``event.type``, ``event.email``, ``event.external_id``, ``event.language``,
 ``event.created`` …, plus any unknown attribute the caller sent) and ``ctx``
 (:mod:`msgcenter.render.ctx`). The HTML part autoescapes every value; the
-subject, text, SMS and push parts are written as they are. A line holding only
+subject, text, SMS, push and List-Unsubscribe parts are written as they are. A line holding only
 a block tag (``{% for %}``, ``{% if %}``) leaves no blank line behind
 (``trim_blocks`` and ``lstrip_blocks``), which keeps text and SMS parts tidy.
 
@@ -45,7 +45,7 @@ from msgcenter.render.limits import (
 from msgcenter.render.sandbox import MessageEnvironment
 
 #: the parts of a message, in the order they are rendered
-PARTS = ("subject", "html", "text", "sms", "push_title", "push_body")
+PARTS = ("subject", "html", "text", "sms", "push_title", "push_body", "list_unsubscribe")
 _REFERENCES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 
 
@@ -59,6 +59,8 @@ class MessageContent:
     sms: str = ""
     push_title: str = ""
     push_body: str = ""
+    #: an email's List-Unsubscribe URIs, rendered per recipient like the subject
+    list_unsubscribe: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class RenderedMessage:
     sms: str = ""
     push_title: str = ""
     push_body: str = ""
+    list_unsubscribe: str = ""
 
 
 class CompiledContent:

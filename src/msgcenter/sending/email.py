@@ -1,4 +1,8 @@
-"""The email connector: build the MIME message, sign it, send it through the SMTP pool (SPEC §3.7)."""
+"""The email connector: build the MIME message, sign it, send it through the SMTP pool (SPEC §3.7).
+
+What it adds for deliverability (Gmail's and Yahoo's 2024 sender requirements,
+RFC 8058, RFC 3834) is described in ``docs/channels.md``, "Deliverability".
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from urllib.parse import urlsplit
 import structlog
 
 from msgcenter.channels.email.attachments import AttachmentError, fetch_attachments
-from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings
-from msgcenter.channels.email.dkim import DkimSigner
-from msgcenter.channels.email.identity import domain_of, message_id, verp_address
-from msgcenter.channels.email.mime import build_message
+from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings, SmtpTls
+from msgcenter.channels.email.dkim import DkimKeyring
+from msgcenter.channels.email.identity import domain_of, feedback_id, message_id, verp_address
+from msgcenter.channels.email.mime import build_message, unsubscribe_uris
 from msgcenter.channels.email.replies import SendStatus
 from msgcenter.channels.email.smtp import SmtpPool
 from msgcenter.channels.health import RelayHealth
@@ -19,7 +23,7 @@ from msgcenter.events.model import EmailFormat
 from msgcenter.publications import Publication
 from msgcenter.render import Ctx, RenderedMessage
 from msgcenter.sending.attempts import Attempt, AttemptKind
-from msgcenter.tracking import LinkSigner
+from msgcenter.tracking import LinkSigner, is_loopback_host, safe_base_url
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +44,7 @@ class EmailSender:
         *,
         instance: str,
         tracking_base_url: str,
+        installation: str = "",
     ) -> None:
         if not secret:
             log.warning(
@@ -50,6 +55,8 @@ class EmailSender:
         self._attachments = attachments
         self._secret = secret or DEVELOPMENT_SECRET
         self._instance = instance
+        #: the random part of this database's Message-IDs (:meth:`use_installation`)
+        self._installation = installation
         if urlsplit(tracking_base_url).hostname in WILDCARD_HOSTS:
             log.warning(
                 "tracked links would point at a wildcard address nobody can reach: "
@@ -57,9 +64,31 @@ class EmailSender:
                 action="email.tracking_unreachable",
                 base_url=tracking_base_url,
             )
+        # Links, the open pixel and the one-click URL only point at https (or loopback):
+        # otherwise tracked templates are sent untracked and get no one-click URL of ours.
+        self._links_safe = safe_base_url(tracking_base_url)
+        if not self._links_safe:
+            log.warning(
+                "tracking.base_url is not https: tracked templates are sent with their links "
+                "untracked, and without this instance's one-click unsubscribe URL",
+                action="email.tracking_insecure",
+                base_url=tracking_base_url,
+            )
+        if smtp.tls is SmtpTls.NONE and not is_loopback_host(smtp.host):
+            log.warning(
+                "the relay is not on this machine and smtp.tls is none: messages and any "
+                "SMTP password cross the network in clear text",
+                action="email.relay_plaintext",
+                host=smtp.host,
+                port=smtp.port,
+            )
         self._tracking = LinkSigner(self._secret, tracking_base_url)
         self._pool = SmtpPool(smtp)
-        self._dkim = DkimSigner.from_settings(smtp)
+        self._dkim = DkimKeyring.from_settings(smtp)
+
+    def use_installation(self, installation: str) -> None:
+        """Set the random part of Message-IDs (drawn once per database), before sending."""
+        self._installation = installation
 
     async def send(
         self, message: ClaimedMessage, publication: Publication, rendered: RenderedMessage, ctx: Ctx
@@ -69,13 +98,20 @@ class EmailSender:
         if not content.sender:
             return Attempt(AttemptKind.PERMANENT, "the published template has no sender address")
         domain = domain_of(content.sender)
-        identifier = message_id(message.delivery_log_id, domain, instance=self._instance)
+        identifier = message_id(
+            message.delivery_log_id,
+            domain,
+            instance=self._instance,
+            installation=self._installation,
+        )
         try:
             files = await fetch_attachments(content.attachments, ctx, self._attachments)
         except AttachmentError as exc:
             kind = AttemptKind.TEMPORARY if exc.temporary else AttemptKind.PERMANENT
             return Attempt(kind, exc.message, failure_type=FailureType.ATTACHMENT)
         try:
+            unsubscribe = self._unsubscribe(message, rendered)
+            web_unsubscribe = [uri for uri in unsubscribe if uri.lower().startswith("https:")]
             data = build_message(
                 sender=content.sender,
                 recipient=message.address,
@@ -83,19 +119,26 @@ class EmailSender:
                 message_id=identifier,
                 text=rendered.text,
                 html=(
-                    self._tracking.instrument(rendered.html, message.delivery_log_id)
-                    if content.tracking and rendered.html
+                    self._tracking.instrument(
+                        rendered.html, message.delivery_log_id, untracked=web_unsubscribe
+                    )
+                    if content.tracking and rendered.html and self._links_safe
                     else rendered.html
                 ),
                 email_format=EmailFormat(message.event["email_format"]),
                 reply_to=content.reply_to,
                 attachments=files,
-                list_unsubscribe=[content.list_unsubscribe] if content.list_unsubscribe else (),
+                list_unsubscribe=unsubscribe,
+                # RFC 8058 §3.1: one-click needs the https URI that takes the POST
+                list_unsubscribe_post=bool(web_unsubscribe),
+                feedback_id=feedback_id(
+                    publication.template, publication.folder, message.queue, self._instance
+                ),
             )
         except ValueError as exc:
             return Attempt(AttemptKind.PERMANENT, f"message not buildable: {exc}")
         if self._dkim is not None:
-            data = self._dkim.sign(data)
+            data = self._dkim.sign(data, domain)
         envelope_from = verp_address(
             message.delivery_log_id, self._smtp.bounce_domain or domain, self._secret
         )
@@ -111,6 +154,25 @@ class EmailSender:
             failure_type=FailureType.USER_UNKNOWN if outcome.user_unknown else FailureType.HARD,
             quarantine=outcome.user_unknown,
         )
+
+    def _unsubscribe(self, message: ClaimedMessage, rendered: RenderedMessage) -> list[str]:
+        """The List-Unsubscribe URIs: the template's, rendered for this recipient, with this
+        instance's signed one-click URL first when the template gives no https one."""
+        try:
+            uris = unsubscribe_uris(rendered.list_unsubscribe)
+        except ValueError as exc:
+            # refused at publication since; an older publication's message still leaves
+            log.warning(
+                "unusable List-Unsubscribe URIs left out",
+                action="email.list_unsubscribe_dropped",
+                delivery_log=message.delivery_log_id,
+                reason=str(exc),
+            )
+            uris = unsubscribe_uris(rendered.list_unsubscribe, strict=False)
+        has_web = any(uri.lower().startswith("https:") for uri in uris)
+        if not uris or has_web or not self._links_safe:
+            return uris
+        return [self._tracking.unsubscribe_url(message.delivery_log_id), *uris]
 
     @property
     def health(self) -> RelayHealth:

@@ -11,6 +11,8 @@ from msgcenter.store.database import insert_or_ignore
 from msgcenter.store.tables import instance_info
 
 INSTANCE_ID = "instance_id"
+#: a random tag drawn by the first worker, part of every Message-ID (unique per database)
+INSTALLATION_TAG = "installation_tag"
 
 
 def instance_id(conn: Connection) -> str | None:
@@ -41,4 +43,17 @@ def assign_instance_id(conn: Connection, new_id: str, now: datetime, *, force: b
         update(instance_info)
         .where(instance_info.c.key == INSTANCE_ID)
         .values(value=new_id, updated=now)
+    )
+
+
+def installation_tag(conn: Connection, candidate: str, now: datetime) -> str:
+    """The random tag that makes this database's Message-IDs unique: ``candidate`` is stored
+    the first time (by whichever process asks first) and the stored tag returned ever after."""
+    insert_or_ignore(
+        conn, instance_info, {"key": INSTALLATION_TAG, "value": candidate, "updated": now}, ["key"]
+    )
+    return str(
+        conn.execute(
+            select(instance_info.c.value).where(instance_info.c.key == INSTALLATION_TAG)
+        ).scalar_one()
     )

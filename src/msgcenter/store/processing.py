@@ -40,7 +40,7 @@ from msgcenter.deliveries import (
 )
 from msgcenter.events.model import TEMPLATE_EVENT_FIELDS, Channel, EventStatus, Queue
 from msgcenter.publications import Publication
-from msgcenter.routing import QUARANTINED, Routed, Routing
+from msgcenter.routing import Routed, Routing
 from msgcenter.store.database import dialect_insert, insert_or_ignore
 from msgcenter.store.tables import (
     delivery,
@@ -179,7 +179,9 @@ def record_routing(
                 _change(routed.event["id"], EventStatus.PENDING_DELIVERY, now, routed.reason)
             )
             if routed.held:
-                history.append(_change(routed.event["id"], EventStatus.IGNORED, now, QUARANTINED))
+                history.append(
+                    _change(routed.event["id"], EventStatus.IGNORED, now, routed.held_reason)
+                )
     finals: dict[EventStatus, list[int]] = {}
     for unrouted in routing.unrouted:
         finals.setdefault(unrouted.status, []).append(unrouted.event_id)
@@ -275,7 +277,7 @@ def _log_row(
         "folder": routed.event["folder"],
         "status": int(DeliveryStatus.IGNORED if routed.held else DeliveryStatus.SENDING),
         "failure_type": FailureType.QUARANTINED.value if routed.held else None,
-        "failure_reason": QUARANTINED if routed.held else None,
+        "failure_reason": routed.held_reason if routed.held else None,
         "attempts": 0,
         "due": now + lease,
         "valid_until": now + validity,
@@ -518,7 +520,88 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
         )
     for o in outcomes:
         if o.quarantine is not None:
-            _quarantine(conn, o, *o.quarantine, now)
+            address, channel = o.quarantine
+            quarantine_address(
+                conn,
+                address,
+                channel,
+                reason=o.reason or "",
+                failure_type=o.failure_type or FailureType.HARD,
+                delivery_log_id=o.delivery_log_id,
+                now=now,
+            )
+
+
+def record_late_failure(
+    conn: Connection,
+    delivery_log_id: int,
+    failure_type: FailureType,
+    reason: str,
+    now: datetime,
+    *,
+    quarantine: bool,
+) -> DeliveryStatus | None:
+    """A message that was sent failed later (an asynchronous bounce, SPEC §3.4
+    updateEventStatus): its delivery log becomes failed with ``reason``, and its event, when
+    that log is the event's and the event is ``sent``, ``delivery_failed`` with a timeline
+    step; with ``quarantine``, its address goes to quarantine (whatever the log's status).
+
+    Returns the delivery log's status before (only a ``sent`` log changes), or None when
+    there is no such delivery log. Call it inside the transaction that keeps the report, so
+    that all of it is stored or none.
+    """
+    # locks the delivery log, then its event: the order the outcome writer locks them in
+    found = conn.execute(
+        select(
+            delivery_log.c.status,
+            delivery_log.c.event_id,
+            delivery_log.c.address,
+            delivery_log.c.channel,
+        )
+        .where(delivery_log.c.id == delivery_log_id)
+        .with_for_update()
+    ).first()
+    if found is None:
+        return None
+    before = DeliveryStatus(found.status)
+    if before is DeliveryStatus.SENT:
+        conn.execute(
+            update(delivery_log)
+            .where(delivery_log.c.id == delivery_log_id)
+            .values(
+                status=int(DeliveryStatus.FAILED),
+                failure_type=failure_type.value,
+                failure_reason=reason,
+                last_modified=now,
+            )
+        )
+        # RETURNING, not the row count, says whether the event followed
+        moved = conn.execute(
+            update(event)
+            .where(
+                event.c.id == found.event_id,
+                event.c.delivery_log_id == delivery_log_id,
+                event.c.status == int(EventStatus.SENT),
+            )
+            .values(status=int(EventStatus.DELIVERY_FAILED), last_modified=now)
+            .returning(event.c.id)
+        ).first()
+        if moved is not None:
+            conn.execute(
+                insert(event_status_change),
+                [_change(found.event_id, EventStatus.DELIVERY_FAILED, now, reason)],
+            )
+    if quarantine:
+        quarantine_address(
+            conn,
+            found.address,
+            Channel(found.channel),
+            reason=reason,
+            failure_type=failure_type,
+            delivery_log_id=delivery_log_id,
+            now=now,
+        )
+    return before
 
 
 def _copy_to_events(
@@ -537,16 +620,25 @@ def _copy_to_events(
     )
 
 
-def _quarantine(
-    conn: Connection, outcome: Outcome, address: str, channel: Channel, now: datetime
+def quarantine_address(
+    conn: Connection,
+    address: str,
+    channel: Channel,
+    *,
+    reason: str,
+    failure_type: FailureType,
+    delivery_log_id: int | None,
+    now: datetime,
 ) -> None:
+    """Put ``address`` (lower-cased) in quarantine for ``channel``, or renew its entry with
+    this reason (active again if it had been released)."""
     values = {
         "address": address.lower(),
         "channel": int(channel),
-        "reason": outcome.reason or "",
-        "failure_type": (outcome.failure_type or FailureType.HARD).value,
+        "reason": reason,
+        "failure_type": failure_type.value,
         "active": True,
-        "delivery_log_id": outcome.delivery_log_id,
+        "delivery_log_id": delivery_log_id,
         "created": now,
         "last_modified": now,
     }

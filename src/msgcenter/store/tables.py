@@ -267,6 +267,30 @@ quarantine = Table(
 Index("uq_quarantine_address", quarantine.c.address, quarantine.c.channel, unique=True)
 Index("ix_quarantine_last_modified", quarantine.c.last_modified)
 
+# Opt-outs of one template's stream (RFC 8058 one-click unsubscribe): messages of that
+# template (in that folder) to that address are ignored, the address's other mail is not.
+unsubscription = Table(
+    "unsubscription",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # lower-cased, as the quarantine's
+    Column("address", String(255), nullable=False),
+    Column("channel", SmallInteger, nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("folder", String(64), nullable=False, server_default=text("''")),
+    # the message whose List-Unsubscribe was used
+    Column("delivery_log_id", BigInteger, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+)
+Index(
+    "uq_unsubscription_stream",
+    unsubscription.c.address,
+    unsubscription.c.channel,
+    unsubscription.c.template,
+    unsubscription.c.folder,
+    unique=True,
+)
+
 # Opens and clicks of tracked emails (SPEC §3.7); rows are only ever added.
 tracking_log = Table(
     "tracking_log",
@@ -283,6 +307,33 @@ tracking_log = Table(
     Column("created", UtcDateTime, nullable=False, index=True),
     # SQLite: never give the id of a deleted row again (0007)
     sqlite_autoincrement=True,
+)
+
+# Mail received at bounce addresses (SPEC §3.7), one row per report whatever it said:
+# msgcenter.bounces.ReportKind. Purged by the cleanup workflow (bounces.retention_days).
+bounce_report = Table(
+    "bounce_report",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received", UtcDateTime, nullable=False, index=True),
+    # hard, soft, complaint, unknown or malformed
+    Column("kind", String(16), nullable=False),
+    # the delivery log its bounce address named; null when that log is not here
+    Column("delivery_log_id", BigInteger, index=True),
+    # the delivery log's address (lower-cased), or else the one the report names
+    Column("recipient", String(255)),
+    Column("reason", Text, nullable=False),
+    # bytes of the mail as received
+    Column("size", Integer, nullable=False),
+    # SQLite: never give the id of a deleted row again (0007)
+    sqlite_autoincrement=True,
+)
+# soft bounces of one address within the window
+Index(
+    "ix_bounce_report_recipient_kind",
+    bounce_report.c.recipient,
+    bounce_report.c.kind,
+    bounce_report.c.received,
 )
 
 # Technical workflows: the state operators set, and what the runners report.

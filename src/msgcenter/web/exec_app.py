@@ -21,6 +21,7 @@ from msgcenter.execution.identity import IdentityService
 from msgcenter.execution.operations import Operations
 from msgcenter.execution.publications import PublicationService
 from msgcenter.execution.tracking import TrackingRecorder
+from msgcenter.execution.unsubscriptions import Unsubscriptions
 from msgcenter.intake import rest
 from msgcenter.intake.committer import GroupCommitter
 from msgcenter.intake.in_force import PublishedRoutes
@@ -28,6 +29,7 @@ from msgcenter.intake.service import IntakeService
 from msgcenter.intake.soap import SoapRouter
 from msgcenter.logs import configure as configure_logging
 from msgcenter.monitoring import metrics
+from msgcenter.sending.bounces import build_receiver
 from msgcenter.sending.email import DEVELOPMENT_SECRET
 from msgcenter.settings import Settings, load_settings
 from msgcenter.store.database import Database
@@ -41,6 +43,7 @@ from msgcenter.web import (
     problems,
     technical_accounts,
     tracking,
+    unsubscribe,
 )
 from msgcenter.web.landing import add_landing_routes
 from msgcenter.web.nul_guard import NulGuard
@@ -68,16 +71,24 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     worker = (
         Worker(settings, database, wakeup) if settings.processing.workflows_in_web_process else None
     )
+    # every web worker process listens on the bounce port (SO_REUSEPORT shares it among them)
+    bounces = (
+        build_receiver(settings, database, reuse_port=True) if settings.bounces.enabled else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         require_current(database)
         committer.start()
+        if bounces is not None:
+            await bounces.start()  # before the workflows: a port taken stops the start here
         if worker is not None:
             await worker.start()
         try:
             yield
         finally:
+            if bounces is not None:
+                await bounces.stop()
             if worker is not None:
                 await worker.stop()
             committer.stop()
@@ -120,6 +131,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         admin.router,
         archive_export.router,
         tracking.router,
+        unsubscribe.router,
         oauth.router,
         technical_accounts.router,
         monitoring.exec_router,
@@ -144,10 +156,11 @@ def _add_services(
     )
     app.state.intake = intake
     app.state.events = events
-    app.state.publications = PublicationService(database)
+    app.state.publications = PublicationService(database, settings.smtp)
     app.state.identity = IdentityService(database)
     app.state.archive_export = ArchiveExport(database)
     app.state.tracking = TrackingRecorder(database)
+    app.state.unsubscriptions = Unsubscriptions(database)
     app.state.operators = OperatorAdmin(database)
     app.state.operations = Operations(database)
     app.state.workflows = WorkflowAdmin(

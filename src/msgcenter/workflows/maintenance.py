@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from msgcenter.settings import ProcessingSettings, TrackingSettings
+from msgcenter.settings import BounceSettings, ProcessingSettings, TrackingSettings
+from msgcenter.store import bounces as bounce_store
 from msgcenter.store import processing as processing_store
 from msgcenter.store import tracking as tracking_store
 from msgcenter.store.database import Database
@@ -17,19 +18,24 @@ SETTLE = timedelta(seconds=2)
 
 
 class Cleanup(Workflow):
-    """Purges events (with their delivery logs and history), tracking logs and statistics past
-    their retention."""
+    """Purges events (with their delivery logs and history), tracking logs, kept bounce reports
+    and statistics past their retention."""
 
     name = "cleanup"
     required = False
 
     def __init__(
-        self, db: Database, settings: ProcessingSettings, tracking: TrackingSettings
+        self,
+        db: Database,
+        settings: ProcessingSettings,
+        tracking: TrackingSettings,
+        bounces: BounceSettings | None = None,
     ) -> None:
         super().__init__()
         self._db = db
         self._settings = settings
         self._tracking = tracking
+        self._bounces = bounces or BounceSettings()
 
     async def run_once(self) -> float:
         more = await asyncio.to_thread(self.purge)
@@ -45,10 +51,13 @@ class Cleanup(Workflow):
             clicks = tracking_store.purge(
                 conn, now - timedelta(days=self._tracking.retention_days), PURGE_BATCH
             )
+            reports = bounce_store.purge(
+                conn, now - timedelta(days=self._bounces.retention_days), PURGE_BATCH
+            )
             processing_store.purge_stats(
                 conn, now - timedelta(days=self._settings.stats_retention_days)
             )
-        return max(purged, clicks) >= PURGE_BATCH
+        return max(purged, clicks, reports) >= PURGE_BATCH
 
 
 class StatsSampler(Workflow):

@@ -24,6 +24,7 @@ from msgcenter.sending.dispatcher import Dispatcher
 from msgcenter.settings import ProcessingSettings
 from msgcenter.store import processing as processing_store
 from msgcenter.store import publications as publication_store
+from msgcenter.store import unsubscriptions as unsubscription_store
 from msgcenter.store.database import Database
 from msgcenter.workflows.runner import Workflow
 from msgcenter.workflows.wakeup import Wakeup
@@ -143,10 +144,11 @@ class EventsProcessing(Workflow):
                 into.extend(e["id"] for e in events)
             routing = route_events(events, self.queue, self._routing.current(conn))
             held = processing_store.quarantined(conn, routing.addresses())
+            opted_out = unsubscription_store.unsubscribed(conn, routing.streams())
             return processing_store.record_routing(
                 conn,
                 self.queue,
-                routing.holding(held),
+                routing.holding(held, opted_out),
                 self._deliveries,
                 now,
                 lease=self._lease,

@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 
 import structlog
 
+from msgcenter.channels.email.identity import installation_tag as new_installation_tag
 from msgcenter.errors import describe_error
 from msgcenter.events.model import Channel, Queue
 from msgcenter.sending.attempts import ChannelSender
 from msgcenter.sending.dispatcher import Dispatcher
 from msgcenter.sending.email import EmailSender
 from msgcenter.settings import Settings
+from msgcenter.store import instance_info
 from msgcenter.store import processing as processing_store
 from msgcenter.store.database import Database
 from msgcenter.workflows.maintenance import Cleanup, StatsSampler
@@ -60,9 +62,10 @@ class Worker:
         processing = settings.processing
         self.owner = ClaimOwner.this_process(processing.worker_id)
         self.store = StoreWatch(db, processing.store_probe_seconds)
+        self.senders = build_senders(settings)
         self.dispatcher = Dispatcher(
             db,
-            build_senders(settings),
+            self.senders,
             processing,
             owner=self.owner.token,
             on_store_error=self.store.failed,
@@ -79,7 +82,7 @@ class Worker:
             [
                 *self.processing,
                 UpdateEventStatus(db, processing),
-                Cleanup(db, processing, settings.tracking),
+                Cleanup(db, processing, settings.tracking, settings.bounces),
                 StatsSampler(db, processing),
             ],
             self.store,
@@ -90,6 +93,10 @@ class Worker:
         """Start sending and every workflow; on PostgreSQL, listen for new events."""
         self.wakeup.bind(asyncio.get_running_loop())
         await asyncio.to_thread(self._take_back_claims)
+        installation = await asyncio.to_thread(self._installation_tag)
+        for sender in self.senders.values():
+            if isinstance(sender, EmailSender):
+                sender.use_installation(installation)
         self.dispatcher.start()
         await self.runner.start()
         if self.db.dialect == "postgresql":
@@ -105,6 +112,11 @@ class Worker:
         await self.runner.stop()
         await self.dispatcher.stop()
         log.info("worker stopped", action="worker.stopped")
+
+    def _installation_tag(self) -> str:
+        """This database's random Message-ID part, drawn by the first worker that asks."""
+        with self.db.write() as conn:
+            return instance_info.installation_tag(conn, new_installation_tag(), datetime.now(UTC))
 
     def _take_back_claims(self) -> None:
         """End at once the claims of dead processes of this machine: a crashed predecessor's

@@ -2,7 +2,7 @@
 
 from msgcenter.channels.email.attachments import AttachmentError, fetch_attachment
 from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings, SmtpTls
-from msgcenter.channels.email.dkim import DkimSigner
+from msgcenter.channels.email.dkim import DkimKeyring, DkimSigner
 from msgcenter.channels.email.identity import domain_of, message_id, parse_verp, verp_address
 from msgcenter.channels.email.mime import Attachment, build_message
 from msgcenter.channels.email.replies import SendOutcome, SendStatus
@@ -12,6 +12,7 @@ __all__ = [
     "Attachment",
     "AttachmentError",
     "AttachmentSettings",
+    "DkimKeyring",
     "DkimSigner",
     "SendOutcome",
     "SendStatus",

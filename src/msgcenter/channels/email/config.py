@@ -6,7 +6,7 @@ import enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class SmtpTls(enum.StrEnum):
@@ -18,6 +18,19 @@ class SmtpTls(enum.StrEnum):
     STARTTLS = "starttls"
     #: TLS from the first byte, "submissions" on port 465 (RFC 8314 §3.3)
     IMPLICIT = "implicit"
+
+
+class DkimKey(BaseModel):
+    """One sender domain's DKIM key: the ``d=`` domain, its selector and its private key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the signing domain (d=); a message whose From domain is this domain or one of its
+    #: subdomains is signed with this key (DMARC relaxed alignment, RFC 7489 §3.1.1)
+    domain: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.-]+$")
+    selector: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    #: PEM RSA private key whose public half is published at <selector>._domainkey.<domain>
+    private_key_file: Path
 
 
 class SmtpSettings(BaseModel):
@@ -48,8 +61,14 @@ class SmtpSettings(BaseModel):
     #: DKIM signing (RFC 6376) happens when selector, domain and key file are all set
     dkim_selector: str | None = None
     dkim_domain: str | None = None
-    #: PEM private key (RSA or Ed25519) whose public half is published at <selector>._domainkey.<domain>
+    #: PEM RSA private key whose public half is published at <selector>._domainkey.<domain>
     dkim_private_key_file: Path | None = None
+    #: more DKIM keys, one per sender domain ([[smtp.dkim_keys]]); each message is signed with
+    #: the key of its From domain (or of a parent domain), else with the first key configured
+    dkim_keys: list[DkimKey] = Field(default_factory=list)
+    #: what publishing a template whose From domain is aligned with neither a DKIM domain
+    #: nor the bounce domain does (DMARC, RFC 7489 §3.1): "warn" logs it, "refuse" refuses it
+    dmarc_alignment: Literal["warn", "refuse"] = "warn"
 
     @model_validator(mode="after")
     def _dkim_all_or_nothing(self) -> SmtpSettings:

@@ -11,6 +11,8 @@ import base64
 import hashlib
 import re
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -22,6 +24,14 @@ from msgcenter.errors import ConfigurationError
 SIGNED_HEADERS = (
     "from", "to", "reply-to", "subject", "date", "message-id", "mime-version",
     "content-type", "content-transfer-encoding", "list-unsubscribe", "list-unsubscribe-post",
+    "auto-submitted", "feedback-id",
+)  # fmt: skip
+#: named once more than they occur, absent ones included, so that nobody can add one of
+#: them (a second From, a Reply-To, a List-Unsubscribe) to the signed message without
+#: breaking the signature (RFC 6376 §5.4.2 and §8.15, "oversigning")
+OVERSIGNED_HEADERS = (
+    "from", "to", "subject", "date", "message-id", "reply-to", "content-type",
+    "list-unsubscribe", "list-unsubscribe-post",
 )  # fmt: skip
 #: RFC 8301 §3.2: verifiers must refuse RSA keys shorter than 1024 bits
 _MIN_KEY_BITS = 1024
@@ -48,6 +58,12 @@ class DkimSigner:
         path = settings.dkim_private_key_file
         if not (selector and domain and path):
             return None
+        return cls.load(selector, domain, path)
+
+    @classmethod
+    def load(cls, selector: str, domain: str, path: Path) -> DkimSigner:
+        """The signer of ``domain`` with the key in ``path``; :class:`ConfigurationError` when
+        the file is not an unencrypted RSA private key (PEM) of at least 1024 bits."""
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError, TypeError) as exc:
@@ -58,18 +74,21 @@ class DkimSigner:
             )
         return cls(selector, domain, key)
 
+    @property
+    def domain(self) -> str:
+        """The signing domain (``d=``), lower-cased."""
+        return self._domain
+
     def sign(self, message: bytes) -> bytes:
         """``message`` (CRLF line ends) with a ``DKIM-Signature`` header in front (RFC 6376 §5)."""
         head, _, body = message.partition(b"\r\n\r\n")
         fields = _header_fields(head)
-        present = {name for name, _ in fields}
-        # "from" once more than present: nobody can add a second From (RFC 6376 §8.15)
-        names = [name for name in SIGNED_HEADERS if name.encode() in present] + ["from"]
+        names = signed_names([name for name, _ in fields])
         body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest()).decode()
         signature_head = (
             f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={self._domain};\r\n"
             f" s={self._selector}; t={int(time.time())};\r\n"
-            f" h={':'.join(names)};\r\n"
+            f" h={_fold_names(names)};\r\n"
             f" bh={body_hash};\r\n b="
         ).encode("ascii")
         # RFC 6376 §3.7: the signed headers in h= order, then this header with an empty b=
@@ -78,6 +97,107 @@ class DkimSigner:
         signature = base64.b64encode(self._key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
         folded = b"\r\n ".join(signature[i : i + 72] for i in range(0, len(signature), 72))
         return signature_head + folded + b"\r\n" + message
+
+
+class DkimKeyring:
+    """The DKIM signers of an instance, one per sender domain: each message is signed with the
+    key whose domain its From domain is aligned with (DMARC relaxed alignment), else with the
+    first key, which still signs for the instance's reputation but aligns nothing."""
+
+    def __init__(self, signers: Sequence[DkimSigner]) -> None:
+        if not signers:
+            raise ValueError("a keyring needs at least one signer")
+        self._signers = list(signers)
+
+    @classmethod
+    def from_settings(cls, settings: SmtpSettings) -> DkimKeyring | None:
+        """Every key ``[smtp]`` configures (``dkim_*``, then ``dkim_keys``), or None without any;
+        raises :class:`ConfigurationError` for a key that cannot be used."""
+        signers: list[DkimSigner] = []
+        first = DkimSigner.from_settings(settings)
+        if first is not None:
+            signers.append(first)
+        signers += [
+            DkimSigner.load(key.selector, key.domain, key.private_key_file)
+            for key in settings.dkim_keys
+        ]
+        return cls(signers) if signers else None
+
+    @property
+    def domains(self) -> list[str]:
+        """The signing domains, in the order they are configured."""
+        return [signer.domain for signer in self._signers]
+
+    def signer_for(self, from_domain: str) -> DkimSigner:
+        """The signer whose domain is ``from_domain`` or its nearest parent, else the first."""
+        aligned = [s for s in self._signers if aligned_domains(from_domain, s.domain)]
+        if not aligned:
+            return self._signers[0]
+        return max(aligned, key=lambda signer: len(signer.domain))
+
+    def sign(self, message: bytes, from_domain: str) -> bytes:
+        """``message`` signed with the key of ``from_domain`` (see :meth:`signer_for`)."""
+        return self.signer_for(from_domain).sign(message)
+
+
+def aligned_domains(from_domain: str, other: str) -> bool:
+    """Whether ``other`` (a DKIM ``d=`` or a bounce domain) is aligned with ``from_domain`` in
+    DMARC's relaxed mode (RFC 7489 §3.1.1): the same domain, or one a subdomain of the other.
+
+    Without the public suffix list this compares domains, not organizational domains: a
+    From of ``shop.example.com`` and a d= of ``mail.example.com`` are aligned for a
+    receiver but not here, which errs on the side of a warning.
+    """
+    a, b = from_domain.lower().rstrip("."), other.lower().rstrip(".")
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+def alignment_problem(from_domain: str, settings: SmtpSettings) -> str | None:
+    """Why mail from ``from_domain`` would fail DMARC whatever the DNS says, or None.
+
+    DMARC passes when DKIM or SPF passes *aligned* with the From domain (RFC 7489
+    §3.1): a DKIM key of an aligned domain (``dkim_domain``, ``dkim_keys``), or an
+    envelope sender (``bounce_domain``; empty means the From domain itself) in one.
+    """
+    dkim_domains = [k.domain for k in settings.dkim_keys]
+    if settings.dkim_domain:
+        dkim_domains.insert(0, settings.dkim_domain)
+    if any(aligned_domains(from_domain, d) for d in dkim_domains):
+        return None
+    if not settings.bounce_domain or aligned_domains(from_domain, settings.bounce_domain):
+        return None
+    signed = ", ".join(dkim_domains) or "no domain (DKIM is not configured)"
+    return (
+        f"the From domain {from_domain} is aligned with neither a DKIM signing domain "
+        f"({signed}) nor the bounce domain {settings.bounce_domain}: receivers that "
+        "enforce DMARC (Gmail, Yahoo) will reject or junk its messages"
+    )
+
+
+def signed_names(present: list[bytes]) -> list[str]:
+    """The ``h=`` list for a message whose header field names (lower-cased) are ``present``:
+    every signed field as often as it occurs, and each oversigned one once more."""
+    names: list[str] = []
+    for name in SIGNED_HEADERS:
+        count = present.count(name.encode())
+        names += [name] * (count + (name in OVERSIGNED_HEADERS))
+    return names
+
+
+def _fold_names(names: list[str]) -> str:
+    """``a:b:c`` folded after a colon so that no line passes 78 characters (RFC 6376 §3.5
+    allows folding whitespace around the colons of ``h=``)."""
+    lines: list[str] = []
+    line = ""
+    for name in names:
+        piece = f"{line}:{name}" if line else name
+        if line and len(piece) > 70:  # " h=" in front, ";" behind
+            lines.append(line + ":")
+            line = name
+        else:
+            line = piece
+    lines.append(line)
+    return "\r\n ".join(lines)
 
 
 def _header_fields(head: bytes) -> list[tuple[bytes, bytes]]:

@@ -45,6 +45,10 @@ _WORD_START = "=?utf-8?b?"
 _WORD_BYTES = 45
 #: characters that force a quoted display name (RFC 5322 §3.2.3 specials)
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+#: RFC 3834 §5: what a message sent by a program, not in reply to a message, says of itself
+AUTO_GENERATED = "auto-generated"
+#: RFC 8058 §3.1: the one value of List-Unsubscribe-Post
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ def build_message(
     list_unsubscribe: Sequence[str] = (),
     list_unsubscribe_post: bool = False,
     date: datetime | None = None,
+    auto_submitted: str | None = AUTO_GENERATED,
+    feedback_id: str | None = None,
 ) -> bytes:
     """The complete message, ready for SMTP ``DATA``.
 
@@ -78,6 +84,9 @@ def build_message(
     ``<…@…>`` value (see :func:`~msgcenter.channels.email.identity.message_id`).
     ``list_unsubscribe`` holds URIs (``https:`` or ``mailto:``, RFC 2369);
     ``list_unsubscribe_post`` adds the one-click header of RFC 8058.
+    ``auto_submitted`` is the RFC 3834 ``Auto-Submitted`` value (None: no header), so
+    that auto-responders do not answer; ``feedback_id`` the ``Feedback-ID`` that
+    mailbox providers' feedback loops report per stream (``a:b:c:sender``).
     Raises :class:`ValueError` when an address cannot be used or there is no body.
     """
     lines = [
@@ -95,13 +104,53 @@ def build_message(
         uris = ("<" + _clean(uri).replace(" ", "").strip("<>") + ">" for uri in list_unsubscribe)
         lines.append("List-Unsubscribe: " + ("," + CRLF + " ").join(uris))
         if list_unsubscribe_post:
-            lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+            lines.append("List-Unsubscribe-Post: " + ONE_CLICK)
+    if auto_submitted:
+        lines.append(_unstructured_header("Auto-Submitted", auto_submitted))
+    if feedback_id:
+        lines.append(_unstructured_header("Feedback-ID", feedback_id))
     head = (CRLF.join(lines) + CRLF).encode("ascii")
 
     body = _body(_select_parts(email_format, text, html))
     if attachments:
         body = _multipart("mixed", [body, *(_attachment(a) for a in attachments)])
     return head + body
+
+
+def unsubscribe_uris(value: str, *, strict: bool = True) -> list[str]:
+    """The URIs of a template's rendered List-Unsubscribe: ``<uri>, <uri>`` as RFC 2369 writes
+    them, or bare URIs separated by commas or spaces.
+
+    A URI must be ``https:`` or ``mailto:`` (a plain ``http:`` one-click POST would cross
+    the network in clear text, RFC 8058 §3.1), ASCII, without spaces or leftover template
+    tags, and only the first ``https:`` URI counts (RFC 8058 §3.1 wants one). ``strict``
+    raises :class:`ValueError` for the first unusable URI; otherwise unusable URIs are
+    left out (a message is not failed for its List-Unsubscribe).
+    """
+    value = _clean(value)
+    if not value:
+        return []
+    pieces = re.findall(r"<([^<>]*)>", value) if "<" in value else re.split(r"[\s,]+", value)
+    uris: list[str] = []
+    for uri in (piece.strip() for piece in pieces):
+        problem = _unusable(uri, uris)
+        if problem is None:
+            uris.append(uri)
+        elif strict and uri:
+            raise ValueError(f"List-Unsubscribe: {uri!r} {problem}")
+    return uris
+
+
+def _unusable(uri: str, kept: list[str]) -> str | None:
+    """Why ``uri`` cannot join the List-Unsubscribe URIs ``kept`` so far, or None."""
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme not in ("https", "mailto"):
+        return "is neither an https: nor a mailto: URI"
+    if any(c.isspace() for c in uri) or "{{" in uri or "{%" in uri or not uri.isascii():
+        return "is not a usable URI"
+    if scheme == "https" and any(k.lower().startswith("https:") for k in kept):
+        return "is a second https: URI (RFC 8058 wants one)"
+    return None
 
 
 def _select_parts(

@@ -29,7 +29,7 @@ from msgcenter.errors import (
 from msgcenter.events.model import TEMPLATE_EVENT_FIELDS, Channel, CtxFormat, EmailFormat
 from msgcenter.events.validation import json_type, validate_event
 from msgcenter.events.xml import parse_document
-from msgcenter.publications import PublishedContent, message_parts
+from msgcenter.publications import PublishedContent, check_list_unsubscribe, message_parts
 from msgcenter.render import (
     CompiledContent,
     Ctx,
@@ -94,8 +94,10 @@ def check_content(
     """Compile ``content`` with ``blocks`` and try it on an empty ctx and on ``samples``.
 
     Raises :class:`TemplateSyntaxProblem` naming the part (or block) and line
-    for a syntax error, an unknown block, or a sandbox violation.
+    for a syntax error, an unknown block, a sandbox violation, or a List-Unsubscribe
+    that is not https: or mailto: URIs.
     """
+    check_list_unsubscribe(content)
     compiled = compile_content(message_parts(content), blocks)
     for ctx in (ctx_from_data({}), *samples):
         try:

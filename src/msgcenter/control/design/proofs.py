@@ -12,13 +12,14 @@ from email.utils import make_msgid, parseaddr
 
 from msgcenter.channels.email import (
     AttachmentError,
-    DkimSigner,
+    DkimKeyring,
     SendStatus,
     SmtpPool,
     build_message,
     domain_of,
 )
 from msgcenter.channels.email.attachments import fetch_attachments
+from msgcenter.channels.email.mime import unsubscribe_uris
 from msgcenter.errors import ConfigurationError
 from msgcenter.events.model import EmailFormat
 from msgcenter.publications import PublishedContent
@@ -45,6 +46,9 @@ async def deliver_proof(
     except AttachmentError as exc:
         return FAILED, exc.message
     try:
+        # as the execution instance renders it, but without its own one-click URL: a proof's
+        # recipient must not leave the stream by trying the button
+        unsubscribe = unsubscribe_uris(message.list_unsubscribe)
         data = build_message(
             sender=content.sender,
             recipient=address,
@@ -55,15 +59,16 @@ async def deliver_proof(
             email_format=EmailFormat.UNKNOWN,
             reply_to=content.reply_to,
             attachments=files,
-            list_unsubscribe=[content.list_unsubscribe] if content.list_unsubscribe else (),
+            list_unsubscribe=unsubscribe,
+            list_unsubscribe_post=any(uri.lower().startswith("https:") for uri in unsubscribe),
         )
-        signer = DkimSigner.from_settings(settings.smtp)
+        signer = DkimKeyring.from_settings(settings.smtp)
     except ValueError as exc:
         return FAILED, f"message not buildable: {exc}"
     except ConfigurationError as exc:
         return FAILED, exc.detail
     if signer is not None:
-        data = signer.sign(data)
+        data = signer.sign(data, domain_of(content.sender))
     pool = SmtpPool(settings.smtp)
     try:
         outcome = await pool.send(parseaddr(content.sender)[1], address, data)

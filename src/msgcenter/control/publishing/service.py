@@ -25,6 +25,7 @@ from msgcenter.publications import (
     Publication,
     PublicationState,
     PublishedVersion,
+    check_list_unsubscribe,
     compile_publication,
 )
 from msgcenter.settings import Settings
@@ -81,7 +82,8 @@ class PublishingService:
         now = datetime.now(UTC)
         spec = self._design.freeze(template)
         spec = spec.model_copy(update={"published_at": spec.published_at or now})
-        # Exactly what each execution instance compiles when it receives the version.
+        # Exactly what each execution instance checks when it receives the version.
+        check_list_unsubscribe(spec.content)
         compile_publication(Publication.draft(spec))
         with self._db.write() as conn:
             current = control_design.get_template(conn, template)
