@@ -5,7 +5,6 @@ its delivery log and tracking — through the service the archive API uses."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -16,8 +15,8 @@ from msgcenter.console.web import Admin, render
 from msgcenter.control.archiving.history import ArchivedEvents, EventSearch
 from msgcenter.control.folders import sees
 from msgcenter.control.instances.service import InstanceService
-from msgcenter.errors import InvalidInputError
 from msgcenter.events.model import EventStatus
+from msgcenter.web.params import form_moment
 from msgcenter.web.state import from_state
 
 History = Annotated[ArchivedEvents, Depends(from_state("history"))]
@@ -60,8 +59,8 @@ async def archived_events(  # noqa: PLR0913 - one parameter per filter of the fo
         status=filters["status"] or None,
         address=filters["address"] or None,
         external_id=filters["external_id"] or None,
-        start=_moment(filters["start"], "from"),
-        end=_moment(filters["end"], "to"),
+        start=form_moment(filters["start"], "from"),
+        end=form_moment(filters["end"], "to"),
         instance=filters["instance"] or None,
         limit=PAGE,
         cursor=cursor or None,
@@ -90,16 +89,3 @@ async def archived_event(
 ) -> Response:
     detail = await asyncio.to_thread(history.event, instance, event_id, user.operator)
     return render(request, "control/archived_event.html", detail=detail)
-
-
-def _moment(text: str, name: str) -> datetime | None:
-    """A ``datetime-local`` field (UTC) or an ISO 8601 time; None when empty."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"invalid {name}", detail=f"{name}: {text!r} is not a date and time"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

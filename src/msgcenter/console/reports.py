@@ -9,7 +9,7 @@ element that ``console.js`` draws (no inline script).
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -31,6 +31,7 @@ from msgcenter.reports import (
     ServiceLevelReport,
     to_csv,
 )
+from msgcenter.web.params import form_moment
 from msgcenter.web.state import from_state
 
 Reports = Annotated[ReportsService, Depends(from_state("reports"))]
@@ -107,26 +108,13 @@ def _query(filters: dict[str, str]) -> ReportQuery:
             detail=f"granularity: {granularity!r} is not hour, day, week or month",
         )
     return ReportQuery(
-        start=_moment(filters["start"], "from"),
-        end=_moment(filters["end"], "to"),
+        start=form_moment(filters["start"], "from"),
+        end=form_moment(filters["end"], "to"),
         granularity=Granularity(granularity) if granularity else None,
         instance=filters["instance"] or None,
         channel=filters["channel"] or None,
         event_type=filters["type"] or None,
     )
-
-
-def _moment(text: str, name: str) -> datetime | None:
-    """A date or a ``datetime-local`` field (UTC); None when empty."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"invalid {name}", detail=f"{name}: {text!r} is not a date and time"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 async def _instances(instances: InstanceService, user: ConsoleUser) -> list[str]:

@@ -12,6 +12,8 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AfterValidator
 
+from msgcenter.errors import InvalidInputError
+
 #: the largest id a BIGINT (and SQLite's INTEGER) column holds
 MAX_ROW_ID = 2**63 - 1
 #: the largest id an INTEGER column holds on PostgreSQL (32 bits): the ids of the control
@@ -29,6 +31,18 @@ def to_utc(moment: datetime | None) -> datetime | None:
         return moment.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"{moment.isoformat()} is outside years 1 to 9999 in UTC") from None
+
+
+def form_moment(text: str, name: str) -> datetime | None:
+    """A form's date, ``datetime-local`` (UTC) or ISO 8601 field, in UTC; None when empty;
+    :class:`InvalidInputError` naming ``name`` when it is no time UTC can hold."""
+    if not text:
+        return None
+    try:
+        return to_utc(datetime.fromisoformat(text))
+    except ValueError as exc:
+        reason = str(exc) if "years" in str(exc) else f"{text!r} is not a date and time"
+        raise InvalidInputError(f"invalid {name}", detail=f"{name}: {reason}") from None
 
 
 #: a path parameter naming a row by its id
