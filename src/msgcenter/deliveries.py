@@ -26,6 +26,8 @@ class DeliveryStatus(enum.IntEnum):
     SENDING = 4
     #: temporary failures until the validity period ended
     EXPIRED = 5
+    #: sent, then confirmed as delivered by the recipient's side (an SMS delivery receipt)
+    DELIVERED = 6
 
     @property
     def label(self) -> str:
@@ -42,6 +44,8 @@ FINAL_EVENT_STATUS: dict[DeliveryStatus, EventStatus] = {
     DeliveryStatus.FAILED: EventStatus.DELIVERY_FAILED,
     DeliveryStatus.IGNORED: EventStatus.IGNORED,
     DeliveryStatus.EXPIRED: EventStatus.EXPIRED,
+    # the event keeps ``sent``: SPEC §3.3 has no delivered event status
+    DeliveryStatus.DELIVERED: EventStatus.SENT,
 }
 
 

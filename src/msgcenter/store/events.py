@@ -184,6 +184,7 @@ def _row(request: EnqueueRequest, new: NewEvent, now: datetime) -> dict[str, Any
         "publication_id": None,
         "delivery_id": None,
         "delivery_log_id": None,
+        "fallback_of": None,
     }
 
 

@@ -604,6 +604,37 @@ def record_late_failure(
     return before
 
 
+def find_by_message_id(conn: Connection, channel: Channel, message_id: str) -> int | None:
+    """The delivery log of ``channel`` whose next hop gave it ``message_id`` (an SMSC's id for a
+    delivery receipt), or None."""
+    return conn.execute(
+        select(delivery_log.c.id)
+        .where(delivery_log.c.channel == int(channel), delivery_log.c.message_id == message_id)
+        .order_by(delivery_log.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+def record_late_delivery(
+    conn: Connection, delivery_log_id: int, now: datetime, reason: str = "delivered"
+) -> DeliveryStatus | None:
+    """A sent message is confirmed delivered (a delivery receipt): its delivery log becomes
+    ``delivered`` (its event stays ``sent``). Returns the status before (only a ``sent`` log
+    changes), or None when there is no such delivery log."""
+    before = conn.execute(
+        select(delivery_log.c.status).where(delivery_log.c.id == delivery_log_id).with_for_update()
+    ).scalar()
+    if before is None:
+        return None
+    if before == int(DeliveryStatus.SENT):
+        conn.execute(
+            update(delivery_log)
+            .where(delivery_log.c.id == delivery_log_id)
+            .values(status=int(DeliveryStatus.DELIVERED), failure_reason=reason, last_modified=now)
+        )
+    return DeliveryStatus(before)
+
+
 def _copy_to_events(
     conn: Connection, changes: Sequence[tuple[int, int, EventStatus, str | None]], now: datetime
 ) -> None:

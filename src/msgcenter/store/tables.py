@@ -67,6 +67,9 @@ event = Table(
     Column("publication_id", BigInteger),
     Column("delivery_id", BigInteger),
     Column("delivery_log_id", BigInteger),
+    # a channel fallback's new event: the event whose delivery failed (SPEC §3.7); unique,
+    # so an event falls back once whatever retries or workers do
+    Column("fallback_of", BigInteger),
     # SQLite: never give the id of a deleted row again (0007)
     sqlite_autoincrement=True,
 )
@@ -84,6 +87,13 @@ Index("ix_event_external_id", event.c.external_id)
 Index("ix_event_type_created", event.c.type, event.c.created)
 Index("ix_event_status_last_modified", event.c.status, event.c.last_modified)
 Index("ix_event_created", event.c.created)
+Index(
+    "uq_event_fallback_of",
+    event.c.fallback_of,
+    unique=True,
+    postgresql_where=event.c.fallback_of.isnot(None),
+    sqlite_where=event.c.fallback_of.isnot(None),
+)
 Index(
     "uq_event_idempotency",
     event.c.operator_id,
@@ -247,6 +257,8 @@ Index(
 )
 Index("ix_delivery_log_event_id", delivery_log.c.event_id)
 Index("ix_delivery_log_last_modified", delivery_log.c.last_modified)
+# late outcomes name their message by the id the next hop gave it (an SMSC's message id)
+Index("ix_delivery_log_message_id", delivery_log.c.channel, delivery_log.c.message_id)
 
 # Addresses that must not be sent to (SPEC §1, §3.7).
 quarantine = Table(
