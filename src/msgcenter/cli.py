@@ -28,6 +28,7 @@ from msgcenter.control.design import cli as design_cli
 from msgcenter.control.instances import cli as instances_cli
 from msgcenter.control.publishing import cli as publishing_cli
 from msgcenter.control.reports import cli as reports_cli
+from msgcenter.execution import webhooks_cli
 from msgcenter.execution.publications import PublicationService
 from msgcenter.filepush import cli as filepush_cli
 from msgcenter.publications import load_spec
@@ -54,6 +55,7 @@ workflow_app = typer.Typer(
 )
 publication_app = typer.Typer(help="Publications on this execution instance.", no_args_is_help=True)
 exec_app.add_typer(publication_app, name="publication")
+exec_app.add_typer(webhooks_cli.commands, name="webhooks")
 control_app = typer.Typer(
     help="Control instance: design, publication, archiving.", no_args_is_help=True
 )
@@ -88,10 +90,16 @@ def up(
     smtp_port: Annotated[
         int, typer.Option(help="port of the built-in SMTP catcher (loopback)")
     ] = 2525,
+    smpp_port: Annotated[
+        int, typer.Option(help="port of the built-in SMSC simulator (SMPP, loopback)")
+    ] = 2775,
+    push_port: Annotated[
+        int, typer.Option(help="port of the built-in APNs and FCM endpoints (loopback)")
+    ] = 2443,
     config: ConfigOption = None,
 ) -> None:
     """Start msgcenter on the embedded default (SQLite, one process: control and execution
-    instances, SMTP catcher) — the first thing to run."""
+    instances, catchers of mail, SMS and push) — the first thing to run."""
     from msgcenter import embedded
     from msgcenter.demo.tour import walk
 
@@ -104,6 +112,8 @@ def up(
             data_dir,
             control_port=control_port,
             smtp_port=smtp_port,
+            smpp_port=smpp_port,
+            push_port=push_port,
             console=console,
             once_started=walk if demo else None,
         )
@@ -113,7 +123,7 @@ def up(
 def db_upgrade(config: ConfigOption = None, db: DbOption = None) -> None:
     """Create or migrate the database schema to the newest revision."""
     settings = cli_settings(config, db)
-    database = Database(settings.database_url)
+    database = Database.from_settings(settings)
     before = current_revision(database)
     upgrade(database)
     after = current_revision(database)
@@ -127,7 +137,7 @@ def db_upgrade(config: ConfigOption = None, db: DbOption = None) -> None:
 def db_status(config: ConfigOption = None, db: DbOption = None) -> None:
     """Show the database's schema revision and the code's."""
     settings = cli_settings(config, db)
-    database = Database(settings.database_url)
+    database = Database.from_settings(settings)
     current, head = current_revision(database), head_revision(database)
     database.dispose()
     console.print(f"database revision {current or 'none'}, code revision {head}")
@@ -217,7 +227,7 @@ def exec_worker(config: ConfigOption = None, db: DbOption = None) -> None:
 
     with cli_errors():
         settings = cli_settings(config, db)
-        database = Database(settings.database_url)
+        database = Database.from_settings(settings)
         require_current(database)
         console.print(f"worker on {database.location}: workflows running (Ctrl+C to stop)")
         try:
@@ -252,7 +262,7 @@ def exec_bounces(
             settings.bounces.host = host
         if port is not None:
             settings.bounces.port = port
-        database = Database(settings.database_url)
+        database = Database.from_settings(settings)
         require_current(database)
         console.print(
             f"bounce receiver on {settings.bounces.host}:{settings.bounces.port}, "

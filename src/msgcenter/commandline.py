@@ -80,7 +80,7 @@ def cli_instance(config: Path | None, db: str | None) -> Iterator[tuple[Settings
     :func:`cli_errors`."""
     with cli_errors():
         settings = cli_settings(config, db)
-        database = Database(settings.database_url)
+        database = Database.from_settings(settings)
         try:
             require_current(database)
             yield settings, database

@@ -1,8 +1,10 @@
 """``msgcenter up``: the embedded default for a first try, on SQLite, in one process.
 
-It runs a control instance, an execution instance registered on it, and a
-built-in SMTP catcher that is the mail relay of both; the caught mail is
-served by the control instance at ``/catcher``. Each instance has its own
+It runs a control instance, an execution instance registered on it, and
+built-in catchers for the three channels: an SMTP catcher that is the mail
+relay of both, an SMSC simulator (SMPP) and local APNs and FCM endpoints with
+throwaway credentials; what they caught is served by the control instance at
+``/catcher``. Each instance has its own
 SQLite file in the data directory. With ``--demo``, the command passes
 :func:`msgcenter.demo.tour.walk`, which walks the whole path through the APIs
 once both are up.
@@ -30,7 +32,11 @@ from rich.console import Console
 
 from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.catcher import web as catcher_web
+from msgcenter.catcher.push import PushCatcher
 from msgcenter.catcher.server import SmtpCatcher
+from msgcenter.catcher.smsc import ThreadedSmsc
+from msgcenter.channels.push.config import PushSettings
+from msgcenter.channels.sms.config import SmsSettings
 from msgcenter.control.app import create_control_app
 from msgcenter.errors import ConfigurationError, ConflictError
 from msgcenter.settings import Settings
@@ -57,6 +63,9 @@ class Embedded:
     control_url: str
     exec_url: str
     smtp_port: int
+    smpp_port: int
+    #: the local APNs and FCM endpoints
+    push_url: str
 
 
 def prepare(database_url: str, rights: str) -> Database:
@@ -85,6 +94,8 @@ def run(
     *,
     control_port: int,
     smtp_port: int,
+    smpp_port: int,
+    push_port: int,
     console: Console,
     once_started: Callable[[Embedded, Console], None] | None = None,
 ) -> None:
@@ -106,28 +117,39 @@ def run(
         control_settings.control.credentials_key = SecretStr(
             kept_secret(data_dir / KEY_FILE, lambda: Fernet.generate_key().decode())
         )
-    where = Embedded(
-        control_url=f"http://{host}:{control_port}",
-        exec_url=f"http://{host}:{settings.server.port}",
-        smtp_port=smtp_port,
-    )
     with contextlib.ExitStack() as stack:
         # the ports first, so that a taken one is said before anything starts
         control_socket = stack.enter_context(_listening(host, control_port, "--control-port"))
         exec_socket = stack.enter_context(_listening(host, settings.server.port, "--port"))
         # caught mail is kept in the data directory: a restart keeps it
         catcher = SmtpCatcher(host, smtp_port, directory=data_dir)
-        try:
-            catcher.start()
-        except OSError as exc:
-            raise _port_taken(smtp_port, "--smtp-port", exc) from None
+        _start(catcher.start, smtp_port, "--smtp-port")
         stack.callback(catcher.stop)
+        # caught SMS and push notifications are kept in memory (the SMSC last: it logs that
+        # it listens, and a taken port is the first thing said)
+        push = PushCatcher(host=host, port=push_port)
+        _start(push.start, push_port, "--push-port")
+        stack.callback(push.stop)
+        smsc = ThreadedSmsc(host, smpp_port)
+        _start(smsc.start, smpp_port, "--smpp-port")
+        stack.callback(smsc.stop)
+        exec_settings.sms = SmsSettings(host=host, port=smsc.port, default_sender="DemoShop")
+        exec_settings.push = PushSettings.model_validate(push.push_settings())
+        where = Embedded(
+            control_url=f"http://{host}:{control_port}",
+            exec_url=f"http://{host}:{settings.server.port}",
+            smtp_port=smtp_port,
+            smpp_port=smsc.port,
+            push_url=push.url,
+        )
         exec_db = prepare(exec_settings.database_url, "mc_push,mc_admin")
         stack.callback(exec_db.dispose)
         control_db = prepare(control_settings.database_url, "mc_admin")
         stack.callback(control_db.dispose)
         control_app = create_control_app(control_settings, control_db)
         control_app.state.catcher = catcher
+        control_app.state.smsc = smsc
+        control_app.state.push_catcher = push
         control_app.include_router(catcher_web.router, prefix="/catcher")
         servers = {
             _server(control_app, host, control_port): control_socket,
@@ -189,6 +211,14 @@ def _listening(host: str, port: int, option: str) -> Iterator[socket.socket]:
         yield bound
 
 
+def _start(start: Callable[[], None], port: int, option: str) -> None:
+    """Start a built-in catcher listening on ``port``; a taken port is a clear error."""
+    try:
+        start()
+    except OSError as exc:
+        raise _port_taken(port, option, exc) from None
+
+
 def _port_taken(port: int, option: str, exc: OSError) -> ConfigurationError:
     return ConfigurationError(
         f"cannot listen on 127.0.0.1:{port}",
@@ -217,8 +247,10 @@ def _print_banner(where: Embedded, console: Console) -> None:
         f"(console; API docs {where.control_url}/docs)\n"
         f"          execution instance {where.exec_url}  (console, SOAP and REST intake; "
         f"API docs {where.exec_url}/docs)\n"
-        f"mail of both goes to the built-in SMTP catcher on 127.0.0.1:{where.smtp_port}: "
-        f"read it at {where.control_url}/catcher/\n"
+        f"mail of both goes to the built-in SMTP catcher on 127.0.0.1:{where.smtp_port}, SMS to "
+        f"the SMSC simulator on 127.0.0.1:{where.smpp_port}, push notifications to the local "
+        f"APNs and FCM endpoints at {where.push_url}: read them all at "
+        f"{where.control_url}/catcher/\n"
         f"operator [bold]{DEMO_LOGIN}[/bold] / password [bold]{DEMO_PASSWORD}[/bold] "
         "on both (loopback only)"
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from msgcenter.errors import InvalidInputError
 from msgcenter.events.model import Channel, Queue
@@ -56,6 +56,20 @@ class PublishedContent(BaseModel):
     sms: str = ""
     push_title: str = ""
     push_body: str = ""
+    push_data: dict[str, str] = Field(
+        default_factory=dict,
+        description="push notifications' custom data: key -> template rendered to a string "
+        "(APNs: top-level keys beside aps; FCM: message data)",
+    )
+    push_sound: str = Field("", description="push sound name (template); empty: silent")
+    push_badge: str = Field(
+        "", description="app icon badge (template rendering a whole number); empty: unchanged"
+    )
+    push_collapse_id: str = Field(
+        "",
+        description="notifications with the same collapse id replace each other on the device "
+        "(template; APNs apns-collapse-id, FCM collapse_key)",
+    )
     sender: str = Field("", description='"Name <address>" or an address; required for email')
     reply_to: str | None = None
     attachments: list[AttachmentSpec] = Field(default_factory=list)
@@ -66,9 +80,40 @@ class PublishedContent(BaseModel):
         "optionally in <>), rendered per recipient like the subject; without an https: URI the "
         "execution instance adds its own one-click URL (RFC 8058)",
     )
+    fallback_channel: Channel | None = Field(
+        None,
+        description="when this template's message fails for good (at once, or later from a "
+        "bounce or a receipt), the event is queued again, once, on this channel, where the "
+        "template of the same event type for that channel serves it (0 email, 1 sms, 41 ios, "
+        "42 android)",
+    )
     blocks: dict[str, str] = Field(
         default_factory=dict, description="personalisation blocks by name"
     )
+
+    @field_validator("push_data")
+    @classmethod
+    def _push_data_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            problem = push_data_key_problem(key)
+            if problem:
+                raise ValueError(f"push_data key {key!r}: {problem}")
+        return value
+
+
+#: a push data key: short, and usable by both APNs (a JSON key) and FCM (a data key)
+PUSH_DATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+#: keys APNs or FCM keep for themselves (FCM: "from", "message_type", "google…", "gcm…")
+RESERVED_PUSH_DATA_KEYS = frozenset({"aps", "from", "message_type", "notification"})
+
+
+def push_data_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a push data key, or None."""
+    if not PUSH_DATA_KEY.fullmatch(key):
+        return "a letter or _ then letters, digits, _ . -, at most 64"
+    if key in RESERVED_PUSH_DATA_KEYS or key.lower().startswith(("google", "gcm")):
+        return "reserved by APNs or FCM"
+    return None
 
 
 #: the largest version a publication row holds (an INTEGER column: 32 bits on PostgreSQL)
@@ -94,6 +139,15 @@ class PublicationSpec(BaseModel):
         if not TYPE_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid event type name")
         return value
+
+    @model_validator(mode="after")
+    def _fallback_elsewhere(self) -> PublicationSpec:
+        if self.content.fallback_channel is self.channel:
+            raise ValueError(
+                f"content.fallback_channel: an event cannot fall back to its own channel "
+                f"({self.channel.label})"
+            )
+        return self
 
 
 def load_spec(path: Path) -> PublicationSpec:
@@ -158,6 +212,10 @@ def message_parts(content: PublishedContent) -> MessageContent:
         push_title=content.push_title,
         push_body=content.push_body,
         list_unsubscribe=content.list_unsubscribe or "",
+        push_sound=content.push_sound,
+        push_badge=content.push_badge,
+        push_collapse_id=content.push_collapse_id,
+        push_data=content.push_data,
     )
 
 
@@ -194,8 +252,22 @@ def check_list_unsubscribe(content: PublishedContent) -> None:
 
 def compile_publication(publication: Publication) -> CompiledContent:
     """Compile a publication's message parts with its frozen blocks (raises
-    :class:`~msgcenter.render.TemplateSyntaxProblem` with the part and line)."""
+    :class:`~msgcenter.render.TemplateSyntaxProblem` with the part and line; a push
+    template with neither title nor body is refused in ``push_body``)."""
+    check_push_content(publication.channel, publication.content)
     return compile_content(message_parts(publication.content), publication.content.blocks)
+
+
+def check_push_content(channel: Channel, content: PublishedContent) -> None:
+    """Refuse a push (ios, android) template that would show nothing: no title and no body."""
+    if channel in (Channel.IOS, Channel.ANDROID) and not (
+        content.push_title.strip() or content.push_body.strip()
+    ):
+        raise TemplateSyntaxProblem(
+            "push_body",
+            f"a {channel.label} push template needs a push_title or a push_body",
+            line=None,
+        )
 
 
 #: where a template stands on one execution instance

@@ -31,6 +31,8 @@ from pydantic_settings import (
 )
 
 from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings
+from msgcenter.channels.push.config import PushSettings
+from msgcenter.channels.sms.config import SmsSettings
 from msgcenter.errors import ConfigurationError
 from msgcenter.reports import INDICATORS, Threshold, Thresholds
 from msgcenter.tracking import safe_base_url
@@ -206,6 +208,46 @@ class TrackingSettings(Section):
         return url
 
 
+class WebhookSettings(Section):
+    """Delivery-status webhooks (SPEC §3.7): outcomes posted to the URLs subscribed per folder,
+    signed to the Standard Webhooks specification, at least once from a durable outbox
+    (workflows webhookOutbox and webhookDelivery; docs/channels.md "Webhooks")."""
+
+    #: post to loopback, private, link-local and other non-public addresses (off: SSRF guard,
+    #: checked when a subscription is saved and again before each attempt)
+    allow_private_networks: bool = False
+    #: webhookOutbox: how often it reads new outcomes into the outbox (seconds)
+    collect_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: rows read per source (status changes, bounce reports, tracking logs, delivery receipts)
+    #: and per transaction
+    collect_batch: int = Field(default=1_000, ge=1, le=50_000)
+    #: an id missing from a source (a transaction that took it has not committed yet, or rolled
+    #: back) holds the reading this long before it is passed over (seconds)
+    gap_wait_seconds: float = Field(default=10.0, ge=0)
+    #: delivery receipts are read once their timestamp is this old, so that every transaction
+    #: stamped before it has committed (seconds)
+    settle_seconds: float = Field(default=2.0, ge=0)
+    #: webhookDelivery: messages claimed per round, and posted at once at most
+    deliver_batch: int = Field(default=200, ge=1, le=10_000)
+    concurrency: int = Field(default=16, ge=1, le=1_000)
+    #: seconds allowed for one post (connection, request and answer)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: how long a claimed message stays with its sender before another may post it (seconds);
+    #: a message posted just before a crash is posted again (same webhook-id) after it
+    claim_lease_seconds: float = Field(default=120.0, gt=0)
+    #: first retry delay after a failed post; doubles at each attempt, up to the maximum
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=3_600.0, gt=0)
+    #: a subscription whose every post has failed for this long is disabled (seconds)
+    disable_after_seconds: float = Field(default=86_400.0, gt=0)
+    #: after a secret rotation, messages are signed with the previous secret too this long
+    secret_overlap_seconds: float = Field(default=86_400.0, ge=0)
+    #: delivered messages are kept (for GET …/messages and replays) this many days
+    retention_days: float = Field(default=30.0, gt=0)
+    #: largest body accepted by the webhook API (bytes)
+    max_api_body_bytes: int = Field(default=64 * 1024, ge=1_024)
+
+
 class BounceSettings(Section):
     """The receiver of asynchronous bounces and complaints sent back to the VERP bounce
     addresses (SPEC §3.7). It accepts mail only for signed bounce addresses of this instance
@@ -332,6 +374,13 @@ class Settings(BaseSettings):
 
     #: SQLAlchemy URL; SQLite (embedded default) or postgresql+psycopg://…
     database_url: str = "sqlite:///msgcenter.db"
+    #: PostgreSQL: let psycopg prepare statements run often on a connection. Turn off when
+    #: database_url points at PgBouncer in transaction mode before 1.21, which does not
+    #: carry prepared statements from one server connection to another.
+    database_prepared_statements: bool = True
+    #: PostgreSQL: a direct URL (not through a transaction-mode pooler) for the LISTEN
+    #: connection that wakes the workflows; empty uses database_url.
+    database_listen_url: str = ""
     #: name of this instance in logs, metrics and Message-IDs
     instance_name: str = "exec"
     #: signs VERP bounce addresses; set a long random value in production (shared by all
@@ -342,8 +391,11 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
     attachments: AttachmentSettings = Field(default_factory=AttachmentSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     bounces: BounceSettings = Field(default_factory=BounceSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)

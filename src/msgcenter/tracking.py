@@ -1,9 +1,11 @@
 """Open and click tracking of emails (SPEC §3.7): signed links, an open pixel.
 
-When a template has tracking on, every ``http(s)`` link of the HTML part is
-rewritten to ``<base>/t/c/<delivery log>/<signature>?u=<target>`` and an
-open pixel ``<base>/t/o/<delivery log>/<signature>`` is added before
-``</body>``. Unsubscribe links are never tracked: a mailbox provider that sees the
+When a template has tracking on, every ``http(s)`` link of the HTML part, and
+every web address written in the text part, is rewritten to
+``<base>/t/c/<delivery log>/<signature>?u=<target>``, an open pixel
+``<base>/t/o/<delivery log>/<signature>`` is added before ``</body>``, and the
+template may show ``{{ mirror_url }}``, the signed address of the mirror page
+``<base>/m/<delivery log>/<signature>`` (the message as it was sent, in a browser). Unsubscribe links are never tracked: a mailbox provider that sees the
 List-Unsubscribe URL behind a redirect, or a recipient whose opt-out is counted
 as a click, is what RFC 8058 and the 2024 sender requirements warn against. The
 same signer writes the one-click unsubscribe URL ``<base>/u/<delivery log>/<signature>``
@@ -21,7 +23,9 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from html import escape, unescape
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 #: ``<a … href="…">`` (either quote) — the value is group "url"
@@ -30,12 +34,18 @@ LINK = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+#: a web address in plain text: up to a space, a quote or an angle bracket
+TEXT_LINK = re.compile(r"""https?://[^\s<>"']+""", re.IGNORECASE)
+#: punctuation that ends a sentence rather than the address written before it
+TEXT_LINK_TRAILER = ".,;:!?)]}"
 #: bytes of HMAC kept in a signature (128 bits)
 SIGNATURE_BYTES = 16
 
 
 #: where the one-click unsubscribe endpoint answers, under the tracking base URL
 UNSUBSCRIBE_PATH = "/u/"
+#: where the mirror page answers, under the tracking base URL
+MIRROR_PATH = "/m/"
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -57,6 +67,17 @@ def safe_base_url(base_url: str) -> bool:
     network in clear text."""
     parts = urlsplit(base_url)
     return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """What one sent message was rendered from: shown again by its mirror page."""
+
+    publication_id: int
+    #: the fields a template sees as ``event``
+    event: dict[str, Any]
+    ctx: str
+    ctx_format: str
 
 
 class TrackingKind(enum.StrEnum):
@@ -89,15 +110,26 @@ class LinkSigner:
 
     def sign_unsubscribe(self, delivery_log_id: int) -> str:
         """The signature of one unsubscribe URL (never valid as a tracking signature)."""
-        digest = hmac.new(
-            self._key, f"unsubscribe\0{delivery_log_id}".encode(), hashlib.sha256
-        ).digest()
-        return base64.urlsafe_b64encode(digest[:SIGNATURE_BYTES]).rstrip(b"=").decode()
+        return self._sign_page("unsubscribe", delivery_log_id)
 
     def verify_unsubscribe(self, delivery_log_id: int, signature: str) -> bool:
         """Whether ``signature`` is this instance's for the unsubscribe URL (in constant time)."""
         expected = self.sign_unsubscribe(delivery_log_id).encode()
         return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
+
+    def mirror_url(self, delivery_log_id: int) -> str:
+        """The mirror page's URL of a delivery log: its message as it was sent."""
+        signature = self._sign_page("mirror", delivery_log_id)
+        return f"{self._base}{MIRROR_PATH}{delivery_log_id}/{signature}"
+
+    def verify_mirror(self, delivery_log_id: int, signature: str) -> bool:
+        """Whether ``signature`` is this instance's for the mirror page (in constant time)."""
+        expected = self._sign_page("mirror", delivery_log_id).encode()
+        return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
+
+    def _sign_page(self, page: str, delivery_log_id: int) -> str:
+        digest = hmac.new(self._key, f"{page}\0{delivery_log_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:SIGNATURE_BYTES]).rstrip(b"=").decode()
 
     def sign(self, kind: TrackingKind, delivery_log_id: int, target: str = "") -> str:
         """The signature of one tracking URL (urlsafe base64, no padding)."""
@@ -117,15 +149,15 @@ class LinkSigner:
         self, html: str, delivery_log_id: int, *, untracked: Collection[str] = ()
     ) -> str:
         """``html`` with its web links tracked and an open pixel added; links to ``untracked``
-        targets (the message's List-Unsubscribe URLs) and to this instance's unsubscribe
-        endpoint stay as written."""
-        own_unsubscribe = self._base + UNSUBSCRIBE_PATH
+        targets (the message's List-Unsubscribe URLs) and to this instance's unsubscribe and
+        mirror pages stay as written."""
+        own_pages = (self._base + UNSUBSCRIBE_PATH, self._base + MIRROR_PATH)
 
         def track(link: re.Match[str]) -> str:
             target = unescape(link["url"]).strip()
             if not target.lower().startswith(("http://", "https://")):
                 return link[0]  # mailto:, tel:, anchors and the like stay as written
-            if target in untracked or target.startswith(own_unsubscribe):
+            if target in untracked or target.startswith(own_pages):
                 return link[0]
             tracked = escape(self.click_url(delivery_log_id, target), quote=True)
             return f"{link['head']}{link['quote']}{tracked}{link['quote']}"
@@ -140,3 +172,20 @@ class LinkSigner:
             return tracked_html + pixel
         at = ends[-1].start()
         return tracked_html[:at] + pixel + tracked_html[at:]
+
+    def instrument_text(
+        self, text: str, delivery_log_id: int, *, untracked: Collection[str] = ()
+    ) -> str:
+        """``text`` with the web addresses written in it tracked, but for ``untracked`` ones,
+        this instance's unsubscribe and mirror pages; a sentence's closing punctuation after
+        an address stays outside it."""
+        kept = (self._base + UNSUBSCRIBE_PATH, self._base + MIRROR_PATH)
+
+        def track(link: re.Match[str]) -> str:
+            written = link[0]
+            target = written.rstrip(TEXT_LINK_TRAILER)
+            if target in untracked or target.startswith(kept):
+                return written
+            return self.click_url(delivery_log_id, target) + written[len(target) :]
+
+        return TEXT_LINK.sub(track, text)

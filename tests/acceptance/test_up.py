@@ -1,21 +1,27 @@
 """The README's first command: `msgcenter up --demo` walks a message from design to archive on the
-embedded default (a control and an execution instance, SQLite, SMTP catcher)."""
+embedded default (a control and an execution instance, SQLite, catchers of mail, SMS and push)."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from msgcenter.deliveries import DeliveryStatus
+from tests.conftest import free_port, wait_for
+
+DELIVERED = int(DeliveryStatus.DELIVERED)
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +29,7 @@ DEMO = ("demo", "demo")
 
 
 def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
-    web, control, smtp = free_port(), free_port(), free_port()
+    web, control, smtp, smpp, push = (free_port() for _ in range(5))
     process = subprocess.Popen(
         [
             sys.executable,
@@ -37,6 +43,10 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
             str(control),
             "--smtp-port",
             str(smtp),
+            "--smpp-port",
+            str(smpp),
+            "--push-port",
+            str(push),
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -60,8 +70,10 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
             assert f"step {step} " in printed, printed
         assert "subject 'Order 0001 confirmed, Dana'" in printed  # the seed's preview
         assert "published v1 (exec: published v1)" in printed
-        assert len(re.findall(r"example\.com\s*\S\s*sent\b", printed)) == 3, printed
-        assert "3 new events with their delivery logs" in printed, printed
+        assert len(re.findall(r"email\s*\S\s*\w+@example\.com\s*\S\s*sent\b", printed)) == 3
+        assert re.search(r"sms\s*\S\s*\+33612345678\s*\S\s*sent\b", printed), printed
+        assert re.search(r"ios push\s*\S\s*6a1f3c0d9e8b\S*\s*\S\s*sent\b", printed), printed
+        assert "5 new events with their delivery logs" in printed, printed
         base, console = f"http://127.0.0.1:{web}", f"http://127.0.0.1:{control}"
         caught = httpx.get(f"{console}/catcher/api/messages").json()
         assert sorted(m["to"] for m in caught) == [
@@ -86,10 +98,23 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         landing = httpx.get(f"{console}/", follow_redirects=True)
         assert landing.url.path == "/console/login" and "msgcenter control" in landing.text
         assert f"control console:    {console}/" in printed
+        # one of each channel: the SMS at the SMSC simulator (its receipt came back), the push
+        # notification at the local APNs endpoint
+        (sms,) = httpx.get(f"{console}/catcher/api/sms").json()
+        assert (sms["to"], sms["from"]) == ("+33612345678", "DemoShop")
+        assert sms["text"] == "Order 1004 confirmed, Dan: €5.00. Thank you!"
+        (notification,) = httpx.get(f"{console}/catcher/api/push").json()
+        assert (notification["channel"], notification["title"]) == ("ios", "Order 1005 confirmed")
+        assert notification["data"] == {"order": "1005"}
         page = httpx.get(f"{console}/catcher/")
         assert page.status_code == 200 and "Order 1003 confirmed" in page.text
+        assert "Order 1004 confirmed, Dan" in page.text and "Thank you, Eve!" in page.text
         events = httpx.get(f"{base}/api/v1/events?status=sent", auth=DEMO).json()["items"]
-        assert len(events) == 3
+        assert len(events) == 5
+        wait_for(
+            lambda: sms_status(tmp_path / "msgcenter-data" / "exec.db") == DELIVERED,
+            message="the SMS delivery receipt to turn its message delivered",
+        )
         publication = httpx.get(
             f"{console}/api/v1/templates/order_confirmation_email/publication", auth=DEMO
         ).json()
@@ -99,7 +124,7 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         (archive,) = httpx.get(f"{console}/api/v1/archives", auth=DEMO).json()
         assert (archive["instance"], archive["archived_events"], archive["last_error"]) == (
             "exec",
-            3,
+            5,
             None,
         )
         data = tmp_path / "msgcenter-data"
@@ -116,9 +141,19 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
             process.wait()
 
 
-@pytest.mark.parametrize("option", ["--port", "--control-port", "--smtp-port"])
+OPTIONS = ["--port", "--control-port", "--smtp-port", "--smpp-port", "--push-port"]
+
+
+def sms_status(database: Path) -> int:
+    """The status of the SMS's delivery log (read beside the running instance)."""
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        (status,) = conn.execute("SELECT status FROM delivery_log WHERE channel = 1").fetchone()
+        return int(status)
+
+
+@pytest.mark.parametrize("option", OPTIONS)
 def test_a_taken_port_is_named_with_the_option_that_moves_it(tmp_path, option):
-    ports = {"--port": free_port(), "--control-port": free_port(), "--smtp-port": free_port()}
+    ports = {name: free_port() for name in OPTIONS}
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports[option]))
         taken.listen()

@@ -39,12 +39,13 @@ class Embedded:
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Embedded]:
     """``msgcenter up`` (no demo) in a process of its own, on free ports, stopped at the end."""
-    web, control, smtp = free_port(), free_port(), free_port()
+    web, control, smtp, smpp, push = (free_port() for _ in range(5))
     log = (tmp_path / "up.log").open("w")
     process = subprocess.Popen(
         [
             sys.executable, "-m", "msgcenter", "up", "--port", str(web),
             "--control-port", str(control), "--smtp-port", str(smtp),
+            "--smpp-port", str(smpp), "--push-port", str(push),
             "--data-dir", str(tmp_path / "data"),
         ],
         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,

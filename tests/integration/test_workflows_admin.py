@@ -47,6 +47,8 @@ WORKFLOWS = {
     "updateEventStatus",
     "cleanup",
     "statsSampler",
+    "webhookOutbox",
+    "webhookDelivery",
 }
 CTX = {"client": {"firstname": "Ann"}, "order": {"id": "1001"}}
 

@@ -141,7 +141,8 @@ def test_a_seed_address_is_checked_for_its_channel():
         "Ann@example.com",
         "c-1",
     )
-    assert check_seed_address(Channel.SMS, "+33 6 12 34 56 78", None)[0] == "+33 6 12 34 56 78"
+    # written in E.164, as intake writes it
+    assert check_seed_address(Channel.SMS, "+33 6 12 34 56 78", None)[0] == "+33612345678"
     with pytest.raises(InvalidInputError) as caught:
         check_seed_address(Channel.SMS, "ann@example.com", None)
     assert caught.value.message == "invalid seed address"

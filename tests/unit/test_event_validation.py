@@ -74,7 +74,7 @@ def test_every_field_is_carried_over():
     )
     assert event.type == "parcel.shipped:v2"
     assert event.email == "ann@example.com"
-    assert event.mobile_phone == "+33 6 12 34 56 78"
+    assert event.mobile_phone == "+33612345678"  # normalised to E.164
     assert event.registration_token == "tok-123"
     assert event.mobile_app_uuid == "app-uuid"
     assert event.wished_channel is Channel.SMS
@@ -95,8 +95,12 @@ def test_unknown_fields_are_kept_in_extra():
 
 def test_numbers_in_text_fields_become_strings():
     assert check(external_id=42).external_id == "42"
-    assert check(wished_channel="sms", email=MISSING, mobile_phone=33612345678).mobile_phone == (
-        "33612345678"
+    # a number without + is read in the event's country (FR), then written in E.164
+    assert (
+        check(
+            wished_channel="sms", email=MISSING, mobile_phone=33612345678, country="FR"
+        ).mobile_phone
+        == "+33612345678"
     )
 
 
@@ -255,3 +259,44 @@ def test_position_is_added_by_at_position():
 )
 def test_json_type_names_for_messages(value, name):
     assert json_type(value) == name
+
+
+@pytest.mark.parametrize(
+    ("number", "country", "expected"),
+    [
+        ("+33 6 12 34 56 78", None, "+33612345678"),
+        ("+33 (0)6 12-34-56-78", None, "+33612345678"),
+        ("06 12 34 56 78", "FR", "+33612345678"),
+        ("06 12 34 56 78", " fr ", "+33612345678"),
+        ("07700 900123", "GB", None),  # Ofcom's drama range: no real number
+        ("020 7946 0018", "GB", "+442079460018"),
+        ("+44 20 7946 0018", "DE", "+442079460018"),  # the + wins over the country
+    ],
+)
+def test_phone_numbers_are_normalised_to_e164(number, country, expected):
+    if expected is None:
+        refused(
+            "mobile_phone",
+            "is not a phone number",
+            wished_channel="sms",
+            mobile_phone=number,
+            country=country,
+        )
+    else:
+        assert check(mobile_phone=number, country=country).mobile_phone == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "country", "fragment"),
+    [
+        ("0612345678", None, "has no country code"),
+        ("0612345678", "France", "has no country code"),
+        ("0612345678", "ZZ", "has no country code"),
+        ("+33 6 12", None, "is not a phone number"),
+        ("+1 555 123 4567", None, "no number with country code +1 has this form"),
+        ("not a number", "FR", "is not a phone number"),
+        ("+" + "1" * 70, None, "longer than 64 characters"),
+    ],
+)
+def test_phone_numbers_that_are_not_are_refused(number, country, fragment):
+    refused("mobile_phone", fragment, wished_channel="sms", mobile_phone=number, country=country)

@@ -178,3 +178,32 @@ def test_a_plain_text_relay_off_this_machine_is_warned_about_at_start(smtp, warn
     assert bool(plain) is warned
     if warned:
         assert plain[0]["host"] == "relay.example.com"
+
+
+def test_web_addresses_of_a_text_part_are_tracked_and_their_punctuation_kept_out():
+    signer = LinkSigner("secret", "https://t.example")
+    mirror = signer.mirror_url(5)
+    text = (
+        "See https://shop.example/o/1. Or (https://shop.example/help)!\n"
+        "mailto:care@example.com stays, so does https://u.example/stop and "
+        f"{mirror}, and www.example.com without a scheme."
+    )
+    tracked = signer.instrument_text(text, 5, untracked=["https://u.example/stop"])
+    first = signer.click_url(5, "https://shop.example/o/1")
+    second = signer.click_url(5, "https://shop.example/help")
+    assert tracked == (
+        f"See {first}. Or ({second})!\n"
+        "mailto:care@example.com stays, so does https://u.example/stop and "
+        f"{mirror}, and www.example.com without a scheme."
+    )
+
+
+def test_the_mirror_url_is_signed_for_its_delivery_log_only():
+    signer = LinkSigner("secret", "https://t.example/")
+    url = signer.mirror_url(42)
+    assert url.startswith("https://t.example/m/42/")
+    signature = url.rsplit("/", 1)[1]
+    assert signer.verify_mirror(42, signature)
+    assert not signer.verify_mirror(43, signature)
+    assert not signer.verify_unsubscribe(42, signature)  # one page's signature is no other's
+    assert not LinkSigner("other", "https://t.example").verify_mirror(42, signature)

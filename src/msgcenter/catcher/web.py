@@ -1,5 +1,6 @@
-"""The web side of the catcher: pages to read, search and delete caught messages, and the same
-as JSON.
+"""The web side of the catcher: pages to read, search and delete caught mail, and the same as
+JSON; below the mail, the SMS and push notifications the embedded mode caught (``/api/sms``,
+``/api/push``).
 
 Mounted by ``msgcenter up`` under ``/catcher``, its catcher in ``app.state.catcher``.
 
@@ -31,7 +32,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from msgcenter.catcher.message import CaughtSummary
+from msgcenter.catcher.push import CaughtPush, PushCatcher
 from msgcenter.catcher.server import SmtpCatcher
+from msgcenter.catcher.smsc import KEPT as SMS_KEPT
+from msgcenter.catcher.smsc import CaughtSms, ThreadedSmsc
 from msgcenter.web.landing import VENDOR
 
 #: the list shows this many messages at most (a search reaches the others)
@@ -93,7 +97,13 @@ def _catcher(request: Request) -> SmtpCatcher:
 
 @router.get("/", name="catcher_list")
 def list_page(request: Request, q: str = "") -> Response:
-    return _page(request, "list.html", **_list(request, q, top=None))
+    return _page(request, "list.html", **_list(request, q, top=None), **_mobile(request))
+
+
+@router.get("/mobile", name="catcher_mobile_fragment")
+def mobile_fragment(request: Request) -> Response:
+    """The caught SMS and push notifications (``#mobile``), for htmx."""
+    return _page(request, "_mobile.html", **_mobile(request))
 
 
 @router.get("/list", name="catcher_list_fragment")
@@ -200,6 +210,20 @@ def message_json(request: Request, message_id: int) -> Response:
     )
 
 
+@router.get("/api/sms")
+def sms_json(request: Request) -> list[dict[str, Any]]:
+    """The SMS caught by the SMSC simulator, newest first."""
+    smsc = _smsc(request)
+    return [] if smsc is None else [_sms(m) for m in smsc.messages()]
+
+
+@router.get("/api/push")
+def push_json(request: Request) -> list[dict[str, Any]]:
+    """The push notifications caught by the local APNs and FCM endpoints, newest first."""
+    push = _push(request)
+    return [] if push is None else [_notification(n) for n in push.notifications]
+
+
 @router.delete("/api/messages/{message_id}", status_code=204)
 def delete_json(request: Request, message_id: int) -> Response:
     if not _catcher(request).mailbox.delete(message_id):
@@ -245,6 +269,26 @@ def _list(request: Request, q: str, *, top: int | None) -> dict[str, Any]:
         "delete_url": lambda message_id: request.url_for(
             "catcher_delete", message_id=message_id
         ).include_query_params(q=q),
+    }
+
+
+def _smsc(request: Request) -> ThreadedSmsc | None:
+    return cast(ThreadedSmsc | None, getattr(request.app.state, "smsc", None))
+
+
+def _push(request: Request) -> PushCatcher | None:
+    return cast(PushCatcher | None, getattr(request.app.state, "push_catcher", None))
+
+
+def _mobile(request: Request) -> dict[str, Any]:
+    smsc, push = _smsc(request), _push(request)
+    return {
+        "mobile_url": str(request.url_for("catcher_mobile_fragment")),
+        "sms": None if smsc is None else smsc.messages()[:LIST_LIMIT],
+        "sms_kept": SMS_KEPT,
+        "smpp": "" if smsc is None else f"127.0.0.1:{smsc.port}",
+        "push": None if push is None else push.notifications[:LIST_LIMIT],
+        "push_url": "" if push is None else push.url,
     }
 
 
@@ -301,6 +345,31 @@ def _back_to_list(request: Request, q: str) -> Response:
 
 def _no_message(message_id: int) -> Response:
     return JSONResponse({"detail": f"no caught message {message_id}"}, status_code=404)
+
+
+def _sms(message: CaughtSms) -> dict[str, Any]:
+    return {
+        "received_at": message.received.isoformat(),
+        "from": message.sender,
+        "to": message.recipient,
+        "text": message.text,
+        "parts": message.parts,
+        "message_ids": list(message.message_ids),
+        "data_coding": message.data_coding,
+    }
+
+
+def _notification(caught: CaughtPush) -> dict[str, Any]:
+    return {
+        "id": caught.id,
+        "received_at": caught.received.isoformat(),
+        "channel": caught.channel,
+        "app": caught.app,
+        "token": caught.token,
+        "title": caught.title,
+        "body": caught.body,
+        "data": caught.data,
+    }
 
 
 def _summary(message: CaughtSummary) -> dict[str, Any]:

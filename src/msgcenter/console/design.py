@@ -289,6 +289,7 @@ async def _editor_context(design: DesignService, found: Template) -> dict[str, A
         "parts": CHANNEL_PARTS[found.channel],
         "one_line": ONE_LINE_PARTS,
         "headers": HEADER_FIELDS if found.channel is Channel.EMAIL else (),
+        "fallback_channels": [c for c in Channel if c is not found.channel],
     }
 
 
@@ -307,6 +308,7 @@ def _content(form: FormData) -> dict[str, Any]:
     content["reply_to"] = _field(form, "reply_to") or None
     content["list_unsubscribe"] = _field(form, "list_unsubscribe") or None
     content["tracking"] = _field(form, "tracking") == "on"
+    content["fallback_channel"] = _field(form, "fallback_channel") or None
     return content
 
 

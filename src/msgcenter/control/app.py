@@ -41,7 +41,7 @@ from msgcenter.workflows.runner import WorkflowRunner
 def create_control_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """A control instance on ``db`` (by default the database of ``settings``)."""
     limit_arenas()  # each web worker process builds its app
-    database = db or Database(settings.database_url)
+    database = db or Database.from_settings(settings)
 
     async def start_workflows() -> None:
         """Start the workflows of execution instances registered since the last call."""

@@ -23,25 +23,43 @@ from msgcenter.embedded import DEMO_LOGIN, DEMO_PASSWORD, Embedded
 
 #: the execution instance's internal name on the control instance
 INSTANCE = "exec"
-#: (email, first name, order, total, articles) of the events pushed
+#: (recipient attributes, first name, order, total, articles) of the events pushed: three
+#: emails, an SMS and an iOS push notification
 DEMO_EVENTS = (
     (
-        "ann@example.com",
+        'email="ann@example.com"',
         "Ann",
         "1001",
         "42.50",
         '<article label="Blue mug" qty="2"/><article label="Tea, 100 g" qty="1"/>',
     ),
-    ("bob@example.com", "Bob", "1002", "19.90", '<article label="Notebook" qty="1"/>'),
-    ("cleo@example.com", "Cléo", "1003", "7.00", '<article label="Pencils &amp; eraser" qty="3"/>'),
+    ('email="bob@example.com"', "Bob", "1002", "19.90", '<article label="Notebook" qty="1"/>'),
+    (
+        'email="cleo@example.com"',
+        "Cléo",
+        "1003",
+        "7.00",
+        '<article label="Pencils &amp; eraser" qty="3"/>',
+    ),
+    ('wishedChannel="1" mobilePhone="+33612345678"', "Dan", "1004", "5.00", ""),
+    (
+        'wishedChannel="41" registrationToken="'
+        '6a1f3c0d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f"',
+        "Eve",
+        "1005",
+        "64.00",
+        "",
+    ),
 )
 SOAP_PUSH = (
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:nms:rtEvent">'
     "<soapenv:Body><urn:PushEvent><urn:sessiontoken>{login}/{password}</urn:sessiontoken><urn:domEvent>"
-    '<rtEvent type="{event_type}" email="{email}" emailFormat="2" origin="msgcenter up --demo">'
+    '<rtEvent type="{event_type}" {recipient} emailFormat="2" origin="msgcenter up --demo">'
     '<ctx><client firstname="{name}"/><order id="{order}" total="{total}">{articles}</order></ctx>'
     "</rtEvent></urn:domEvent></urn:PushEvent></soapenv:Body></soapenv:Envelope>"
 )
+#: wished channel codes -> what step 8 calls them
+CHANNELS = {0: "email", 1: "sms", 41: "ios push", 42: "android push"}
 #: how long the walk waits for the messages to be sent
 SEND_SECONDS = 30
 
@@ -80,7 +98,7 @@ def _walk(
 ) -> None:
     api = f"{where.control_url}/api/v1"
     template = _design(design, control, api, console)
-    _publish(control, template, where, console)
+    _publish(control, [template, *_channel_templates(design, control)], where, console)
     ids = [_push(execution, design["event_type"]["name"], *sample) for sample in DEMO_EVENTS]
     _step(
         console,
@@ -113,7 +131,13 @@ def _design(design: dict[str, Any], control: httpx.Client, api: str, console: Co
     for block in design["blocks"]:
         _create(control, "/blocks", block, f"block {block['name']}")
     kept = _create(control, "/templates", design["template"], "template")
-    _step(console, 2, f"template [bold]{template}[/bold]{kept}", f"{api}/templates/{template}")
+    _step(
+        console,
+        2,
+        f"template [bold]{template}[/bold]{kept}; the same event type by SMS and by iOS push: "
+        + ", ".join(t["name"] for t in design["channel_templates"]),
+        f"{api}/templates/{template}",
+    )
 
     seed = _seed(control, template, design["seed"])
     _step(
@@ -132,8 +156,17 @@ def _design(design: dict[str, Any], control: httpx.Client, api: str, console: Co
     return str(template)
 
 
-def _publish(control: httpx.Client, template: str, where: Embedded, console: Console) -> None:
-    """Steps 5 and 6: the execution instance registered, tested, initialized; the template
+def _channel_templates(design: dict[str, Any], control: httpx.Client) -> list[str]:
+    """The templates of the other channels (created with step 2); their names."""
+    for template in design["channel_templates"]:
+        _create(control, "/templates", template, f"template {template['name']}")
+    return [str(t["name"]) for t in design["channel_templates"]]
+
+
+def _publish(
+    control: httpx.Client, templates: list[str], where: Embedded, console: Console
+) -> None:
+    """Steps 5 and 6: the execution instance registered, tested, initialized; the templates
     published to it."""
     api = f"{where.control_url}/api/v1"
     instance_id = _register(control, where.exec_url)
@@ -143,13 +176,14 @@ def _publish(control: httpx.Client, template: str, where: Embedded, console: Con
         f"execution instance '{INSTANCE}' registered, connection tested, id {instance_id}",
         f"{api}/instances/{INSTANCE}",
     )
-    state = _ok("publish", control.post(f"/templates/{template}/publish"))
+    states = [_ok("publish", control.post(f"/templates/{t}/publish")) for t in templates]
+    state = states[0]
     places = ", ".join(f"{i['instance']}: {i['state']} v{i['version']}" for i in state["instances"])
     _step(
         console,
         6,
-        f"published v{state['version']} ({places})",
-        f"{api}/templates/{template}/publication",
+        f"published v{state['version']} ({places}), and {len(states) - 1} more templates",
+        f"{api}/templates/{templates[0]}/publication",
     )
 
 
@@ -157,15 +191,17 @@ def _show_sent(execution: httpx.Client, ids: list[int], where: Embedded, console
     """Step 8: the pushed events once sent, with where to read each caught message."""
     events = _wait_until_final(execution, ids)
     caught = httpx.get(f"{where.control_url}/catcher/api/messages", timeout=10).json()
-    table = Table("event", "to", "status", "read it at", title="step 8 - messages sent")
+    table = Table("event", "channel", "to", "status", "read it at", title="step 8 - messages sent")
     for stored in events:
-        message = next((m for m in caught if stored["email"] in m.get("to", "")), None)
-        table.add_row(
-            str(stored["id"]),
-            stored["email"],
-            stored["status"],
-            f"{where.control_url}/catcher/messages/{message['id']}" if message else "-",
-        )
+        channel = CHANNELS.get(stored["wished_channel"], "email")
+        if channel == "email":
+            message = next((m for m in caught if stored["email"] in m.get("to", "")), None)
+            address = stored["email"]
+            read_at = f"{where.control_url}/catcher/messages/{message['id']}" if message else "-"
+        else:
+            address = stored["mobile_phone"] or f"{stored['registration_token'][:12]}…"
+            read_at = f"{where.control_url}/catcher/#mobile"
+        table.add_row(str(stored["id"]), channel, address, stored["status"], read_at)
     console.print(table)
 
 
@@ -174,7 +210,7 @@ def _farewell(where: Embedded, event_id: int, console: Console) -> None:
         "Look further (operator demo / password demo):\n"
         f"  control console:    {where.control_url}/  (design, publication, archives, reports)\n"
         f"  execution console:  {where.exec_url}/  (workflows, events, quarantine)\n"
-        f"  caught mail:        {where.control_url}/catcher/\n"
+        f"  caught messages:    {where.control_url}/catcher/  (mail, SMS, push)\n"
         f"  control API docs:   {where.control_url}/docs\n"
         f"  execution API docs: {where.exec_url}/docs     "
         f"SOAP WSDL: {where.exec_url}/nl/jsp/schemawsdl.jsp?schema=nms:rtEvent\n"
@@ -242,7 +278,7 @@ def _register(control: httpx.Client, exec_url: str) -> str:
 def _push(
     execution: httpx.Client,
     event_type: str,
-    email: str,
+    recipient: str,
     name: str,
     order: str,
     total: str,
@@ -254,7 +290,7 @@ def _push(
             login=DEMO_LOGIN,
             password=DEMO_PASSWORD,
             event_type=event_type,
-            email=email,
+            recipient=recipient,
             name=name,
             order=order,
             total=total,

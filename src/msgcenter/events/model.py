@@ -197,6 +197,10 @@ class StoredEvent:
     publication_id: int | None
     delivery_id: int | None
     delivery_log_id: int | None
+    #: the event this one is the channel fallback of (SPEC §3.7)
+    fallback_of: int | None = None
+    #: the event queued again on another channel when this one's message failed
+    fallback_event: int | None = None
     history: list[StatusChange] = field(default_factory=list)
 
 

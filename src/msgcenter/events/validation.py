@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from msgcenter.errors import InvalidEventError
@@ -22,8 +23,13 @@ from msgcenter.events.model import (
 )
 
 TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
-#: E.164 is recommended, not required: digits with the usual separators and an optional "+"
-PHONE = re.compile(r"\+?[0-9][0-9 ().-]{2,30}")
+#: what a number can be written with (digits, spaces, punctuation), before it is parsed
+DIALLED = re.compile(r"\+?[0-9 ().\-/]*[0-9][0-9 ().\-/]*")
+#: a country given as an ISO 3166-1 alpha-2 code, the default region of a national number
+REGION = re.compile(r"[A-Z]{2}")
+SUPPORTED_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
+#: longer than any number written with spaces and punctuation (E.164 has 15 digits at most)
+MAX_PHONE = 64
 #: the everyday address (ASCII dot-atom local part, LDH domain; RFC 5321 §4.1.2, §4.5.3.1
 #: lengths): accepted without email_validator, which costs ~50 µs per call on the intake
 #: hot path. Anything else (quoted local parts, internationalised addresses, errors) goes
@@ -103,7 +109,9 @@ def validate_event(
     for name in TEXT_FIELDS:
         setattr(event, name, _text(fields, name))
     event.email = _email(fields.get("email"), required=channel is Channel.EMAIL)
-    event.mobile_phone = _phone(fields.get("mobile_phone"), required=channel is Channel.SMS)
+    event.mobile_phone = _phone(
+        fields.get("mobile_phone"), required=channel is Channel.SMS, country=event.country
+    )
     event.registration_token = _text(
         fields,
         "registration_token",
@@ -225,7 +233,9 @@ def _email(value: Any, *, required: bool) -> str | None:
     return checked.normalized
 
 
-def _phone(value: Any, *, required: bool) -> str | None:
+def _phone(value: Any, *, required: bool, country: str | None = None) -> str | None:
+    """The number in E.164 (``+33612345678``); one without ``+`` is read as a national number
+    of the event's ``country`` when that is a two-letter region code (ISO 3166-1)."""
     if value is None or value == "":
         if required:
             raise InvalidEventError("mobile_phone", "missing: required for the SMS channel")
@@ -233,8 +243,32 @@ def _phone(value: Any, *, required: bool) -> str | None:
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise InvalidEventError("mobile_phone", "must be a string")
     text = str(value).strip()
-    if not PHONE.fullmatch(text):
+    if len(text) > MAX_PHONE:
+        raise InvalidEventError("mobile_phone", f"longer than {MAX_PHONE} characters")
+    region = country.strip().upper() if country else ""
+    if not DIALLED.fullmatch(text):
         raise InvalidEventError(
             "mobile_phone", f"{text!r} is not a phone number (E.164: +33612345678)"
         )
-    return text
+    if not text.startswith("+") and (
+        not REGION.fullmatch(region) or region not in SUPPORTED_REGIONS
+    ):
+        raise InvalidEventError(
+            "mobile_phone",
+            f"{text!r} has no country code: write it in E.164 (+33612345678), or give the "
+            "event a two-letter country (FR) to read it as a national number",
+        )
+    try:
+        number = phonenumbers.parse(text, region or None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidEventError(
+            "mobile_phone",
+            f"{text!r} is not a phone number (E.164: +33612345678): {str(exc).split(') ', 1)[-1]}",
+        ) from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidEventError(
+            "mobile_phone",
+            f"{text!r} is not a phone number: no number with country code "
+            f"+{number.country_code} has this form (E.164: +33612345678)",
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

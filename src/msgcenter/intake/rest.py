@@ -126,6 +126,12 @@ class EventOut(BaseModel):
     publication_id: int | None
     delivery_id: int | None
     delivery_log_id: int | None
+    fallback_of: int | None = Field(
+        None, description="the event whose failed message this one is the channel fallback of"
+    )
+    fallback_event: int | None = Field(
+        None, description="the event queued again on another channel when this one failed"
+    )
     history: list[StatusChangeOut] = []
 
 

@@ -111,6 +111,22 @@ BOUNCE_REFUSED = Counter(
     "(forged, altered or foreign)",
 )
 
+SMPP_ERRORS = Counter(
+    "msgcenter_smpp_errors",
+    "submit_sm answered with an error by the SMSC, by command_status name",
+    ["status"],
+)
+SMS_PARTS = Counter(
+    "msgcenter_sms_parts",
+    "SMS parts (short messages) accepted by the SMSC: a long text counts one per part",
+)
+SMS_RECEIPTS = Counter(
+    "msgcenter_sms_receipts",
+    "SMSC delivery receipts by what became of them (delivered, failed, unknown: no delivery "
+    "log has the message id, part: a later part of a long message, intermediate, malformed)",
+    ["result"],
+)
+
 
 def record_outcome(channel: str, outcome: str, event_created: datetime) -> None:
     """Account one attempt (called by the dispatcher)."""

@@ -8,7 +8,9 @@ A template sees two variables: ``event`` (the event's fields of SPEC §3.1:
 ``event.type``, ``event.email``, ``event.external_id``, ``event.language``,
 ``event.created`` …, plus any unknown attribute the caller sent) and ``ctx``
 (:mod:`msgcenter.render.ctx`). The HTML part autoescapes every value; the
-subject, text, SMS, push and List-Unsubscribe parts are written as they are. A line holding only
+subject, text, SMS, push and List-Unsubscribe parts are written as they are.
+A push template's data (``push_data``) is a mapping of keys to small templates,
+each rendered on its own as a plain-text part named ``push_data.<key>``. A line holding only
 a block tag (``{% for %}``, ``{% if %}``) leaves no blank line behind
 (``trim_blocks`` and ``lstrip_blocks``), which keeps text and SMS parts tidy.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from jinja2 import BaseLoader, Environment, Template, TemplateNotFound, TemplateSyntaxError, nodes
@@ -45,7 +47,20 @@ from msgcenter.render.limits import (
 from msgcenter.render.sandbox import MessageEnvironment
 
 #: the parts of a message, in the order they are rendered
-PARTS = ("subject", "html", "text", "sms", "push_title", "push_body", "list_unsubscribe")
+PARTS = (
+    "subject",
+    "html",
+    "text",
+    "sms",
+    "push_title",
+    "push_body",
+    "list_unsubscribe",
+    "push_sound",
+    "push_badge",
+    "push_collapse_id",
+)
+#: the name of one ``push_data`` value's part: ``push_data.<key>``
+PUSH_DATA_PART = "push_data."
 _REFERENCES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 
 
@@ -61,6 +76,12 @@ class MessageContent:
     push_body: str = ""
     #: an email's List-Unsubscribe URIs, rendered per recipient like the subject
     list_unsubscribe: str = ""
+    #: a push notification's sound name, badge (renders to a whole number) and collapse id
+    push_sound: str = ""
+    push_badge: str = ""
+    push_collapse_id: str = ""
+    #: a push notification's custom data: each value a template rendered to a string
+    push_data: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,10 @@ class RenderedMessage:
     push_title: str = ""
     push_body: str = ""
     list_unsubscribe: str = ""
+    push_sound: str = ""
+    push_badge: str = ""
+    push_collapse_id: str = ""
+    push_data: Mapping[str, str] = field(default_factory=dict)
 
 
 class CompiledContent:
@@ -85,14 +110,27 @@ class CompiledContent:
         environment: MessageEnvironment,
         blocks_used: frozenset[str],
     ) -> None:
-        self._templates = templates
+        # the message's own parts, and the push data values (``push_data.<key>`` parts) apart
+        self._templates = {
+            part: template
+            for part, template in templates.items()
+            if not part.startswith(PUSH_DATA_PART)
+        }
+        self._data = {
+            part: template
+            for part, template in templates.items()
+            if part.startswith(PUSH_DATA_PART)
+        }
         self._environment = environment
         #: the blocks the template includes, directly or through other blocks
         self.blocks_used = blocks_used
         self.limits: RenderLimits = environment.limits
 
-    def render(self, event: Mapping[str, Any], ctx: Ctx | Mapping[str, Any]) -> RenderedMessage:
-        """Render every part for one event, whose fields are ``event`` and data ``ctx``.
+    def render(
+        self, event: Mapping[str, Any], ctx: Ctx | Mapping[str, Any], *, mirror_url: str = ""
+    ) -> RenderedMessage:
+        """Render every part for one event, whose fields are ``event`` and data ``ctx``;
+        ``{{ mirror_url }}`` shows ``mirror_url`` (the message's mirror page, or "").
 
         Raises :class:`RenderProblem` (and nothing else) when a part cannot be
         rendered: a sandbox violation, a missing required value, a limit exceeded,
@@ -108,12 +146,20 @@ class CompiledContent:
             raise RenderProblem("event", f"the event cannot be read: {exc}") from exc
         language, country = event.get("language"), event.get("country")
         locale = locale_for(str(language) if language else None, str(country) if country else None)
-        variables = {"event": event_view, "ctx": ctx}
-        rendered = {
+        variables = {"event": event_view, "ctx": ctx, "mirror_url": mirror_url}
+        rendered: dict[str, Any] = {
             part: self._render_part(part, template, variables, RenderState(self.limits, locale))
             for part, template in self._templates.items()
         }
-        return RenderedMessage(**rendered)
+        if not self._data:
+            return RenderedMessage(**rendered)
+        data = {
+            part[len(PUSH_DATA_PART) :]: self._render_part(
+                part, template, variables, RenderState(self.limits, locale)
+            )
+            for part, template in self._data.items()
+        }
+        return RenderedMessage(**rendered, push_data=data)
 
     def _render_part(
         self, part: str, template: Template, variables: dict[str, Any], state: RenderState
@@ -161,6 +207,9 @@ def compile_content(
     limits = limits or RenderLimits()
     blocks = dict(blocks or {})
     parts = {part: getattr(content, part) for part in PARTS if getattr(content, part)}
+    parts.update(
+        (f"{PUSH_DATA_PART}{key}", source) for key, source in content.push_data.items() if source
+    )
     sources = {f"part:{part}": translate_legacy(source, part) for part, source in parts.items()}
     environment = MessageEnvironment(limits, _Sources(sources), _is_html, _join_path)
 

@@ -31,6 +31,9 @@ class Attempt:
     failure_type: FailureType | None = None
     #: the address must not be used again (user unknown, unregistered device)
     quarantine: bool = False
+    #: seconds the next hop asked to wait before trying again (HTTP ``Retry-After``,
+    #: RFC 9110 §10.2.3); a temporary failure is not retried sooner than this
+    retry_after: float | None = None
 
 
 class ChannelSender(Protocol):
@@ -78,7 +81,10 @@ def outcome_of(
             message_id=attempt.message_id,
             quarantine=(message.address, message.channel) if attempt.quarantine else None,
         )
-    due = now + retry_delay(message.attempts + 1, base, maximum)
+    delay = retry_delay(message.attempts + 1, base, maximum)
+    if attempt.retry_after is not None and attempt.retry_after > delay.total_seconds():
+        delay = timedelta(seconds=attempt.retry_after)
+    due = now + delay
     if due >= message.valid_until:
         return Outcome(
             message.delivery_log_id,

@@ -36,8 +36,12 @@ from msgcenter.settings import ProcessingSettings
 from msgcenter.store import processing as processing_store
 from msgcenter.store import publications as publication_store
 from msgcenter.store.database import Database
+from msgcenter.tracking import LinkSigner
 
 log = structlog.get_logger(__name__)
+
+#: how long a stopping dispatcher lets the attempts under way end before cancelling them
+STOP_GRACE_SECONDS = 10.0
 
 PRIORITY = {Queue.RT: 0, Queue.BATCH: 1}
 
@@ -77,8 +81,11 @@ class Dispatcher:
         owner: str | None = None,
         on_store_error: Callable[[BaseException, str], object] | None = None,
         on_relay_back: Callable[[], None] | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self._db = db
+        #: writes the mirror-page URLs of tracked emails (None: tracking links are unsafe here)
+        self._links = links
         #: who the claims this dispatcher renews belong to
         self._owner = owner
         self._on_store_error = on_store_error
@@ -97,6 +104,10 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         #: delivery logs this dispatcher holds a claim on
         self._held: set[int] = set()
+        #: attempts under way, which stop() lets end; set when there are none
+        self._attempting = 0
+        self._idle = asyncio.Event()
+        self._stopping = False
 
     # -- what the processing workflows use --------------------------------------------
 
@@ -140,7 +151,16 @@ class Dispatcher:
         return {channel: sender.health.describe() for channel, sender in self._senders.items()}
 
     async def stop(self) -> None:
-        """Stop sending; write the outcomes already known (queued messages are retried after their lease)."""
+        """Stop sending: let the attempts under way end (for up to :data:`STOP_GRACE_SECONDS`)
+        and write every outcome known. Queued messages stay claimed: the next start on this
+        machine takes them back at once, another worker after their lease."""
+        # An attempt cancelled after its relay accepted the message has no outcome written,
+        # and is sent again after a restart: a clean stop (SIGTERM) keeps out of the crash's
+        # duplicate window by letting attempts finish (bench/scale.py showed the duplicates).
+        self._stopping = True
+        if self._attempting:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), STOP_GRACE_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -157,6 +177,11 @@ class Dispatcher:
     async def _sender(self) -> None:
         while True:
             _priority, _seq, message = await self._queue.get()
+            if self._stopping:  # left claimed (see stop)
+                self._queued[message.queue] -= 1
+                return
+            self._attempting += 1
+            self._idle.clear()
             try:
                 outcome = await self._attempt(message)
             except StoreUnavailableError as exc:
@@ -171,6 +196,9 @@ class Dispatcher:
             finally:
                 self._queued[message.queue] -= 1
                 self._room_changed.set()
+                self._attempting -= 1
+                if not self._attempting:
+                    self._idle.set()
             self._outcomes.append(outcome)
             metrics.record_outcome(
                 message.channel.label, outcome.status.label, message.event["created"]
@@ -192,7 +220,9 @@ class Dispatcher:
         try:
             publication, compiled = await self._contents.get(message.publication_id)
             ctx = load_ctx(message.ctx, message.ctx_format)
-            rendered = compiled.render(message.event, ctx)
+            rendered = compiled.render(
+                message.event, ctx, mirror_url=self._mirror_url(message, publication)
+            )
         except (RenderProblem, TemplateSyntaxProblem) as problem:
             return failed(message, FailureType.RENDER, problem.detail)
         attempt = await sender.send(message, publication, rendered, ctx)
@@ -203,6 +233,14 @@ class Dispatcher:
             base=self._settings.retry_base_seconds,
             maximum=self._settings.retry_max_seconds,
         )
+
+    def _mirror_url(self, message: ClaimedMessage, publication: Publication) -> str:
+        """``{{ mirror_url }}`` of a tracked email; "" otherwise."""
+        if self._links is None or message.channel is not Channel.EMAIL:
+            return ""
+        if not publication.content.tracking:
+            return ""
+        return self._links.mirror_url(message.delivery_log_id)
 
     async def _writer(self) -> None:
         interval = self._settings.outcome_flush_ms / 1000

@@ -117,7 +117,13 @@ class EmailSender:
                 recipient=message.address,
                 subject=rendered.subject,
                 message_id=identifier,
-                text=rendered.text,
+                text=(
+                    self._tracking.instrument_text(
+                        rendered.text, message.delivery_log_id, untracked=web_unsubscribe
+                    )
+                    if content.tracking and rendered.text and self._links_safe
+                    else rendered.text
+                ),
                 html=(
                     self._tracking.instrument(
                         rendered.html, message.delivery_log_id, untracked=web_unsubscribe

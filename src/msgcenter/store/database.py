@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import sqlalchemy.exc
 from psycopg import sql
-from sqlalchemy import Connection, CursorResult, Table, create_engine, event, literal_column, text
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Table,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from msgcenter.errors import InvalidInputError, StoreUnavailableError
@@ -26,6 +39,21 @@ SQLITE_PRAGMAS = (
 )
 
 
+#: how long :meth:`Database.listen` waits for its probe notification to come back
+LISTEN_PROBE_SECONDS = 10.0
+
+
+class DatabaseSettings(Protocol):
+    """The settings :meth:`Database.from_settings` reads (``msgcenter.settings.Settings``)."""
+
+    @property
+    def database_url(self) -> str: ...
+    @property
+    def database_prepared_statements(self) -> bool: ...
+    @property
+    def database_listen_url(self) -> str: ...
+
+
 class Database:
     """One instance's database: a write path and a read path over a pooled engine.
 
@@ -34,9 +62,21 @@ class Database:
     use plain deferred transactions and run beside the writer thanks to WAL.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        prepared_statements: bool = True,
+        listen_url: str = "",
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        #: where :meth:`listen` connects: ``url`` unless a direct URL is given (behind a
+        #: pooler in transaction mode, ``LISTEN`` needs a session of its own on the server)
+        self.listen_url = listen_url or url
+        if listen_url:
+            make_url(listen_url)  # a malformed URL fails here, at start, not at each listen
         # SQLite has one writer at a time. Threads of this process queue on a lock
         # instead of in SQLite's busy handler, which polls with sleeps of up to
         # 100 ms; other processes still wait on the busy timeout.
@@ -50,8 +90,31 @@ class Database:
         else:
             # No pre-ping: it would cost a round trip per checkout on the hot paths. A
             # connection found dead fails its transaction once and is then replaced.
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=8, pool_recycle=3600)
+            # psycopg prepares a statement on the server from its fifth execution on a
+            # connection. Behind PgBouncer in transaction mode before 1.21, the next
+            # transaction may run on another server connection that never saw it ("prepared
+            # statement does not exist"): ``prepared_statements=False`` turns that off.
+            connect_args: dict[str, Any] = {}
+            if not prepared_statements:
+                connect_args["prepare_threshold"] = None
+            self.engine = create_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=8,
+                pool_recycle=3600,
+                connect_args=connect_args,
+            )
             self._writer_engine = self.engine.execution_options()
+
+    @classmethod
+    def from_settings(cls, settings: DatabaseSettings, *, pool_size: int = 8) -> Database:
+        """The database of an instance's settings (``database_*``)."""
+        return cls(
+            settings.database_url,
+            pool_size=pool_size,
+            prepared_statements=settings.database_prepared_statements,
+            listen_url=settings.database_listen_url,
+        )
 
     @property
     def dialect(self) -> str:
@@ -90,20 +153,45 @@ class Database:
         on_listening: Callable[[], None] | None = None,
     ) -> None:
         """Call ``on_notify`` with the payload of each PostgreSQL notification on ``channel``
-        until cancelled, on a connection of its own (``LISTEN`` needs a session, which pooled
-        connections shared by transactions cannot keep); ``on_listening`` once listening.
+        until cancelled, on a connection of its own to :attr:`listen_url` (``LISTEN`` needs a
+        session, which pooled connections shared by transactions cannot keep, in this process
+        or in PgBouncer's transaction mode); ``on_listening`` once listening.
 
-        Raises :class:`StoreUnavailableError` when the connection cannot be made or is lost;
-        the caller decides when to listen again.
+        Listening counts from the moment a probe notification, sent through the pooled
+        engine as intake sends its own, has come back: a ``LISTEN`` made through a pooler in
+        transaction mode succeeds but hears nothing, and a listen URL naming another database
+        hears other notifications; either would leave the workflows polling in silence.
+
+        Raises :class:`StoreUnavailableError` when the connection cannot be made or is lost,
+        or the probe does not come back within :data:`LISTEN_PROBE_SECONDS`; the caller
+        decides when to listen again.
         """
         if self.is_sqlite:
             raise StoreUnavailableError("SQLite has no notifications", detail="poll instead")
-        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False
+        conninfo = (
+            make_url(self.listen_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
         )
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                probe = f"probe-{uuid.uuid4().hex}"  # other listeners ignore it (no queue)
+                await asyncio.to_thread(self._notify, channel, probe)
+                heard = False
+                async for notify in conn.notifies(timeout=LISTEN_PROBE_SECONDS):
+                    if notify.payload == probe:
+                        heard = True
+                        break
+                    on_notify(notify.payload)
+                if not heard:
+                    raise StoreUnavailableError(
+                        "notifications do not arrive",
+                        detail=f"a notification sent through database_url did not reach the "
+                        f"LISTEN connection within {LISTEN_PROBE_SECONDS:g} s: if database_url "
+                        f"points at a pooler in transaction mode, set database_listen_url to "
+                        f"the database itself",
+                    )
                 if on_listening is not None:
                     on_listening()
                 async for notify in conn.notifies():
@@ -112,6 +200,10 @@ class Database:
             raise StoreUnavailableError(
                 "the notification connection is lost", detail=f"database error: {exc}"
             ) from exc
+
+    def _notify(self, channel: str, payload: str) -> None:
+        with self.write() as conn:
+            conn.execute(select(func.pg_notify(channel, payload)))
 
     def ping(self) -> None:
         """Check that the database answers (:class:`StoreUnavailableError` if not)."""

@@ -212,6 +212,9 @@ def get(conn: Connection, event_id: int, *, folder: str | None = None) -> Stored
         .order_by(event_status_change.c.at, event_status_change.c.id)
     )
     stored.history += [StatusChange(EventStatus(s), at, reason) for s, at, reason in changes]
+    stored.fallback_event = conn.execute(
+        select(event.c.id).where(event.c.fallback_of == event_id)
+    ).scalar()
     return stored
 
 

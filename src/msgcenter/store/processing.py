@@ -41,6 +41,7 @@ from msgcenter.deliveries import (
 from msgcenter.events.model import TEMPLATE_EVENT_FIELDS, Channel, EventStatus, Queue
 from msgcenter.publications import Publication
 from msgcenter.routing import Routed, Routing
+from msgcenter.store import fallbacks
 from msgcenter.store.database import dialect_insert, insert_or_ignore
 from msgcenter.store.tables import (
     delivery,
@@ -471,6 +472,10 @@ def hasten_retries(conn: Connection, channel: Channel, since: datetime, now: dat
     ).rowcount
 
 
+#: the final statuses of a message that make its event fall back to another channel
+FALLBACK_STATUSES = frozenset({DeliveryStatus.FAILED, DeliveryStatus.EXPIRED})
+
+
 def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
     """Write attempt outcomes; final ones are copied onto their events at once, with a timeline step."""
     if not outcomes:
@@ -516,6 +521,14 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
                 (o.event_id, o.delivery_log_id, FINAL_EVENT_STATUS[o.status], o.reason)
                 for o in finals
             ],
+            now,
+        )
+    failures = [o for o in finals if o.status in FALLBACK_STATUSES]
+    if failures:
+        fallbacks.fall_back(
+            conn,
+            [(o.event_id, o.delivery_log_id) for o in failures],
+            {o.event_id: FINAL_EVENT_STATUS[o.status] for o in failures},
             now,
         )
     for o in outcomes:
@@ -590,6 +603,12 @@ def record_late_failure(
             conn.execute(
                 insert(event_status_change),
                 [_change(found.event_id, EventStatus.DELIVERY_FAILED, now, reason)],
+            )
+            fallbacks.fall_back(
+                conn,
+                [(found.event_id, delivery_log_id)],
+                {found.event_id: EventStatus.DELIVERY_FAILED},
+                now,
             )
     if quarantine:
         quarantine_address(

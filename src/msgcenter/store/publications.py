@@ -44,6 +44,11 @@ def put(conn: Connection, spec: PublicationSpec, now: datetime) -> list[Publicat
                 version=spec.version,
                 published_at=published_at,
                 content=content,
+                fallback_channel=(
+                    None
+                    if spec.content.fallback_channel is None
+                    else int(spec.content.fallback_channel)
+                ),
                 active=True,
                 created=now,
             )

@@ -184,6 +184,8 @@ publication = Table(
     Column("published_at", UtcDateTime, nullable=False),
     # the frozen content as JSON: message parts, sender, attachments, blocks inlined
     Column("content", Text, nullable=False),
+    # the channel an event falls back to when its message failed (content.fallback_channel)
+    Column("fallback_channel", SmallInteger),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("created", UtcDateTime, nullable=False),
     Column("retired", UtcDateTime),
@@ -346,6 +348,75 @@ Index(
     bounce_report.c.recipient,
     bounce_report.c.kind,
     bounce_report.c.received,
+)
+
+# Delivery-status webhooks (SPEC §3.7): who receives which outcomes of which folder.
+webhook_subscription = Table(
+    "webhook_subscription",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # null: every folder
+    Column("folder", String(64)),
+    Column("url", String(2048), nullable=False),
+    # comma-separated msgcenter.webhooks.WebhookType values
+    Column("event_types", Text, nullable=False),
+    # the signing secret (whsec_…): HMAC needs it in clear, so it is never returned nor logged
+    Column("secret", String(128), nullable=False),
+    # the secret before the last rotation, which still signs until previous_secret_until
+    Column("previous_secret", String(128)),
+    Column("previous_secret_until", UtcDateTime),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("disabled_reason", Text),
+    # since when every post failed; null after a success
+    Column("failing_since", UtcDateTime),
+    Column("created", UtcDateTime, nullable=False),
+    Column("updated", UtcDateTime, nullable=False),
+)
+
+# The outbox: one row per webhook message of one subscription, posted at least once.
+webhook_message = Table(
+    "webhook_message",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscription_id", Integer, nullable=False),
+    # the webhook-id header: the same on every retry and replay
+    Column("message_id", String(64), nullable=False, unique=True),
+    Column("type", String(40), nullable=False),
+    # the JSON body, exactly as posted and signed
+    Column("payload", Text, nullable=False),
+    # msgcenter.webhooks.OutboxStatus: pending, sending or delivered
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # pending: when the next attempt is due; sending: until when the claim holds
+    Column("due", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    # SQLite: never give the id of a deleted row again
+    sqlite_autoincrement=True,
+)
+# The senders' claim: messages not yet delivered, by due time.
+Index(
+    "ix_webhook_message_due",
+    webhook_message.c.due,
+    postgresql_where=webhook_message.c.status != "delivered",
+    sqlite_where=webhook_message.c.status != "delivered",
+)
+Index(
+    "ix_webhook_message_subscription", webhook_message.c.subscription_id, webhook_message.c.created
+)
+
+# How far webhookOutbox has read each source of outcomes (msgcenter.store.webhooks.SOURCES).
+webhook_cursor = Table(
+    "webhook_cursor",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    # the last id read (keyset sources: with position_at, the last (timestamp, id) read)
+    Column("position", BigInteger, nullable=False),
+    Column("position_at", UtcDateTime),
+    # since when the id after position is missing (null: no gap seen there)
+    Column("gap_since", UtcDateTime),
+    Column("updated", UtcDateTime, nullable=False),
 )
 
 # Technical workflows: the state operators set, and what the runners report.

@@ -1,4 +1,5 @@
-"""Named queries of tracking logs on the execution instance: record an open or a click, purge."""
+"""Named queries of tracking logs on the execution instance: record an open or a click, purge;
+and what a sent message was made of, for its mirror page."""
 
 from __future__ import annotations
 
@@ -6,8 +7,20 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, literal, select
 
-from msgcenter.store.tables import delivery_log, tracking_log
-from msgcenter.tracking import TrackingKind
+from msgcenter.deliveries import DeliveryStatus
+from msgcenter.events.model import TEMPLATE_EVENT_FIELDS
+from msgcenter.store.tables import delivery_log, event, tracking_log
+from msgcenter.tracking import SentMessage, TrackingKind
+
+#: the event columns a message is rendered from
+EVENT_COLUMNS = [event.c[name] for name in TEMPLATE_EVENT_FIELDS] + [
+    event.c.ctx,
+    event.c.ctx_format,
+]
+#: delivery-log statuses of a message that left (a bounced one did leave)
+SENT_STATUSES = frozenset(
+    {int(DeliveryStatus.SENT), int(DeliveryStatus.DELIVERED), int(DeliveryStatus.FAILED)}
+)
 
 #: longest user agent kept (longer ones are cut)
 USER_AGENT_CHARS = 512
@@ -53,3 +66,26 @@ def purge(conn: Connection, before: datetime, limit: int) -> int:
             )
         )
     ).rowcount
+
+
+def sent_message(conn: Connection, delivery_log_id: int) -> SentMessage | None:
+    """What a delivery log's message was made of — its publication, its event's fields and
+    ctx — for its mirror page; None once its delivery log or event is purged, or for a
+    message that was never sent."""
+    row = (
+        conn.execute(
+            select(delivery_log.c.publication_id, delivery_log.c.status, *EVENT_COLUMNS)
+            .join(event, event.c.id == delivery_log.c.event_id)
+            .where(delivery_log.c.id == delivery_log_id)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None or row["status"] not in SENT_STATUSES:
+        return None
+    return SentMessage(
+        publication_id=row["publication_id"],
+        event={name: row[name] for name in TEMPLATE_EVENT_FIELDS},
+        ctx=row["ctx"],
+        ctx_format=row["ctx_format"],
+    )

@@ -18,10 +18,12 @@ from msgcenter.events.model import Queue
 from msgcenter.execution.archive_export import ArchiveExport
 from msgcenter.execution.events import EventQueries
 from msgcenter.execution.identity import IdentityService
+from msgcenter.execution.mirror import MirrorPages
 from msgcenter.execution.operations import Operations
 from msgcenter.execution.publications import PublicationService
 from msgcenter.execution.tracking import TrackingRecorder
 from msgcenter.execution.unsubscriptions import Unsubscriptions
+from msgcenter.execution.webhooks import WebhookAdmin
 from msgcenter.intake import rest
 from msgcenter.intake.committer import GroupCommitter
 from msgcenter.intake.in_force import PublishedRoutes
@@ -38,12 +40,14 @@ from msgcenter.tracking import LinkSigner
 from msgcenter.web import (
     admin,
     archive_export,
+    mirror,
     monitoring,
     oauth,
     problems,
     technical_accounts,
     tracking,
     unsubscribe,
+    webhooks,
 )
 from msgcenter.web.landing import add_landing_routes
 from msgcenter.web.nul_guard import NulGuard
@@ -55,7 +59,7 @@ from msgcenter.workflows.worker import Worker
 def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """An execution instance on ``db`` (by default the database of ``settings``)."""
     limit_arenas()  # each web worker process builds its app
-    database = db or Database(settings.database_url)
+    database = db or Database.from_settings(settings)
     wakeup = Wakeup()
 
     def on_commit(queues: set[Queue], events: int, seconds: float) -> None:
@@ -131,9 +135,11 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         admin.router,
         archive_export.router,
         tracking.router,
+        mirror.router,
         unsubscribe.router,
         oauth.router,
         technical_accounts.router,
+        webhooks.router,
         monitoring.exec_router,
     ):
         app.include_router(router)
@@ -161,6 +167,7 @@ def _add_services(
     app.state.archive_export = ArchiveExport(database)
     app.state.tracking = TrackingRecorder(database)
     app.state.unsubscriptions = Unsubscriptions(database)
+    app.state.webhooks = WebhookAdmin(database, settings.webhooks)
     app.state.operators = OperatorAdmin(database)
     app.state.operations = Operations(database)
     app.state.workflows = WorkflowAdmin(
@@ -169,6 +176,7 @@ def _add_services(
     app.state.link_signer = LinkSigner(
         settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET, settings.tracking_base_url()
     )
+    app.state.mirror_pages = MirrorPages(database, app.state.link_signer)
     app.state.collectors = [metrics.QueueSizeCollector(app.state.operations.sampled_queue_sizes)]
     if worker is not None:
         dispatcher = worker.dispatcher

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 import structlog
 
+from msgcenter.errors import MsgcenterError
 from msgcenter.events.model import Queue
 from msgcenter.monitoring import metrics
 from msgcenter.store.database import Database
@@ -71,7 +72,7 @@ class Wakeup:
                     log.warning(
                         "new events are found by polling until notifications are back",
                         action="wakeup.polling",
-                        error=str(exc),
+                        error=exc.detail if isinstance(exc, MsgcenterError) else str(exc),
                     )
                     metrics.WAKEUP_FALLBACKS.inc()
                     delay = RELISTEN_SECONDS[0]

@@ -20,11 +20,14 @@ from msgcenter.errors import describe_error
 from msgcenter.events.model import Channel, Queue
 from msgcenter.sending.attempts import ChannelSender
 from msgcenter.sending.dispatcher import Dispatcher
-from msgcenter.sending.email import EmailSender
+from msgcenter.sending.email import DEVELOPMENT_SECRET, EmailSender
+from msgcenter.sending.push import build_push_senders
+from msgcenter.sending.sms import SmsSender
 from msgcenter.settings import Settings
 from msgcenter.store import instance_info
 from msgcenter.store import processing as processing_store
 from msgcenter.store.database import Database
+from msgcenter.tracking import LinkSigner, safe_base_url
 from msgcenter.workflows.maintenance import Cleanup, StatsSampler
 from msgcenter.workflows.outages import StoreWatch
 from msgcenter.workflows.owners import ClaimOwner
@@ -32,6 +35,7 @@ from msgcenter.workflows.processing import EventsProcessing, RoutingSource
 from msgcenter.workflows.runner import WorkflowRunner
 from msgcenter.workflows.status import UpdateEventStatus
 from msgcenter.workflows.wakeup import Wakeup
+from msgcenter.workflows.webhooks import WebhookDelivery, WebhookOutbox
 
 log = structlog.get_logger(__name__)
 
@@ -39,9 +43,10 @@ log = structlog.get_logger(__name__)
 LOGGED_TAKEN_BACK = 1_000
 
 
-def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
-    """The channel connectors this instance is configured for (email through the SMTP relay)."""
-    return {
+def build_senders(settings: Settings, db: Database | None = None) -> dict[Channel, ChannelSender]:
+    """The channel connectors this instance is configured for (email through the SMTP relay);
+    ``db`` is where SMS delivery receipts are written (without it they are only acknowledged)."""
+    senders: dict[Channel, ChannelSender] = {
         Channel.EMAIL: EmailSender(
             settings.smtp,
             settings.attachments,
@@ -50,6 +55,21 @@ def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
             tracking_base_url=settings.tracking_base_url(),
         )
     }
+    # push: ios (APNs) and android (FCM), each only when an app has credentials for it
+    senders.update(build_push_senders(settings.push))
+    # sms: only when an SMSC is configured (sms.host)
+    if settings.sms.enabled:
+        senders[Channel.SMS] = SmsSender(settings.sms, db)
+    return senders
+
+
+def mirror_links(settings: Settings) -> LinkSigner | None:
+    """The signer of tracked emails' mirror-page URLs, or None where the tracking base URL is
+    not one a recipient may be sent to (plain http off loopback)."""
+    base_url = settings.tracking_base_url()
+    if not safe_base_url(base_url):
+        return None
+    return LinkSigner(settings.secret_key.get_secret_value() or DEVELOPMENT_SECRET, base_url)
 
 
 class Worker:
@@ -62,7 +82,7 @@ class Worker:
         processing = settings.processing
         self.owner = ClaimOwner.this_process(processing.worker_id)
         self.store = StoreWatch(db, processing.store_probe_seconds)
-        self.senders = build_senders(settings)
+        self.senders = build_senders(settings, db)
         self.dispatcher = Dispatcher(
             db,
             self.senders,
@@ -70,6 +90,7 @@ class Worker:
             owner=self.owner.token,
             on_store_error=self.store.failed,
             on_relay_back=self._relay_back,
+            links=mirror_links(settings),
         )
         self.processing = [
             EventsProcessing(
@@ -77,6 +98,7 @@ class Worker:
             )
             for queue in (Queue.RT, Queue.BATCH)
         ]
+        self.webhooks = WebhookDelivery(db, settings.webhooks)
         self.runner = WorkflowRunner(
             db,
             [
@@ -84,6 +106,8 @@ class Worker:
                 UpdateEventStatus(db, processing),
                 Cleanup(db, processing, settings.tracking, settings.bounces),
                 StatsSampler(db, processing),
+                WebhookOutbox(db, settings.webhooks, on_new=self.webhooks.wake),
+                self.webhooks,
             ],
             self.store,
         )
@@ -97,6 +121,8 @@ class Worker:
         for sender in self.senders.values():
             if isinstance(sender, EmailSender):
                 sender.use_installation(installation)
+            elif isinstance(sender, SmsSender):
+                sender.start()  # binds open now: receipts flow before the first send
         self.dispatcher.start()
         await self.runner.start()
         if self.db.dialect == "postgresql":
@@ -110,6 +136,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self.runner.stop()
+        await self.webhooks.stop()
         await self.dispatcher.stop()
         log.info("worker stopped", action="worker.stopped")
 

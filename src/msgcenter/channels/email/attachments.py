@@ -3,15 +3,14 @@
 The URL comes from an outside system, so fetching it must not become a way
 into the private network (SSRF): the host is resolved first and every address
 checked before anything connects, the connection goes to the checked address
-(so a second DNS answer cannot differ), and each redirect is checked the same way.
+(so a second DNS answer cannot differ), and each redirect is checked the same way
+(:mod:`msgcenter.channels.network`, shared with the webhook targets).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import mimetypes
-import socket
 from collections.abc import Sequence
 from email.message import Message
 from urllib.parse import unquote
@@ -20,11 +19,18 @@ import httpx
 
 from msgcenter.channels.email.config import AttachmentSettings
 from msgcenter.channels.email.mime import Attachment
+from msgcenter.channels.network import (
+    IpAddress,
+    TargetRefusedError,
+    is_public_address,
+    refuse_private,
+    resolve,
+)
 from msgcenter.errors import MsgcenterError
 from msgcenter.publications import AttachmentSpec
 from msgcenter.render import Ctx
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = ["IpAddress", "is_public_address"]
 
 
 class AttachmentError(MsgcenterError):
@@ -82,18 +88,6 @@ async def fetch_attachment(url: str, settings: AttachmentSettings) -> Attachment
         ) from None
 
 
-def is_public_address(address: IpAddress) -> bool:
-    """Whether ``address`` is globally routable (not loopback, private, link-local, shared, reserved…).
-
-    An IPv6 address that embeds an IPv4 one (mapped, 6to4) is judged by the IPv4 address.
-    """
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is not None:
-            address = embedded
-    return address.is_global and not address.is_multicast
-
-
 async def _fetch(url: str, settings: AttachmentSettings) -> Attachment:
     # trust_env off: a proxy from the environment would connect on our behalf, unchecked
     async with httpx.AsyncClient(trust_env=False, timeout=settings.timeout_seconds) as client:
@@ -143,23 +137,13 @@ async def _checked_address(url: str, target: httpx.URL, settings: AttachmentSett
     """An address of the target host, after checking every address it resolves to."""
     port = target.port or (443 if target.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            target.host, port, type=socket.SOCK_STREAM
-        )
-    except socket.gaierror as exc:
-        raise AttachmentError(
-            url, f"cannot resolve {target.host}: {exc.strerror}", temporary=True
-        ) from exc
-    addresses = [str(info[4][0]) for info in infos]
-    if not settings.allow_private_networks:
-        for text in addresses:
-            address = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone id
-            if not is_public_address(address):
-                raise AttachmentError(
-                    url,
-                    f"{target.host} resolves to {address}, which is not a public address "
-                    "(allow_private_networks is off)",
-                )
+        addresses = await resolve(target.host, port)
+        if not settings.allow_private_networks:
+            # this module's name, looked up at each call: a test may stand a loopback
+            # address in for a public one
+            refuse_private(target.host, addresses, is_public_address)
+    except TargetRefusedError as exc:
+        raise AttachmentError(url, exc.reason, temporary=exc.temporary) from exc
     return addresses[0]
 
 

@@ -102,6 +102,10 @@ class PreviewOut(BaseModel):
     sms: str
     push_title: str
     push_body: str
+    push_data: dict[str, str] = Field(default_factory=dict)
+    push_sound: str = ""
+    push_badge: str = ""
+    push_collapse_id: str = ""
 
 
 class ProofIn(BaseModel):
@@ -468,6 +472,10 @@ def preview(
         sms=message.sms,
         push_title=message.push_title,
         push_body=message.push_body,
+        push_data=dict(message.push_data),
+        push_sound=message.push_sound,
+        push_badge=message.push_badge,
+        push_collapse_id=message.push_collapse_id,
     )
 
 

@@ -489,6 +489,12 @@ def _frozen(draft: _Draft, version: int | None) -> PublicationSpec:
         samples,
     )
     used = {name: draft.blocks[name] for name in sorted(compiled.blocks_used)}
+    if found.content.fallback_channel is found.channel:
+        raise InvalidInputError(
+            f"template '{found.name}' cannot be published",
+            detail=f"content.fallback_channel: an event cannot fall back to its own channel "
+            f"({found.channel.label})",
+        )
     return PublicationSpec(
         template=found.name,
         event_type=found.event_type,

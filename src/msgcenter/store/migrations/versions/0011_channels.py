@@ -6,7 +6,8 @@ Revises: 0010
 An SMS delivery receipt names its message by the id the SMSC gave it: an index on
 (channel, message_id) finds the delivery log. A channel fallback's new event
 points at the event whose delivery failed, uniquely, so that an event falls back
-once whatever retries or workers do.
+once whatever retries or workers do; the publication that failed says which
+channel to fall back to.
 """
 
 import sqlalchemy as sa
@@ -30,9 +31,13 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("delivery_log", schema=None) as batch_op:
         batch_op.create_index("ix_delivery_log_message_id", ["channel", "message_id"])
+    with op.batch_alter_table("publication", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("fallback_channel", sa.SmallInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("publication", schema=None) as batch_op:
+        batch_op.drop_column("fallback_channel")
     with op.batch_alter_table("delivery_log", schema=None) as batch_op:
         batch_op.drop_index("ix_delivery_log_message_id")
     with op.batch_alter_table("event", schema=None) as batch_op:

@@ -1,0 +1,1 @@
+"""The SMS channel: SMPP 3.4 to an SMSC (SPEC §3.7)."""
