@@ -55,6 +55,13 @@ def parse_args() -> argparse.Namespace:
     """The options; their order is that of ``--help``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=["sqlite", "postgresql"], required=True)
+    parser.add_argument(
+        "--channel",
+        choices=["email", "sms", "push"],
+        default="email",
+        help="sms and push run e2e_channels.py, with its own phases and options"
+        " (see --channel sms --help)",
+    )
     parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=["single", "split1"])
     parser.add_argument(
         "--phases",
@@ -217,6 +224,13 @@ def layout_report(layout: Layout, env: dict[str, str], workdir: Path, url: str) 
 
 def main() -> None:
     """Run the chosen layouts one after the other within the budget; write and print the report."""
+    channel = argparse.ArgumentParser(add_help=False)
+    channel.add_argument("--channel", default="email")
+    if channel.parse_known_args()[0].channel != "email":
+        import e2e_channels  # SMS and push: their own phases and simulators
+
+        e2e_channels.main(sys.argv[1:])
+        return
     args = parse_args()
     started = datetime.now()
     relay = ensure_relay()

@@ -286,6 +286,11 @@ def phase_batch(ctx: Run, args: argparse.Namespace) -> dict:
         else 0,
         "cpu_cores": cores(before, after, wall),
     }
+    # CPU per message sent, per part (--layouts split1 split2 split3 compares worker counts)
+    result["cpu_ms_per_message"] = {
+        part: round(result["cpu_cores"][part] * wall * 1000 / delivered, 3) if delivered else None
+        for part in ("server", "workers", "postgres", "sink")
+    }
     console.print(
         f"  batch {args.batch_events:,}: intake {result['intake_s']} s "
         f"({result['intake_events_per_s']:,.0f}/s), all sent {drained} after {result['total_s']} s "

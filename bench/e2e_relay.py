@@ -197,7 +197,9 @@ class DumpTail(threading.Thread):
         if cut < 0:
             self._rest = data
             return
-        whole, self._rest = data[: cut + 1], data[cut + 1 :]
+        # the rest keeps the line's end, so that a header that starts the next read is still
+        # found after its "\n" (a Subject at the start of a read was missed before)
+        whole, self._rest = data[: cut + 1], data[cut:]
         self.messages += whole.count(b"\nX-Client-Addr: ") + whole.startswith(b"X-Client-Addr: ")
         for found in SUBJECT_TOKEN.findall(whole):
             if found in self.seen:

@@ -93,7 +93,7 @@ def print_table(report: dict) -> None:
                     if r["all_sent"]
                     else f"NOT all sent ({r['delivered']:,})",
                     f"intake {r['intake_s']} s ({r['intake_events_per_s']:,.0f}/s), drain +{r['drain_after_intake_s']} s, "
-                    f"{r['delivered_per_s']} msg/s",
+                    f"{r['delivered_per_s']} msg/s" + _cpu_per_message(r.get("cpu_ms_per_message")),
                 )
             elif name == "profile":
                 table.add_row(
@@ -103,6 +103,16 @@ def print_table(report: dict) -> None:
                     "see JSON",
                 )
     console.print(table)
+
+
+def _cpu_per_message(cpu: dict | None) -> str:
+    """CPU ms per message sent: msgcenter's processes (web and workers) and PostgreSQL."""
+    if not cpu or cpu.get("server") is None:
+        return ""
+    return (
+        f", CPU {cpu['server'] + cpu['workers']:.2f} ms/msg msgcenter"
+        f" + {cpu['postgres']:.2f} PostgreSQL"
+    )
 
 
 def code_version() -> dict:

@@ -28,6 +28,7 @@ LAYOUTS = {
     "single": Layout("single", 0),
     "split1": Layout("split1", 1),
     "split2": Layout("split2", 2),
+    "split3": Layout("split3", 3),
 }
 
 

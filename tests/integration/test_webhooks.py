@@ -268,7 +268,7 @@ def test_opens_clicks_bounces_complaints_and_receipts_are_posted(db, smtp_server
                     reason=f"a {kind} report",
                     size=100,
                 )
-            assert processing_store.record_late_delivery(conn, log["id"], now) is not None
+            assert processing_store.record_late_deliveries(conn, [log["id"]], now) == 1
         kinds = [
             "message.sent",
             "message.opened",

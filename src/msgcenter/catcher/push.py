@@ -199,6 +199,9 @@ class PushCatcher:
             self._config.certfile = str(certfile)
             self._config.keyfile = str(keyfile) if keyfile is not None else None
         self._config.accesslog = None
+        # one connection for as long as the client keeps it (hypercorn ends one after 1,000
+        # requests by default: a real APNs does not)
+        self._config.keep_alive_max_requests = 2**31
         self._config.errorlog = None
         self._state = _State(apps or [CatcherApp.generate()], deque(maxlen=max_notifications))
         self._thread: threading.Thread | None = None

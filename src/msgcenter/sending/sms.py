@@ -341,6 +341,13 @@ class SmsSender:
         settled: list[tuple[PendingReceipt, str]] = []
         waiting: list[PendingReceipt] = []
         with self._db.write() as conn:
+            # one query finds every message of the batch, one update marks the delivered ones
+            found = processing_store.find_by_message_ids(
+                conn,
+                Channel.SMS,
+                [self._part_ids.get(p.receipt.message_id, p.receipt.message_id) for p in batch],
+            )
+            delivered: list[int] = []
             for pending in batch:
                 receipt = pending.receipt
                 message_id = self._part_ids.get(receipt.message_id, receipt.message_id)
@@ -352,7 +359,7 @@ class SmsSender:
                 if later_part and failure is None:
                     settled.append((pending, "part"))
                     continue
-                log_id = processing_store.find_by_message_id(conn, Channel.SMS, message_id)
+                log_id = found.get(message_id)
                 if log_id is None:
                     if time.monotonic() - pending.arrived < grace:
                         waiting.append(pending)
@@ -360,9 +367,7 @@ class SmsSender:
                         settled.append((pending, "unknown"))
                     continue
                 if failure is None:
-                    processing_store.record_late_delivery(
-                        conn, log_id, now, "delivery receipt: DELIVRD"
-                    )
+                    delivered.append(log_id)
                     settled.append((pending, "delivered"))
                     continue
                 invalid = _error_code(receipt.error) in self._settings.invalid_number_errors
@@ -376,6 +381,7 @@ class SmsSender:
                     quarantine=invalid,
                 )
                 settled.append((pending, "failed"))
+            processing_store.record_late_deliveries(conn, delivered, now)
         for pending, result in settled:
             metrics.SMS_RECEIPTS.labels(result=result).inc()
             if result == "unknown":

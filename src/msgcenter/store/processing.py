@@ -10,7 +10,7 @@ partial indexes whatever plan it caches.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -623,35 +623,52 @@ def record_late_failure(
     return before
 
 
-def find_by_message_id(conn: Connection, channel: Channel, message_id: str) -> int | None:
-    """The delivery log of ``channel`` whose next hop gave it ``message_id`` (an SMSC's id for a
-    delivery receipt), or None."""
-    return conn.execute(
-        select(delivery_log.c.id)
-        .where(delivery_log.c.channel == int(channel), delivery_log.c.message_id == message_id)
-        .order_by(delivery_log.c.id.desc())
-        .limit(1)
-    ).scalar()
+#: ids named in one ``IN (…)`` list at most
+IN_CHUNK = 1_000
 
 
-def record_late_delivery(
-    conn: Connection, delivery_log_id: int, now: datetime, reason: str = "delivered"
-) -> DeliveryStatus | None:
-    """A sent message is confirmed delivered (a delivery receipt): its delivery log becomes
-    ``delivered`` (its event stays ``sent``). Returns the status before (only a ``sent`` log
-    changes), or None when there is no such delivery log."""
-    before = conn.execute(
-        select(delivery_log.c.status).where(delivery_log.c.id == delivery_log_id).with_for_update()
-    ).scalar()
-    if before is None:
-        return None
-    if before == int(DeliveryStatus.SENT):
-        conn.execute(
-            update(delivery_log)
-            .where(delivery_log.c.id == delivery_log_id)
-            .values(status=int(DeliveryStatus.DELIVERED), failure_reason=reason, last_modified=now)
+def find_by_message_ids(
+    conn: Connection, channel: Channel, message_ids: Collection[str]
+) -> dict[str, int]:
+    """The delivery logs of ``channel`` whose next hop gave them these ids (an SMSC's ids, for
+    delivery receipts): message id -> delivery log id, for those found (the newest log of
+    an id given twice)."""
+    found: dict[str, int] = {}
+    ids = sorted(set(message_ids))
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = conn.execute(
+            select(delivery_log.c.message_id, delivery_log.c.id)
+            .where(
+                delivery_log.c.channel == int(channel),
+                delivery_log.c.message_id.in_(ids[start : start + IN_CHUNK]),
+            )
+            .order_by(delivery_log.c.id)
         )
-    return DeliveryStatus(before)
+        found.update({message_id: log_id for message_id, log_id in rows})
+    return found
+
+
+def record_late_deliveries(
+    conn: Connection, delivery_log_ids: Collection[int], now: datetime
+) -> int:
+    """Sent messages are confirmed delivered (delivery receipts): their delivery logs become
+    ``delivered``, a chunk of ids per statement (their events stay ``sent``); logs in another
+    status are left as they are. Returns how many changed."""
+    changed = 0
+    ids = sorted(delivery_log_ids)
+    for start in range(0, len(ids), IN_CHUNK):
+        changed += len(
+            conn.execute(
+                update(delivery_log)
+                .where(
+                    delivery_log.c.id.in_(ids[start : start + IN_CHUNK]),
+                    delivery_log.c.status == int(DeliveryStatus.SENT),
+                )
+                .values(status=int(DeliveryStatus.DELIVERED), last_modified=now)
+                .returning(delivery_log.c.id)
+            ).all()
+        )
+    return changed
 
 
 def _copy_to_events(
