@@ -91,6 +91,11 @@ def test_up_demo_walks_design_publication_sending_and_archiving(tmp_path):
         followed = httpx.get(html.unescape(link[1]))
         assert followed.status_code == 302
         assert followed.headers["location"] == "https://shop.example/orders/1003"
+        # ... and it shows its mirror page
+        mirror = re.search(rf'href="(http://127\.0\.0\.1:{web}/m/[^"]+)"', detail["html"])
+        assert mirror, detail["html"]
+        page = httpx.get(html.unescape(mirror[1]))
+        assert page.status_code == 200 and "Thank you, Cléo!" in page.text
         rerun = httpx.post(
             f"{console}/api/v1/archives/exec/run", params={"wait": 60}, auth=DEMO
         ).json()
