@@ -26,6 +26,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from msgcenter.errors import InvalidInputError
+
 
 class ReportKind(enum.StrEnum):
     """What a mail to a bounce address turned out to be."""
@@ -69,3 +71,45 @@ class KeptReport:
     reason: str
     #: bytes of the mail as received
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShownReport:
+    """A kept report as operators read it: with the event and folder of its delivery log."""
+
+    id: int
+    received: datetime
+    kind: ReportKind
+    delivery_log_id: int | None
+    #: the event of that delivery log (None when the report names no log here)
+    event_id: int | None
+    #: the folder of that delivery log
+    folder: str | None
+    recipient: str | None
+    reason: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    """Which kept reports to list; every criterion given must hold."""
+
+    kind: ReportKind | None = None
+    #: the whole address (the delivery log's, lower-cased, or the one the report names)
+    recipient: str | None = None
+    delivery_log_id: int | None = None
+    #: received at or after
+    since: datetime | None = None
+    #: received before
+    until: datetime | None = None
+
+
+def parse_kind(text: str) -> ReportKind:
+    """The report kind named ``text``; :class:`InvalidInputError` naming the known ones."""
+    try:
+        return ReportKind(text.strip().lower())
+    except ValueError:
+        known = ", ".join(k.value for k in ReportKind)
+        raise InvalidInputError(
+            f"unknown report kind {text!r}", detail=f"unknown report kind {text!r}; known: {known}"
+        ) from None

@@ -28,7 +28,7 @@ from msgcenter.control.design import cli as design_cli
 from msgcenter.control.instances import cli as instances_cli
 from msgcenter.control.publishing import cli as publishing_cli
 from msgcenter.control.reports import cli as reports_cli
-from msgcenter.execution import webhooks_cli
+from msgcenter.execution import bounce_reports_cli, webhooks_cli
 from msgcenter.execution.publications import PublicationService
 from msgcenter.filepush import cli as filepush_cli
 from msgcenter.publications import load_spec
@@ -56,6 +56,7 @@ workflow_app = typer.Typer(
 publication_app = typer.Typer(help="Publications on this execution instance.", no_args_is_help=True)
 exec_app.add_typer(publication_app, name="publication")
 exec_app.add_typer(webhooks_cli.commands, name="webhooks")
+exec_app.add_typer(bounce_reports_cli.commands, name="bounce-reports")
 control_app = typer.Typer(
     help="Control instance: design, publication, archiving.", no_args_is_help=True
 )

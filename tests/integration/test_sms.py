@@ -5,15 +5,19 @@ publication, submitted over SMPP 3.4 to a real SMSC on loopback (smpp34's server
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from msgcenter.deliveries import DeliveryStatus
 from msgcenter.store.database import Database
-from msgcenter.store.tables import quarantine
+from msgcenter.store.tables import archived_delivery_log, delivery_log, event, quarantine
+from tests.archiving import register, run_archive
 from tests.conftest import wait_for
+from tests.control import control_server
 from tests.processing import ADMIN, delivery_logs, publish, push_rest, statuses
 from tests.sms import Smsc, sms_event, sms_publication, sms_server
 
@@ -303,3 +307,27 @@ def test_simulator_catches_messages_and_reassembles_parts():
             await simulator.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_late_delivery_receipt_reaches_the_control_instances_archive(db, control_db, smsc):
+    """The archive takes events by their last change: a receipt that comes long after the
+    event was sent still marks it changed, so the archived delivery log turns delivered."""
+    with sms_server(db, smsc.port) as server:
+        publish(server, sms_publication("Hello"))
+        [event_id] = push_rest(server, sms_event())
+        wait_for(lambda: sent(db, event_id), message="sent")
+        with control_server(control_db) as control:
+            register(control, "exec1", server.url, *ADMIN)
+            assert run_archive(control, "exec1").json()["new_events"] == 1
+            # the event was sent long ago: beyond the archive's overlap of recent changes
+            long_ago = datetime.now(UTC) - timedelta(hours=1)
+            with db.write() as conn:
+                conn.execute(update(event).values(last_modified=long_ago))
+                conn.execute(update(delivery_log).values(last_modified=long_ago))
+            assert run_archive(control, "exec1").json()["outcome"] == "complete"
+            smsc.receipt(smsc.submits[0].message_id, "DELIVRD", "000")
+            wait_for(lambda: sent(db, event_id, status=6), message="delivered")
+            assert run_archive(control, "exec1").json()["outcome"] == "complete"
+            with control_db.read() as conn:
+                archived = conn.execute(select(archived_delivery_log.c.status)).scalar_one()
+            assert archived == int(DeliveryStatus.DELIVERED)

@@ -91,6 +91,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "msgcenter.catcher.web",
             "msgcenter.filepush.cli",
             "msgcenter.execution.webhooks_cli",
+            "msgcenter.execution.bounce_reports_cli",
             "msgcenter.cli",
             "msgcenter.commandline",
             "msgcenter.embedded",

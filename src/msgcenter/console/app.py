@@ -6,7 +6,16 @@ from typing import Literal
 
 from fastapi import FastAPI
 
-from msgcenter.console import design, history, instances, login, operations, publishing, reports
+from msgcenter.console import (
+    bounces,
+    design,
+    history,
+    instances,
+    login,
+    operations,
+    publishing,
+    reports,
+)
 from msgcenter.console.web import ConsoleSessions
 from msgcenter.sending.email import DEVELOPMENT_SECRET
 from msgcenter.settings import Settings
@@ -25,6 +34,7 @@ def install_console(
     app.include_router(login.router)
     if role == "execution":
         app.include_router(operations.router)
+        app.include_router(bounces.router)
         return
     for router in (
         instances.router,

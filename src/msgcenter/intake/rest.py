@@ -7,8 +7,6 @@ Errors are RFC 9457 problem+json bodies (see :mod:`msgcenter.web.problems`) whos
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -47,7 +45,7 @@ from msgcenter.intake.service import IntakeService
 from msgcenter.monitoring import metrics
 from msgcenter.operators import Right
 from msgcenter.web.access import BEARER, Caller, Pusher, authenticator_of, client_of, require
-from msgcenter.web.params import MAX_ROW_ID, RowId, UtcMoment
+from msgcenter.web.params import RowId, UtcMoment, decode_cursor, encode_cursor
 from msgcenter.web.problems import status_of
 from msgcenter.web.state import from_state
 
@@ -280,10 +278,10 @@ def search_events(
         created_from=created_from,
         created_to=created_to,
     )
-    before_id = _decode_cursor(cursor) if cursor else None
+    before_id = decode_cursor(cursor) if cursor else None
     found = events.search(criteria, operator, before_id=before_id, limit=limit + 1)
     page = found[:limit]
-    next_cursor = _encode_cursor(page[-1].id) if len(found) > limit else None
+    next_cursor = encode_cursor(page[-1].id) if len(found) > limit else None
     return {"items": [_out(e) for e in page], "next_cursor": next_cursor}
 
 
@@ -422,24 +420,6 @@ def _status(text: str) -> EventStatus:
         names = ", ".join(s.label for s in EventStatus)
         raise InvalidInputError(
             f"unknown status {text!r}", detail=f"known statuses: {names}"
-        ) from None
-
-
-def _encode_cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(f"before:{event_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        before = int(value)
-        if kind != "before" or not 1 <= before <= MAX_ROW_ID:
-            raise ValueError
-        return before
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInputError(
-            "invalid cursor", detail="pass next_cursor from a previous page unchanged"
         ) from None
 
 

@@ -652,22 +652,30 @@ def record_late_deliveries(
     conn: Connection, delivery_log_ids: Collection[int], now: datetime
 ) -> int:
     """Sent messages are confirmed delivered (delivery receipts): their delivery logs become
-    ``delivered``, a chunk of ids per statement (their events stay ``sent``); logs in another
-    status are left as they are. Returns how many changed."""
+    ``delivered``, a chunk of ids per statement; logs in another status are left as they are.
+    Their events stay ``sent`` but are marked modified, so that the archive (which follows
+    the events' ``last_modified``) takes the change. Returns how many changed."""
     changed = 0
     ids = sorted(delivery_log_ids)
     for start in range(0, len(ids), IN_CHUNK):
-        changed += len(
-            conn.execute(
+        events = [
+            row.event_id
+            for row in conn.execute(
                 update(delivery_log)
                 .where(
                     delivery_log.c.id.in_(ids[start : start + IN_CHUNK]),
                     delivery_log.c.status == int(DeliveryStatus.SENT),
                 )
                 .values(status=int(DeliveryStatus.DELIVERED), last_modified=now)
-                .returning(delivery_log.c.id)
-            ).all()
-        )
+                .returning(delivery_log.c.event_id)
+            )
+        ]
+        if events:
+            # delivery logs, then events: the order the outcome writer locks them in
+            conn.execute(
+                update(event).where(event.c.id.in_(sorted(events))).values(last_modified=now)
+            )
+        changed += len(events)
     return changed
 
 

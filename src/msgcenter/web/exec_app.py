@@ -16,6 +16,7 @@ from msgcenter.auth.tokens import AccessTokens
 from msgcenter.console.app import install_console
 from msgcenter.events.model import Queue
 from msgcenter.execution.archive_export import ArchiveExport
+from msgcenter.execution.bounce_reports import BounceReports
 from msgcenter.execution.events import EventQueries
 from msgcenter.execution.identity import IdentityService
 from msgcenter.execution.mirror import MirrorPages
@@ -40,6 +41,7 @@ from msgcenter.tracking import LinkSigner
 from msgcenter.web import (
     admin,
     archive_export,
+    bounce_reports,
     mirror,
     monitoring,
     oauth,
@@ -133,6 +135,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         rest.sessions_router,
         admin.identity_router,
         admin.router,
+        bounce_reports.router,
         archive_export.router,
         tracking.router,
         mirror.router,
@@ -170,6 +173,7 @@ def _add_services(
     app.state.webhooks = WebhookAdmin(database, settings.webhooks)
     app.state.operators = OperatorAdmin(database)
     app.state.operations = Operations(database)
+    app.state.bounce_reports = BounceReports(database)
     app.state.workflows = WorkflowAdmin(
         database, on_change=worker.runner.note_state if worker is not None else None
     )

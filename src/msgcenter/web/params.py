@@ -1,4 +1,5 @@
-"""Parameter types shared by the APIs: bounds a database can hold, checked before it is asked.
+"""Parameter types shared by the APIs: bounds a database can hold, checked before it is asked;
+the keyset cursor of the searches that page newest first.
 
 A row id beyond a signed 64-bit integer, or a timestamp whose offset moves it outside
 years 1–9999 once in UTC, would otherwise fail in the driver as a server error.
@@ -6,6 +7,8 @@ years 1–9999 once in UTC, would otherwise fail in the driver as a server error
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -51,3 +54,24 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 SmallRowId = Annotated[int, Path(ge=1, le=MAX_SMALL_ROW_ID)]
 #: an optional timestamp parameter, in UTC
 UtcMoment = Annotated[datetime | None, AfterValidator(to_utc)]
+
+
+def encode_cursor(row_id: int) -> str:
+    """The opaque ``next_cursor`` of a page listed newest first: the rows below ``row_id``."""
+    return base64.urlsafe_b64encode(f"before:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The row id a ``cursor`` of :func:`encode_cursor` pages below; :class:`InvalidInputError`
+    when it is not one."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        before = int(value)
+        if kind != "before" or not 1 <= before <= MAX_ROW_ID:
+            raise ValueError
+        return before
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInputError(
+            "invalid cursor", detail="pass next_cursor from a previous page unchanged"
+        ) from None
