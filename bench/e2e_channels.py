@@ -147,13 +147,13 @@ def _sms_child(conn, ready) -> None:  # type: ignore[no-untyped-def]
 def _push_child(conn, ready, apps: int, goaway: int) -> None:  # type: ignore[no-untyped-def]
     from msgcenter.catcher.push import CatcherApp, PushCatcher
 
+    # APNs and FCM keep a connection open for hours, so the bench's catcher does too, unless
+    # --push-goaway asks it to end each one (GOAWAY) after that many requests
     catcher = PushCatcher(
         [CatcherApp.generate(f"bench-app{i}", f"Bench {i}") for i in range(apps)],
         max_notifications=10_000_000,
+        goaway_after=goaway,
     )
-    # hypercorn ends a connection (GOAWAY) after 1,000 requests by default; APNs and FCM keep
-    # theirs open for hours, so the bench's catcher does too (see --push-goaway to see both)
-    catcher._config.keep_alive_max_requests = goaway or 2**31
     catcher.start()
     ready.send({"push": catcher.push_settings()})
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import secrets
@@ -35,11 +36,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import h2.connection
+import h2.errors
+import h2.events
+import hypercorn.protocol
+import hypercorn.protocol.h2
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from hyperframe.frame import GoAwayFrame
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -59,6 +66,8 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ACCESS_TOKEN_SECONDS = 3600
 #: Apple refuses provider tokens older than an hour
 PROVIDER_TOKEN_SECONDS = 3600
+#: provider tokens kept verified (a few per app and hour; forgotten all at once beyond)
+MAX_PROVIDER_TOKENS = 1000
 APNS_PUSH_TYPES = frozenset(
     {"alert", "background", "voip", "liveactivity", "complication", "fileprovider", "mdm"}
 )
@@ -70,6 +79,12 @@ def _pem_private(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
+
+
+@functools.cache
+def _public_key(private_pem: str) -> Any:
+    """The public half of a PEM private key, parsed once per key."""
+    return serialization.load_pem_private_key(private_pem.encode(), None).public_key()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +142,11 @@ class CatcherApp:
 
     def apns_public_key(self) -> Any:
         """The public half of the APNs key (what Apple keeps)."""
-        return serialization.load_pem_private_key(self.apns_key_pem.encode(), None).public_key()
+        return _public_key(self.apns_key_pem)
 
     def fcm_public_key(self) -> Any:
         """The public half of the service account's key (what Google keeps)."""
-        return serialization.load_pem_private_key(self.fcm_key_pem.encode(), None).public_key()
+        return _public_key(self.fcm_key_pem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +188,17 @@ class _State:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     access_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     failures: dict[str, list[_Failure]] = field(default_factory=dict)
+    #: provider tokens whose signature was checked: their app and ``iat`` (a sender reuses
+    #: one for up to an hour, and checking an ES256 signature is most of a request's CPU)
+    provider_tokens: dict[str, tuple[CatcherApp, float]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class PushCatcher:
     """A local APNs + FCM server on ``host:port`` (in a thread of its own) that keeps what it
     receives. ``port`` 0 takes a free port; with ``certfile`` and ``keyfile`` it speaks TLS
-    (HTTP/2 by ALPN), else plain HTTP/1.1 and HTTP/2 (prior knowledge)."""
+    (HTTP/2 by ALPN), else plain HTTP/1.1 and HTTP/2 (prior knowledge). ``goaway_after``
+    ends each HTTP/2 connection with a GOAWAY after that many requests (0: never)."""
 
     def __init__(
         self,
@@ -190,6 +209,7 @@ class PushCatcher:
         certfile: Path | None = None,
         keyfile: Path | None = None,
         max_notifications: int = DEFAULT_MAX_NOTIFICATIONS,
+        goaway_after: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -200,8 +220,11 @@ class PushCatcher:
             self._config.keyfile = str(keyfile) if keyfile is not None else None
         self._config.accesslog = None
         # one connection for as long as the client keeps it (hypercorn ends one after 1,000
-        # requests by default: a real APNs does not)
-        self._config.keep_alive_max_requests = 2**31
+        # requests by default: a real APNs does not), unless ``goaway_after`` asks for a
+        # GOAWAY after that many requests (then done as RFC 9113 §6.8 wants, see _GoingAway)
+        self._config.keep_alive_max_requests = goaway_after or 2**31
+        if goaway_after:
+            _answer_after_goaway()
         self._config.errorlog = None
         self._state = _State(apps or [CatcherApp.generate()], deque(maxlen=max_notifications))
         self._thread: threading.Thread | None = None
@@ -375,25 +398,33 @@ def _apns(state: _State, request: Request, raw: bytes) -> Response:
     if not authorization.lower().startswith("bearer "):
         return _apns_error(403, "MissingProviderToken")
     provider_token = authorization[7:].strip()
-    try:
-        kid = jwt.get_unverified_header(provider_token).get("kid")
-    except jwt.PyJWTError:
-        return _apns_error(403, "InvalidProviderToken")
-    app = next((a for a in state.apps if a.key_id == kid), None)
-    if app is None:
-        return _apns_error(403, "InvalidProviderToken")
-    try:
-        claims = jwt.decode(
-            provider_token,
-            app.apns_public_key(),
-            algorithms=["ES256"],
-            options={"require": ["iss", "iat"], "verify_iat": False},
-        )
-    except jwt.PyJWTError:
-        return _apns_error(403, "InvalidProviderToken")
-    if claims["iss"] != app.team_id:
-        return _apns_error(403, "InvalidProviderToken")
-    if time.time() - float(claims["iat"]) > PROVIDER_TOKEN_SECONDS:
+    verified = state.provider_tokens.get(provider_token)
+    if verified is None:
+        try:
+            kid = jwt.get_unverified_header(provider_token).get("kid")
+        except jwt.PyJWTError:
+            return _apns_error(403, "InvalidProviderToken")
+        app = next((a for a in state.apps if a.key_id == kid), None)
+        if app is None:
+            return _apns_error(403, "InvalidProviderToken")
+        try:
+            claims = jwt.decode(
+                provider_token,
+                _public_key(app.apns_key_pem),
+                algorithms=["ES256"],
+                options={"require": ["iss", "iat"], "verify_iat": False},
+            )
+        except jwt.PyJWTError:
+            return _apns_error(403, "InvalidProviderToken")
+        if claims["iss"] != app.team_id:
+            return _apns_error(403, "InvalidProviderToken")
+        verified = (app, float(claims["iat"]))
+        with state.lock:
+            if len(state.provider_tokens) >= MAX_PROVIDER_TOKENS:
+                state.provider_tokens.clear()
+            state.provider_tokens[provider_token] = verified
+    app, issued = verified
+    if time.time() - issued > PROVIDER_TOKEN_SECONDS:
         return _apns_error(403, "ExpiredProviderToken")
     headers = request.headers
     topic = headers.get("apns-topic")
@@ -456,7 +487,7 @@ def _token(state: _State, token_uri: str, form: dict[str, str]) -> Response:
     try:
         claims = jwt.decode(
             assertion,
-            app.fcm_public_key(),
+            _public_key(app.fcm_key_pem),
             algorithms=["RS256"],
             audience=token_uri,
             options={"require": ["iss", "aud", "iat", "exp", "scope"]},
@@ -586,3 +617,64 @@ def _keep(
         )
         state.notifications.append(caught)
     return caught
+
+
+# -- a graceful GOAWAY ----------------------------------------------------------------------
+
+
+class _GoingAway(h2.connection.H2Connection):
+    """The server's HTTP/2 connection, with a GOAWAY done as RFC 9113 §6.8 says: the streams
+    up to its last stream id are still answered, those above it are refused unprocessed
+    (REFUSED_STREAM, §8.7) so that the client sends them again elsewhere.
+
+    hypercorn ends a connection after ``keep_alive_max_requests`` with h2's
+    ``close_connection()``, which closes h2's state machine: the requests it has taken are
+    processed but never answered, and a client can only send them again (duplicates)."""
+
+    last_stream: int | None = None
+
+    def close_connection(
+        self,
+        error_code: h2.errors.ErrorCodes | int = 0,
+        additional_data: bytes | None = None,
+        last_stream_id: int | None = None,
+    ) -> None:
+        if self.last_stream is not None:
+            return
+        self.last_stream = self.highest_inbound_stream_id
+        self._data_to_send += GoAwayFrame(0, last_stream_id=self.last_stream).serialize()
+
+    def receive_data(self, data: Any) -> list[h2.events.Event]:
+        events = super().receive_data(data)
+        last = self.last_stream
+        if last is None:
+            return events
+        kept: list[h2.events.Event] = []
+        for event in events:
+            stream_id = getattr(event, "stream_id", None)
+            if not stream_id or stream_id <= last:
+                kept.append(event)
+            elif isinstance(event, h2.events.RequestReceived):
+                self.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+        return kept
+
+
+def _answer_after_goaway() -> None:
+    """Make hypercorn's HTTP/2 connections use :class:`_GoingAway` (this process only)."""
+    # hypercorn.protocol's ProtocolWrapper makes each connection's H2Protocol by that name
+    if getattr(getattr(hypercorn.protocol, "H2Protocol"), "graceful_goaway", False):  # noqa: B009
+        return
+
+    class GracefulH2Protocol(hypercorn.protocol.h2.H2Protocol):
+        graceful_goaway = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            connection = _GoingAway(config=self.connection.config)
+            connection.DEFAULT_MAX_INBOUND_FRAME_SIZE = (
+                self.connection.DEFAULT_MAX_INBOUND_FRAME_SIZE
+            )
+            connection.local_settings = self.connection.local_settings
+            self.connection = connection
+
+    setattr(hypercorn.protocol, "H2Protocol", GracefulH2Protocol)  # noqa: B010

@@ -2,9 +2,10 @@
 requests to APNs" and "Establishing a token-based connection to APNs").
 
 One HTTP/2 connection per app is opened on first use and kept; concurrent notifications
-are streams of that connection (httpx multiplexes them, up to the server's
-SETTINGS_MAX_CONCURRENT_STREAMS). Every request carries the provider token, an ES256 JWT
-signed with the app's .p8 key, which :class:`ProviderToken` renews before Apple's hour is out.
+are streams of that connection (:mod:`msgcenter.channels.push.http2` multiplexes them, up to
+the server's SETTINGS_MAX_CONCURRENT_STREAMS). Every request carries the provider token, an
+ES256 JWT signed with the app's .p8 key, which :class:`ProviderToken` renews before Apple's
+hour is out; the headers that never change are built once per app.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-import httpx
 import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from msgcenter.channels.push.config import ApnsCredentials
+from msgcenter.channels.push.http2 import Http2Client, Http2Error, Response
 from msgcenter.channels.push.outcomes import PushOutcome, PushStatus, retry_after
 from msgcenter.errors import ConfigurationError
 
@@ -117,13 +118,14 @@ class ApnsClient:
             clock=clock,
         )
         # HTTP/2 only: APNs speaks nothing else (over TLS, ALPN h2; over http://, prior knowledge)
-        self._client = httpx.AsyncClient(
-            http1=False,
-            http2=True,
-            verify=verify,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
+        self._client = Http2Client(self.base_url, timeout=timeout, verify=verify)
+        # the same for every notification of the app
+        self._fixed = [
+            (b"apns-topic", credentials.topic.encode()),
+            (b"apns-push-type", credentials.push_type.encode()),
+            (b"content-type", b"application/json"),
+        ]
+        self._bearer = ("", b"")  # the provider token and its authorization header value
 
     async def send(
         self,
@@ -135,49 +137,51 @@ class ApnsClient:
         collapse_id: str = "",
     ) -> PushOutcome:
         """POST one notification to ``/3/device/<token>``; every failure comes back as an outcome."""
-        headers = {
-            "apns-topic": self.credentials.topic,
-            "apns-push-type": self.credentials.push_type,
-            "apns-priority": str(priority),
-            "apns-expiration": str(expiration),
-            "content-type": "application/json",
-        }
+        headers = self._client.headers("POST", f"/3/device/{quote(device_token, safe='')}")
+        headers += self._fixed
+        headers.append((b"apns-priority", str(priority).encode()))
+        headers.append((b"apns-expiration", str(expiration).encode()))
         if collapse_id:
-            headers["apns-collapse-id"] = collapse_id
-        url = f"{self.base_url}/3/device/{quote(device_token, safe='')}"
+            headers.append((b"apns-collapse-id", collapse_id.encode()))
         bearer = self.token.get()
         for attempt in range(2):
-            headers["authorization"] = f"bearer {bearer}"
             try:
-                answer = await self._client.post(url, content=payload, headers=headers)
-            except httpx.HTTPError as exc:
+                answer = await self._client.request(
+                    [*headers, (b"authorization", self._authorization(bearer))], payload
+                )
+            except Http2Error as exc:
                 return PushOutcome(
                     PushStatus.TEMPORARY,
                     f"APNs not reachable: {type(exc).__name__}: {exc}",
                     unreachable=True,
                 )
-            if answer.status_code == 200:
+            if answer.status == 200:
                 return PushOutcome(
                     PushStatus.SENT, "accepted by APNs", message_id=answer.headers.get("apns-id")
                 )
             reason = _reason(answer)
-            if answer.status_code == 403 and reason in PROVIDER_TOKEN_REASONS and attempt == 0:
+            if answer.status == 403 and reason in PROVIDER_TOKEN_REASONS and attempt == 0:
                 bearer = self.token.renew(bearer)
                 continue
-            return apns_outcome(answer.status_code, reason, answer.headers.get("retry-after"))
+            return apns_outcome(answer.status, reason, answer.headers.get("retry-after"))
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+    def _authorization(self, bearer: str) -> bytes:
+        if self._bearer[0] != bearer:
+            self._bearer = (bearer, f"bearer {bearer}".encode())
+        return self._bearer[1]
 
     async def probe(self) -> bool:
         """Reach the APNs host without sending (any HTTP answer will do)."""
         try:
-            await self._client.get(f"{self.base_url}/")
-        except httpx.HTTPError:
+            await self._client.request(self._client.headers("GET", "/"))
+        except Http2Error:
             return False
         return True
 
     async def close(self) -> None:
         """Close the connection."""
-        await self._client.aclose()
+        await self._client.close()
 
 
 def apns_outcome(status: int, reason: str, retry_after_header: str | None = None) -> PushOutcome:
@@ -194,11 +198,11 @@ def apns_outcome(status: int, reason: str, retry_after_header: str | None = None
     return PushOutcome(PushStatus.PERMANENT, said)
 
 
-def _reason(answer: httpx.Response) -> str:
+def _reason(answer: Response) -> str:
     """The ``reason`` of an APNs error body (``{"reason": "BadDeviceToken"}``)."""
     try:
-        body = orjson.loads(answer.content)
+        body = orjson.loads(answer.body)
     except orjson.JSONDecodeError:
-        return answer.text[:200]
+        return answer.body[:200].decode("utf-8", "replace")
     reason = body.get("reason") if isinstance(body, dict) else None
     return str(reason) if reason else ""

@@ -4,7 +4,8 @@ The access token is obtained with the JWT bearer grant (RFC 7523 §2.1): an RS25
 with the service account's key, ``aud`` its ``token_uri`` and ``scope`` the Firebase
 messaging scope, exchanged at ``token_uri`` (Google, "Using OAuth 2.0 for Server to Server
 Applications"). It is cached until shortly before it expires; a send refused with 401 renews
-it once and is sent again. Messages go over one HTTP/2 connection per app.
+it once and is sent again. Messages go over one HTTP/2 connection per app
+(:mod:`msgcenter.channels.push.http2`); the token endpoint, asked rarely, through httpx.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import jwt
 import orjson
 
 from msgcenter.channels.push.config import FcmCredentials
+from msgcenter.channels.push.http2 import Http2Client, Http2Error, Response
 from msgcenter.channels.push.outcomes import PushOutcome, PushStatus, retry_after
 from msgcenter.errors import ConfigurationError
 
@@ -191,13 +193,12 @@ class FcmClient:
         self.url = f"{credentials.base_url.rstrip('/')}/v1/projects/{self.project_id}/messages:send"
         self.base_url = credentials.base_url.rstrip("/")
         # FCM answers over HTTP/2; the token endpoint is another host, asked rarely
-        self._client = httpx.AsyncClient(
-            http1=False,
-            http2=True,
-            verify=verify,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
+        self._client = Http2Client(self.base_url, timeout=timeout, verify=verify)
+        self._headers = [
+            *self._client.headers("POST", f"/v1/projects/{self.project_id}/messages:send"),
+            (b"content-type", b"application/json"),
+        ]
+        self._bearer = ("", b"")  # the access token and its authorization header value
         self._token_client = httpx.AsyncClient(verify=verify, timeout=timeout)
         self.token = AccessToken(self.account, self._token_client, clock=clock)
 
@@ -209,46 +210,41 @@ class FcmClient:
                 bearer = await self.token.get()
             except TokenError as exc:
                 return PushOutcome(PushStatus.TEMPORARY, exc.reason, unreachable=exc.unreachable)
+            if self._bearer[0] != bearer:
+                self._bearer = (bearer, f"Bearer {bearer}".encode())
             try:
-                answer = await self._client.post(
-                    self.url,
-                    content=body,
-                    headers={
-                        "authorization": f"Bearer {bearer}",
-                        "content-type": "application/json",
-                    },
+                answer = await self._client.request(
+                    [*self._headers, (b"authorization", self._bearer[1])], body
                 )
-            except httpx.HTTPError as exc:
+            except Http2Error as exc:
                 return PushOutcome(
                     PushStatus.TEMPORARY,
                     f"FCM not reachable: {type(exc).__name__}: {exc}",
                     unreachable=True,
                 )
-            if answer.status_code == 200:
+            if answer.status == 200:
                 return PushOutcome(
                     PushStatus.SENT, "accepted by FCM", message_id=_message_name(answer)
                 )
-            if answer.status_code == 401 and attempt == 0:
+            if answer.status == 401 and attempt == 0:
                 self.token.refused(bearer)
                 continue
             status, code, text = _error(answer)
-            return fcm_outcome(
-                answer.status_code, status, code, text, answer.headers.get("retry-after")
-            )
+            return fcm_outcome(answer.status, status, code, text, answer.headers.get("retry-after"))
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
     async def probe(self) -> bool:
         """Reach FCM without sending: an access token, then any HTTP answer from the host."""
         try:
             await self.token.get()
-            await self._client.get(f"{self.base_url}/")
-        except (TokenError, httpx.HTTPError):
+            await self._client.request(self._client.headers("GET", "/"))
+        except (TokenError, Http2Error):
             return False
         return True
 
     async def close(self) -> None:
         """Close the connections."""
-        await self._client.aclose()
+        await self._client.close()
         await self._token_client.aclose()
 
 
@@ -268,24 +264,25 @@ def fcm_outcome(
     return PushOutcome(PushStatus.PERMANENT, said)
 
 
-def _message_name(answer: httpx.Response) -> str | None:
+def _message_name(answer: Response) -> str | None:
     try:
-        body = orjson.loads(answer.content)
+        body = orjson.loads(answer.body)
     except orjson.JSONDecodeError:
         return None
     name = body.get("name") if isinstance(body, dict) else None
     return str(name) if name else None
 
 
-def _error(answer: httpx.Response) -> tuple[str, str, str]:
+def _error(answer: Response) -> tuple[str, str, str]:
     """The error's ``status``, its FcmError ``errorCode`` and its message."""
+    text = answer.body[:200].decode("utf-8", "replace")
     try:
-        body = orjson.loads(answer.content)
+        body = orjson.loads(answer.body)
     except orjson.JSONDecodeError:
-        return "", "", answer.text[:200]
+        return "", "", text
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
-        return "", "", answer.text[:200]
+        return "", "", text
     code = ""
     for detail in error.get("details") or []:
         if isinstance(detail, dict) and detail.get("errorCode"):
