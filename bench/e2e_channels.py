@@ -591,6 +591,30 @@ def settle_events(url: str, expected: int, timeout: float = 60) -> dict:
     return summary
 
 
+def settle_receipts(url: str, expected: int, timeout: float = 60) -> dict:
+    """SMS: wait until every message's delivery receipt has turned its log delivered (status 6);
+    how many were, and how long it took after the events were all sent."""
+    engine = sa.create_engine(url)
+    started = time.monotonic()
+    try:
+        while True:
+            with engine.connect() as conn:
+                delivered = conn.exec_driver_sql(
+                    "SELECT count(*) FROM delivery_log WHERE status = 6"
+                ).scalar_one()
+            if delivered >= expected or time.monotonic() - started > timeout:
+                break
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    console.print(f"  receipts applied: {delivered:,} of {expected:,}")
+    return {
+        "delivered": delivered,
+        "expected": expected,
+        "seconds_after_sent": round(time.monotonic() - started, 1),
+    }
+
+
 def run_layout(
     args: argparse.Namespace, layout: Layout, sim: Simulator, pusher: ChannelPusher, deadline: float
 ) -> dict:
@@ -642,6 +666,8 @@ def run_layout(
             report["phases"][f"sustained_{rate:g}"] = result
             acked += result["acked"]
         report["database"] = settle_events(url, acked)
+        if args.channel == "sms":
+            report["database"]["receipts"] = settle_receipts(url, acked)
     finally:
         stack.stop()
         if booster is not None:
