@@ -20,10 +20,14 @@ test: typecheck
 	$(VENV)/bin/pytest -m "not slow" -n 4
 	$(VENV)/bin/pytest -m slow
 
-## test-fast: unit tests and in-process integration tests on SQLite, four at a time (most of
-##            them wait on servers, not on the CPU): under a minute
+## test-fast: the unit tests and the integration tests of the main paths (intake, processing,
+##            every channel and its late outcomes, the console over HTTP) on SQLite, four at a
+##            time: under a minute. `make test` runs every test.
+FAST_INTEGRATION = rest_intake soap_intake processing_email processing_outcomes sms push \
+	fallback mirror webhooks bounces console_http
 test-fast: $(VENV)/.installed
-	MSGCENTER_TEST_STORES=sqlite $(VENV)/bin/pytest -m "not slow" -n 4 tests/unit tests/integration
+	MSGCENTER_TEST_STORES=sqlite $(VENV)/bin/pytest -m "not slow" -n 4 tests/unit \
+		$(FAST_INTEGRATION:%=tests/integration/test_%.py)
 
 ## screenshots: run the console's browser journeys and keep the shots docs/console.md shows
 screenshots: $(VENV)/.installed
