@@ -579,11 +579,12 @@ def fill(directory: Path) -> Path:
     """Write a file until the file system is full; returns it."""
     filler = directory / "filler"
     chunk = b"\0" * 65536
-    with open(filler, "wb") as out:
+    # unbuffered: a buffered file would keep the chunk the full disk refused, and raise
+    # ENOSPC again when it is closed, trying to write it out
+    with open(filler, "wb", buffering=0) as out:
         try:
             while True:
                 out.write(chunk)
-                out.flush()
         except OSError:
             pass
     return filler
