@@ -163,11 +163,14 @@ def load_spec(path: Path) -> PublicationSpec:
             f"{path} is not valid {path.suffix[1:].upper() or 'JSON'}", detail=str(exc)
         ) from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInputError(
-            f"{path}: invalid publication", detail=f"{where}: {first['msg']}"
-        ) from None
+        raise InvalidInputError(f"{path}: invalid publication", detail=spec_problem(exc)) from None
+
+
+def spec_problem(exc: ValidationError) -> str:
+    """What makes a publication invalid, in one line: the field and the first problem."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,17 @@ intake, the processing workflows, a real SMTP relay on loopback, the bounce rece
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 
+from msgcenter.events.model import Channel
+from msgcenter.store import control_design
 from msgcenter.store.tables import event
 from tests.conftest import wait_for
+from tests.control import call, control_server, order_template
 from tests.integration.test_bounces import bounce_server, dsn, mail
 from tests.processing import (
     ADMIN,
@@ -173,19 +177,35 @@ def test_a_late_bounce_falls_back(db, smtp_server):
 
 def test_publication_refuses_a_fallback_to_its_own_channel(db, smtp_server):
     with processing_server(db, smtp_server.port) as server:
-        answer = httpx.put(
-            f"{server.url}/api/v1/admin/publications",
-            json=sms_publication(fallback_channel=1),
-            auth=ADMIN,
-            timeout=30,
+        for fallback, named in (
+            (1, "cannot fall back to its own channel"),
+            (7, "fallback_channel"),
+        ):
+            answer = httpx.put(
+                f"{server.url}/api/v1/admin/publications",
+                json=sms_publication(fallback_channel=fallback),
+                auth=ADMIN,
+                timeout=30,
+            )
+            assert answer.status_code == 422, answer.text
+            assert named in answer.text
+
+
+def test_the_control_instance_refuses_to_publish_a_fallback_to_its_own_channel(db):
+    order_template(db)
+    with db.write() as conn:
+        found = control_design.get_template(conn, "order_mail")
+        control_design.update_template(
+            conn,
+            found,
+            label=found.label,
+            event_type_name=found.event_type,
+            channel=found.channel,
+            folder=found.folder,
+            content=found.content.model_copy(update={"fallback_channel": Channel.EMAIL}),
+            now=datetime.now(UTC),
         )
-        assert answer.status_code == 422, answer.text
-        assert "cannot fall back to its own channel" in answer.text
-        answer = httpx.put(
-            f"{server.url}/api/v1/admin/publications",
-            json=sms_publication(fallback_channel=7),
-            auth=ADMIN,
-            timeout=30,
-        )
-        assert answer.status_code == 422, answer.text
-        assert "fallback_channel" in answer.text
+    with control_server(db) as control:
+        answer = call(control, "POST", "/templates/order_mail/publish")
+    assert answer.status_code == 400, answer.text
+    assert "cannot fall back to its own channel (email)" in answer.text

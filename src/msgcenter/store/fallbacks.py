@@ -46,18 +46,11 @@ COPIED = [
 ]
 
 
-def fall_back(
-    conn: Connection,
-    failed: Sequence[tuple[int, int]],
-    status: dict[int, EventStatus],
-    now: datetime,
-) -> list[tuple[int, int]]:
+def fall_back(conn: Connection, failed: Sequence[tuple[int, int]], now: datetime) -> None:
     """Queue the fallback of each ``(event id, delivery log id)`` whose event is still on that
     delivery log, whose publication names a fallback channel, that is no fallback itself and
-    has an address on that channel; ``status`` gives each event's final status for its
-    timeline step. Returns the (failed event, new event) pairs created."""
-    if not failed:
-        return []
+    has an address on that channel; the failed event's timeline says what became of it (its
+    final status, already recorded, is repeated in that step)."""
     logs = dict(failed)
     rows = conn.execute(
         select(event, publication.c.fallback_channel.label("fallback_to"))
@@ -69,35 +62,20 @@ def fall_back(
         )
         .order_by(event.c.id)
     ).mappings()
-    created: list[tuple[int, int]] = []
     queues: set[Queue] = set()
     for row in list(rows):
         if row["delivery_log_id"] != logs[row["id"]]:
             continue  # the event moved on to another message since
         channel = Channel(row["fallback_to"])
         if not address_for(row, channel):
-            _step(
-                conn,
-                row["id"],
-                status[row["id"]],
-                now,
-                f"no fallback: no address for {channel.label}",
-            )
+            _step(conn, row, now, f"no fallback: no address for {channel.label}")
             continue
         new_id = _insert(conn, row, channel, now)
         if new_id is None:
             continue  # it fell back already
-        created.append((row["id"], new_id))
         queues.add(Queue(row["queue"]))
-        _step(
-            conn,
-            row["id"],
-            status[row["id"]],
-            now,
-            f"fallback: queued again on {channel.label} as event {new_id}",
-        )
+        _step(conn, row, now, f"fallback: queued again on {channel.label} as event {new_id}")
     notify_enqueued(conn, queues)
-    return created
 
 
 def _insert(conn: Connection, failed: Any, channel: Channel, now: datetime) -> int | None:
@@ -123,9 +101,10 @@ def _insert(conn: Connection, failed: Any, channel: Channel, now: datetime) -> i
     return None if found is None else int(found[0])
 
 
-def _step(conn: Connection, event_id: int, status: EventStatus, at: datetime, reason: str) -> None:
+def _step(conn: Connection, failed: Any, at: datetime, reason: str) -> None:
+    """A step of the failed event's timeline, at its (final) status."""
     conn.execute(
         insert(event_status_change).values(
-            event_id=event_id, status=int(status), at=at, reason=reason
+            event_id=failed["id"], status=failed["status"], at=at, reason=reason
         )
     )

@@ -56,6 +56,7 @@ PENDING: ColumnClause[Any] = literal_column("0")
 #: delivery-log statuses a sender may claim: pending (due) and sending (claim lapsed)
 CLAIMABLE: list[ColumnClause[Any]] = [literal_column("0"), literal_column("4")]
 
+#: the event columns a message is rendered from
 EVENT_COLUMNS = [event.c[name] for name in TEMPLATE_EVENT_FIELDS] + [
     event.c.ctx,
     event.c.ctx_format,
@@ -523,14 +524,9 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
             ],
             now,
         )
-    failures = [o for o in finals if o.status in FALLBACK_STATUSES]
+    failures = [(o.event_id, o.delivery_log_id) for o in finals if o.status in FALLBACK_STATUSES]
     if failures:
-        fallbacks.fall_back(
-            conn,
-            [(o.event_id, o.delivery_log_id) for o in failures],
-            {o.event_id: FINAL_EVENT_STATUS[o.status] for o in failures},
-            now,
-        )
+        fallbacks.fall_back(conn, failures, now)
     for o in outcomes:
         if o.quarantine is not None:
             address, channel = o.quarantine
@@ -604,12 +600,7 @@ def record_late_failure(
                 insert(event_status_change),
                 [_change(found.event_id, EventStatus.DELIVERY_FAILED, now, reason)],
             )
-            fallbacks.fall_back(
-                conn,
-                [(found.event_id, delivery_log_id)],
-                {found.event_id: EventStatus.DELIVERY_FAILED},
-                now,
-            )
+            fallbacks.fall_back(conn, [(found.event_id, delivery_log_id)], now)
     if quarantine:
         quarantine_address(
             conn,

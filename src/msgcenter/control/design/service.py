@@ -15,6 +15,7 @@ import asyncio
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from msgcenter.control.design.checks import (
@@ -47,6 +48,7 @@ from msgcenter.publications import (
     PublishedContent,
     compile_publication,
     message_parts,
+    spec_problem,
 )
 from msgcenter.render import Ctx, RenderedMessage, TemplateSyntaxProblem, compile_content, load_ctx
 from msgcenter.settings import Settings
@@ -489,17 +491,16 @@ def _frozen(draft: _Draft, version: int | None) -> PublicationSpec:
         samples,
     )
     used = {name: draft.blocks[name] for name in sorted(compiled.blocks_used)}
-    if found.content.fallback_channel is found.channel:
-        raise InvalidInputError(
-            f"template '{found.name}' cannot be published",
-            detail=f"content.fallback_channel: an event cannot fall back to its own channel "
-            f"({found.channel.label})",
+    try:
+        return PublicationSpec(
+            template=found.name,
+            event_type=found.event_type,
+            channel=found.channel,
+            folder=found.folder,
+            version=version if version is not None else found.published_version + 1,
+            content=found.content.model_copy(update={"blocks": used}),
         )
-    return PublicationSpec(
-        template=found.name,
-        event_type=found.event_type,
-        channel=found.channel,
-        folder=found.folder,
-        version=version if version is not None else found.published_version + 1,
-        content=found.content.model_copy(update={"blocks": used}),
-    )
+    except ValidationError as exc:  # a rule across fields, such as the fallback channel's
+        raise InvalidInputError(
+            f"template '{found.name}' cannot be published", detail=spec_problem(exc)
+        ) from None
