@@ -80,6 +80,15 @@ class SentMessage:
     ctx_format: str
 
 
+def log_id_of(text: str) -> int | None:
+    """The delivery log id written in one of this module's URLs (tracking, mirror page,
+    unsubscribe), or None when ``text`` is not one (not ASCII digits, or too long for a
+    64-bit id)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    return int(text)
+
+
 class TrackingKind(enum.StrEnum):
     """What a tracking log records."""
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from msgcenter.publications import compile_publication
-from msgcenter.render import CompiledContent, RenderProblem, TemplateSyntaxProblem, load_ctx
-from msgcenter.store import publications as publication_store
+from msgcenter.render import RenderProblem, TemplateSyntaxProblem, load_ctx
+from msgcenter.sending.contents import ContentCache
 from msgcenter.store import tracking as tracking_store
 from msgcenter.store.database import Database
 from msgcenter.tracking import LinkSigner
@@ -32,31 +31,22 @@ class MirrorPages:
     def __init__(self, db: Database, links: LinkSigner) -> None:
         self._db = db
         self._links = links
-        self._compiled: dict[int, CompiledContent] = {}
+        self._contents = ContentCache(db)
 
     def page(self, delivery_log_id: int) -> MirrorPage | None:
         """The message of ``delivery_log_id`` rendered again, or None when it is no longer here
         (or never left)."""
         with self._db.read() as conn:
             sent = tracking_store.sent_message(conn, delivery_log_id)
-            if sent is None:
-                return None
-            compiled = self._compiled.get(sent.publication_id)
-            if compiled is None:
-                publication = publication_store.get(conn, sent.publication_id)
-                if publication is None:
-                    return None
-                try:
-                    compiled = compile_publication(publication)
-                except TemplateSyntaxProblem:
-                    return None
-                self._compiled[sent.publication_id] = compiled
+        if sent is None:
+            return None
         try:
+            _publication, compiled = self._contents.load(sent.publication_id)
             rendered = compiled.render(
                 sent.event,
                 load_ctx(sent.ctx, sent.ctx_format),
                 mirror_url=self._links.mirror_url(delivery_log_id),
             )
-        except RenderProblem:
+        except (LookupError, TemplateSyntaxProblem, RenderProblem):
             return None
         return MirrorPage(rendered.subject, rendered.html, rendered.text)

@@ -29,12 +29,12 @@ from msgcenter.deliveries import ClaimedMessage, DeliveryStatus, FailureType, Ou
 from msgcenter.errors import StoreUnavailableError, describe_error
 from msgcenter.events.model import Channel, Queue
 from msgcenter.monitoring import metrics
-from msgcenter.publications import Publication, compile_publication
-from msgcenter.render import CompiledContent, RenderProblem, TemplateSyntaxProblem, load_ctx
+from msgcenter.publications import Publication
+from msgcenter.render import RenderProblem, TemplateSyntaxProblem, load_ctx
 from msgcenter.sending.attempts import ChannelSender, failed, outcome_of
+from msgcenter.sending.contents import ContentCache
 from msgcenter.settings import ProcessingSettings
 from msgcenter.store import processing as processing_store
-from msgcenter.store import publications as publication_store
 from msgcenter.store.database import Database
 from msgcenter.tracking import LinkSigner
 
@@ -44,29 +44,6 @@ log = structlog.get_logger(__name__)
 STOP_GRACE_SECONDS = 10.0
 
 PRIORITY = {Queue.RT: 0, Queue.BATCH: 1}
-
-
-class ContentCache:
-    """Compiled publications by id (publications are immutable, so entries never go stale)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._compiled: dict[int, tuple[Publication, CompiledContent]] = {}
-
-    async def get(self, publication_id: int) -> tuple[Publication, CompiledContent]:
-        """The publication and its compiled content; raises :class:`TemplateSyntaxProblem` if it does not compile."""
-        found = self._compiled.get(publication_id)
-        if found is None:
-            found = await asyncio.to_thread(self._load, publication_id)
-            self._compiled[publication_id] = found
-        return found
-
-    def _load(self, publication_id: int) -> tuple[Publication, CompiledContent]:
-        with self._db.read() as conn:
-            publication = publication_store.get(conn, publication_id)
-        if publication is None:
-            raise LookupError(f"publication {publication_id} vanished")
-        return publication, compile_publication(publication)
 
 
 class Dispatcher:

@@ -9,14 +9,10 @@ from sqlalchemy import Connection, delete, literal, select
 
 from msgcenter.deliveries import DeliveryStatus
 from msgcenter.events.model import TEMPLATE_EVENT_FIELDS
+from msgcenter.store.processing import EVENT_COLUMNS
 from msgcenter.store.tables import delivery_log, event, tracking_log
 from msgcenter.tracking import SentMessage, TrackingKind
 
-#: the event columns a message is rendered from
-EVENT_COLUMNS = [event.c[name] for name in TEMPLATE_EVENT_FIELDS] + [
-    event.c.ctx,
-    event.c.ctx_format,
-]
 #: delivery-log statuses of a message that left (a bounced one did leave)
 SENT_STATUSES = frozenset(
     {int(DeliveryStatus.SENT), int(DeliveryStatus.DELIVERED), int(DeliveryStatus.FAILED)}

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from msgcenter.execution.mirror import MirrorPage, MirrorPages
-from msgcenter.tracking import LinkSigner
+from msgcenter.tracking import LinkSigner, log_id_of
 from msgcenter.web.state import from_state
 
 UNKNOWN = "unknown or altered mirror link, or a message no longer kept"
@@ -40,7 +40,7 @@ router = APIRouter(prefix="/m", tags=["tracking"])
     response_class=HTMLResponse,
 )
 async def mirror(delivery_log_id: str, signature: str, signer: Signer, pages: Pages) -> Response:
-    log_id = _log_id(delivery_log_id)
+    log_id = log_id_of(delivery_log_id)
     if log_id is None or not signer.verify_mirror(log_id, signature):
         return PlainTextResponse(UNKNOWN, status_code=404)
     page = await asyncio.to_thread(pages.page, log_id)
@@ -65,9 +65,3 @@ def _document(page: MirrorPage) -> str:
         f"<title>{escape(page.subject)}</title></head>"
         f'<body><pre style="white-space:pre-wrap">{escape(page.text)}</pre></body></html>'
     )
-
-
-def _log_id(text: str) -> int | None:
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
-        return None
-    return int(text)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from msgcenter.execution.tracking import TrackingRecorder
-from msgcenter.tracking import LinkSigner, TrackingKind
+from msgcenter.tracking import LinkSigner, TrackingKind, log_id_of
 from msgcenter.web.state import from_state
 
 #: a transparent 1×1 GIF
@@ -38,7 +38,7 @@ router = APIRouter(prefix="/t", tags=["tracking"])
 async def opened(
     delivery_log_id: str, signature: str, request: Request, signer: Signer, recorder: Recorder
 ) -> Response:
-    log_id = _log_id(delivery_log_id)
+    log_id = log_id_of(delivery_log_id)
     if log_id is None or not signer.verify(TrackingKind.OPEN, log_id, signature):
         return PlainTextResponse(UNKNOWN, status_code=404)
     await asyncio.to_thread(
@@ -61,7 +61,7 @@ async def clicked(
     recorder: Recorder,
     u: str = "",
 ) -> Response:
-    log_id = _log_id(delivery_log_id)
+    log_id = log_id_of(delivery_log_id)
     if (
         log_id is None
         or not u.lower().startswith(("http://", "https://"))
@@ -72,9 +72,3 @@ async def clicked(
         recorder.record, TrackingKind.CLICK, log_id, u, request.headers.get("user-agent")
     )
     return RedirectResponse(u, status_code=302, headers={"Cache-Control": "no-store"})
-
-
-def _log_id(text: str) -> int | None:
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
-        return None
-    return int(text)
