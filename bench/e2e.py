@@ -28,7 +28,6 @@ and ``e2e_report`` (figures, summaries and the results table).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
@@ -45,7 +44,6 @@ from e2e_relay import ensure_relay
 from e2e_report import REPO, code_version, database_summary, log_problems, print_table
 from e2e_stack import LAYOUTS, Layout, Stack, environment
 
-RESULTS_DIR = ib.RESULTS_DIR
 PUBLICATION = REPO / "tests" / "fixtures" / "order_confirmation.toml"
 PG_DATABASE = "msgcenter_bench_e2e"
 console = ib.console
@@ -257,19 +255,9 @@ def main() -> None:
     finally:
         pusher.close()
     report["elapsed_s"] = round((datetime.now() - started).total_seconds(), 1)
-    path = write_report(report, started)
+    path = ib.write_results(f"e2e-{report['store']}", report, started)
     print_table(report)
     console.print(f"written to {path.relative_to(REPO)} in {report['elapsed_s']} s")
-
-
-def write_report(report: dict, started: datetime) -> Path:
-    """Write the JSON under bench/results/; a second run in the same minute gets the seconds too."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"e2e-{report['store']}-{started:%Y%m%d-%H%M}.json"
-    if path.exists():
-        path = path.with_name(f"{path.stem}{started:%S}.json")
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    return path
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import multiprocessing
@@ -35,7 +34,6 @@ import re
 import tempfile
 import threading
 import time
-from array import array
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,7 +42,15 @@ import intake as ib  # the intake bench: database, process and CPU helpers
 import loadgen
 import sqlalchemy as sa
 from e2e_cpu import Booster, cores, cpu_snapshot, wait_quiet
-from e2e_load import PLACEHOLDER, Pushed, Pusher, _die_with_parent, _in_child, _Pool, token
+from e2e_load import (
+    PLACEHOLDER,
+    Pushed,
+    Pusher,
+    _die_with_parent,
+    _in_child,
+    drive_closed_loop,
+    token,
+)
 from e2e_report import REPO, code_version, database_summary, log_problems, percentiles
 from e2e_stack import LAYOUTS, Layout, Stack, environment
 from rich.table import Table
@@ -268,19 +274,7 @@ def channel_target(port: int, channel: str, platforms: list[str], batch: int) ->
     events = [
         channel_event(channel, platforms[i % len(platforms)], PLACEHOLDER) for i in range(batch)
     ]
-    doc = events[0] if batch == 1 else events
-    basic = base64.b64encode(f"{ib.LOGIN}:{ib.PASSWORD}".encode()).decode()
-    return loadgen.Target(
-        host="127.0.0.1",
-        port=port,
-        method="POST",
-        path="/api/v1/events/rt",
-        headers=(("Authorization", f"Basic {basic}"), ("Content-Type", "application/json")),
-        body=json.dumps(doc, separators=(",", ":")).encode(),
-        status=201,
-        expect="rest",
-        events=batch,
-    )
+    return ib.rest_target(port, batch, events)
 
 
 async def _unique_batches(
@@ -302,27 +296,8 @@ async def _unique_batches(
             out += [token(tag, index * per + j).encode(), parts[j + 1]]
         return index, b"".join(out)
 
-    started = time.monotonic()
-    pool = _Pool(target, connections, requests)
-    pool.next_request = following
-    while not pool.done.is_set():
-        await asyncio.sleep(0.05)
-        if time.monotonic() > deadline and pool.answers >= issued:
-            pool.errors["not sent: time budget"] = requests - issued
-            break
-    pool.close()
-    return Pushed(
-        tag,
-        requests,
-        array("d", pool.sent),
-        pool.sent,
-        pool.acked,
-        pool.acked_events,
-        dict(pool.errors),
-        pool.samples,
-        started=started,
-        ended=time.monotonic(),
-        connections=connections,
+    return await drive_closed_loop(
+        target, tag, requests, connections, deadline, following, lambda: issued
     )
 
 
@@ -727,18 +702,9 @@ def main(argv: list[str]) -> None:
         pusher.close()
         sim.stop()
     report["elapsed_s"] = round((datetime.now() - started).total_seconds(), 1)
-    path = write_report(report, started)
+    path = ib.write_results(f"e2e-{report['channel']}-{report['store']}", report, started)
     print_table(report)
     console.print(f"written to {path.relative_to(REPO)} in {report['elapsed_s']} s")
-
-
-def write_report(report: dict, started: datetime) -> Path:
-    ib.RESULTS_DIR.mkdir(exist_ok=True)
-    path = ib.RESULTS_DIR / f"e2e-{report['channel']}-{report['store']}-{started:%Y%m%d-%H%M}.json"
-    if path.exists():
-        path = path.with_name(f"{path.stem}{started:%S}.json")
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    return path
 
 
 def print_table(report: dict) -> None:

@@ -21,6 +21,7 @@ import signal
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import intake as ib  # the intake bench: database, process and CPU helpers
@@ -275,17 +276,33 @@ async def _closed_loop(
         issued += 1
         return index, request
 
+    return await drive_closed_loop(
+        target, "batch", requests, connections, deadline, following, lambda: issued
+    )
+
+
+async def drive_closed_loop(
+    target: loadgen.Target,
+    tag: str,
+    requests: int,
+    connections: int,
+    deadline: float,
+    following: Callable[[], tuple[int, bytes] | None],
+    issued: Callable[[], int],
+) -> Pushed:
+    """Send ``requests`` requests over ``connections``, each new one from ``following`` (None:
+    no more), until all are answered or ``deadline`` passes; ``issued`` says how many went."""
     started = time.monotonic()
     pool = _Pool(target, connections, requests)
     pool.next_request = following  # set before any connection is made
     while not pool.done.is_set():
         await asyncio.sleep(0.05)
-        if time.monotonic() > deadline and pool.answers >= issued:
-            pool.errors["not sent: time budget"] = requests - issued
+        if time.monotonic() > deadline and pool.answers >= issued():
+            pool.errors["not sent: time budget"] = requests - issued()
             break
     pool.close()
     return Pushed(
-        "batch",
+        tag,
         requests,
         array("d", pool.sent),
         pool.sent,

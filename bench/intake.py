@@ -37,6 +37,19 @@ from rich.table import Table
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
+
+
+def write_results(name: str, report: dict, started: datetime) -> Path:
+    """Write ``report`` as ``bench/results/<name>-<YYYYMMDD-HHMM>.json`` (a second run in the
+    same minute gets the seconds too, so that both are kept); its path."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}-{started:%Y%m%d-%H%M}.json"
+    if path.exists():
+        path = path.with_name(f"{path.stem}{started:%S}.json")
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return path
+
+
 MSGCENTER = str(Path(sys.executable).with_name("msgcenter"))
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 PG_DATABASE = "msgcenter_bench"
@@ -102,9 +115,11 @@ def soap_target(port: int, batch: int) -> loadgen.Target:
     )
 
 
-def rest_target(port: int, batch: int) -> loadgen.Target:
-    """One JSON event (batch 1) or a JSON list of ``batch`` events."""
-    doc = REST_EVENT if batch == 1 else [REST_EVENT] * batch
+def rest_target(port: int, batch: int, events: list[dict] | None = None) -> loadgen.Target:
+    """One JSON event (batch 1) or a JSON list of ``batch`` events (``events``, or the sample
+    event repeated)."""
+    events = events or [REST_EVENT] * batch
+    doc = events[0] if batch == 1 else events
     basic = base64.b64encode(f"{LOGIN}:{PASSWORD}".encode()).decode()
     return loadgen.Target(
         host="127.0.0.1",
@@ -508,11 +523,7 @@ def main() -> None:
         for db_file in workdir.glob("bench.db*"):
             db_file.unlink()
 
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"intake-{args.store}-{started:%Y%m%d-%H%M}.json"
-    if path.exists():  # two runs in one minute: keep both
-        path = path.with_name(f"{path.stem}{started:%S}.json")
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_results(f"intake-{args.store}", report, started)
     print_table(args.store, report)
     console.print(f"written to {path.relative_to(BENCH_DIR.parent)}")
     scenarios = report["scenarios"].values()

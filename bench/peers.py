@@ -458,9 +458,7 @@ def main() -> None:
         "target_end_to_end": 2.0,
     }
     report["elapsed_s"] = round((datetime.now() - started).total_seconds(), 1)
-    ib.RESULTS_DIR.mkdir(exist_ok=True)
-    path = ib.RESULTS_DIR / f"peers-{started:%Y%m%d-%H%M}.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    path = ib.write_results("peers", report, started)
     print(
         json.dumps(
             {

@@ -672,9 +672,7 @@ def main() -> None:
             for database in [*INSTANCES.values(), CONTROL_DATABASE]:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.dispose()
-    ib.RESULTS_DIR.mkdir(exist_ok=True)
-    path = ib.RESULTS_DIR / f"scale-postgresql-{started:%Y%m%d-%H%M}.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    path = ib.write_results("scale-postgresql", report, started)
     summary = {k: report[k] for k in ("acknowledged", "not_acknowledged", "intake_events_per_s",
                "all_sent_after_s", "per_instance", "stop", "lost", "duplicates", "checks")}  # fmt: skip
     summary["archive"] = {k: report["archive"][k] for k in ("events", "distinct_instance_ids",
