@@ -57,8 +57,14 @@ def test_design_a_template_with_live_preview_and_a_proof(journey, platform):
         "{% if ctx.order %}<p>Order {{ ctx.order.id }}</p>{% endif %}"
     )
     expect(page.locator("#draft")).to_contain_text("No error")
+    # a message that fails for good sends the event again by SMS (the template's own channel,
+    # email, is not offered)
+    fallback = page.locator('#editor [name="fallback_channel"]')
+    expect(fallback.locator("option")).to_have_text(["(no fallback)", "sms", "ios", "android"])
+    fallback.select_option(label="sms")
     page.locator("#editor").get_by_role("button", name="Save").click()
     assert "template saved" in journey.flash()
+    expect(page.locator('#editor [name="fallback_channel"]')).to_have_value("1")
 
     # a seed: the preview renders its ctx, and follows the editor as one types
     seed = page.locator("#new-seed")
