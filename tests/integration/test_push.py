@@ -10,9 +10,11 @@ push sender) on both stores.
 from __future__ import annotations
 
 import asyncio
+import json
+import ssl
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,22 @@ from msgcenter.channels.push.config import PushSettings
 from msgcenter.channels.push.fcm import FcmClient
 from msgcenter.channels.push.outcomes import PushStatus
 from msgcenter.channels.push.payload import PushContent, apns_payload, fcm_message
-from msgcenter.events.model import Channel
+from msgcenter.deliveries import ClaimedMessage
+from msgcenter.events.model import Channel, Queue
+from msgcenter.publications import Publication, PublicationSpec
+from msgcenter.render import RenderedMessage, ctx_from_data
+from msgcenter.sending.attempts import Attempt, AttemptKind
+from msgcenter.sending.push import PushSender
 from msgcenter.store.database import Database
 from msgcenter.store.tables import quarantine
-from tests.conftest import FAST_PROCESSING, RunningServer, add_operator, start_exec_server, wait_for
+from tests.conftest import (
+    FAST_PROCESSING,
+    RunningServer,
+    add_operator,
+    free_port,
+    start_exec_server,
+    wait_for,
+)
 from tests.processing import ADMIN, all_final, delivery_logs, publish, push_rest, statuses
 
 APP = "shop-app"
@@ -176,10 +190,9 @@ def test_apns_streams_share_one_http2_connection(
     catcher: PushCatcher, tls: tuple[Path, Path, Path]
 ) -> None:
     settings = PushSettings.model_validate(push_settings(catcher, tls[0]))
-    from msgcenter.sending.push import PushSender
-
     sender = PushSender(settings, Channel.IOS)
-    client = sender._apns[APP]  # the app's client, as the sender uses it
+    client = sender._clients[APP]  # the app's client, as the sender uses it
+    assert isinstance(client, ApnsClient)
     payload = apns_payload(PushContent(title="t", body="b"))
 
     async def send_all() -> list[Any]:
@@ -209,12 +222,8 @@ def test_apns_refused_provider_token_is_renewed_once_then_temporary(
     apns["key"] = CatcherApp.generate().apns_key_pem  # same key id, another key
     credentials = PushSettings.model_validate(settings).apps[0].apns
     assert credentials is not None
-    ca = tls[0]
-    import ssl
-
-    client = ApnsClient(
-        credentials, timeout=5, refresh_seconds=2400, verify=ssl.create_default_context(cafile=ca)
-    )
+    verify = ssl.create_default_context(cafile=tls[0])
+    client = ApnsClient(credentials, timeout=5, refresh_seconds=2400, verify=verify)
     first = client.token.get()
 
     async def send() -> Any:
@@ -230,25 +239,37 @@ def test_apns_refused_provider_token_is_renewed_once_then_temporary(
     assert catcher.notifications == []
 
 
-def test_apns_unreachable_is_temporary_and_marks_the_relay(tls: tuple[Path, Path, Path]) -> None:
-    from tests.conftest import free_port
-
+def test_apns_unreachable_is_temporary_and_marks_the_relay() -> None:
     app = CatcherApp.generate(APP)
     down = PushCatcher([app], port=free_port())  # never started
     settings = PushSettings.model_validate(down.push_settings())
-    from msgcenter.sending.push import PushSender
-
     sender = PushSender(settings, Channel.IOS)
+    message = ClaimedMessage(
+        1,
+        1,
+        Queue.RT,
+        Channel.IOS,
+        "d",
+        0,
+        datetime.now(UTC) + timedelta(hours=1),
+        {},
+        "{}",
+        "json",
+    )
+    publication = Publication.draft(PublicationSpec.model_validate(push_publication(41)))
 
-    async def run() -> tuple[Any, bool]:
+    async def run() -> tuple[Attempt, bool]:
         try:
-            outcome = await sender._apns[APP].send("d", b"{}", priority=10, expiration=0)
-            return outcome, await sender.probe()
+            attempt = await sender.send(
+                message, publication, RenderedMessage(push_body="b"), ctx_from_data({})
+            )
+            return attempt, await sender.probe()
         finally:
             await sender.close()
 
-    outcome, answered = asyncio.run(run())
-    assert outcome.status is PushStatus.TEMPORARY and outcome.unreachable
+    attempt, answered = asyncio.run(run())
+    assert attempt.kind is AttemptKind.TEMPORARY and "APNs not reachable" in attempt.reason
+    assert sender.health.outage is not None  # the relay is marked unreachable
     assert not answered
 
 
@@ -328,7 +349,7 @@ def test_fcm_refused_grant_is_temporary(plain_catcher: PushCatcher) -> None:
     the message waits."""
     settings = plain_catcher.push_settings()
     other = CatcherApp.generate(APP, project_id="shop-project")
-    settings["apps"][0]["fcm"]["service_account"] = __import__("json").dumps(
+    settings["apps"][0]["fcm"]["service_account"] = json.dumps(
         {**other.service_account(plain_catcher.token_uri), "client_email": "x@y.z"}
     )
     fcm = PushSettings.model_validate(settings).apps[0].fcm
@@ -409,6 +430,4 @@ def test_no_default_app_and_no_uuid_fails_clearly(db: Database, plain_catcher: P
 
 
 def _utc(value: datetime) -> datetime:
-    from datetime import UTC
-
     return value if value.tzinfo else value.replace(tzinfo=UTC)

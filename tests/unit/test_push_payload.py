@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import orjson
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from msgcenter.catcher.push import CatcherApp
 from msgcenter.channels.push.apns import ProviderToken, apns_outcome
-from msgcenter.channels.push.config import PushSettings
-from msgcenter.channels.push.fcm import fcm_outcome
+from msgcenter.channels.push.config import FcmCredentials, PushSettings
+from msgcenter.channels.push.fcm import FcmClient, fcm_outcome
 from msgcenter.channels.push.outcomes import PushStatus, retry_after
 from msgcenter.channels.push.payload import (
     APNS_MAX_BYTES,
@@ -23,7 +23,7 @@ from msgcenter.channels.push.payload import (
     fcm_message,
     push_content,
 )
-from msgcenter.deliveries import ClaimedMessage, DeliveryStatus
+from msgcenter.deliveries import ClaimedMessage, DeliveryStatus, Outcome
 from msgcenter.errors import ConfigurationError
 from msgcenter.events.model import Channel, Queue
 from msgcenter.publications import Publication, PublicationSpec, compile_publication
@@ -99,7 +99,7 @@ def test_push_content_reads_the_badge_and_refuses_an_empty_notification() -> Non
     with pytest.raises(PayloadError, match="below 0"):
         push_content(RenderedMessage(push_body="B", push_badge="-1"))
     with pytest.raises(PayloadError, match="both render empty"):
-        push_content(RenderedMessage(push_title=" ", push_body="{{ nothing }}"[:0]))
+        push_content(RenderedMessage(push_title=" ", push_body=""))
 
 
 def spec(channel: int, **content: str | dict[str, str]) -> PublicationSpec:
@@ -197,6 +197,17 @@ def test_provider_token_wants_an_ec_p256_key() -> None:
     assert "not a PEM private key" in caught.value.detail
 
 
+def test_fcm_client_wants_an_rsa_key_when_it_is_made() -> None:
+    """A service account whose key is no RSA key is refused at start, not at each send."""
+    app = CatcherApp.generate()
+    for key in (app.apns_key_pem, "not a key"):
+        account = {**app.service_account("http://127.0.0.1:1/token"), "private_key": key}
+        credentials = FcmCredentials(service_account=SecretStr(orjson.dumps(account).decode()))
+        with pytest.raises(ConfigurationError) as caught:
+            FcmClient(credentials, timeout=1)
+        assert "private_key is no RSA key" in caught.value.detail
+
+
 @pytest.mark.parametrize(
     ("status", "reason", "kind", "quarantine"),
     [
@@ -236,6 +247,7 @@ def test_fcm_answers_map_to_outcomes(
 ) -> None:
     outcome = fcm_outcome(status, grpc, code, "said", "12")
     assert (outcome.status, outcome.quarantine) == (kind, quarantine)
+    assert outcome.retry_after == (12.0 if kind is PushStatus.TEMPORARY and status != 401 else None)
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
@@ -264,29 +276,16 @@ def claimed(valid_for: timedelta) -> ClaimedMessage:
 
 def test_a_temporary_failure_waits_at_least_its_retry_after() -> None:
     now = datetime.now(UTC)
-    waited = outcome_of(
-        claimed(timedelta(hours=1)),
-        Attempt(AttemptKind.TEMPORARY, "429", retry_after=120),
-        now,
-        base=1,
-        maximum=10,
-    )
+
+    def retried(valid_for: timedelta, reason: str, retry_after: float, base: float) -> Outcome:
+        attempt = Attempt(AttemptKind.TEMPORARY, reason, retry_after=retry_after)
+        return outcome_of(claimed(valid_for), attempt, now, base=base, maximum=10)
+
+    waited = retried(timedelta(hours=1), "429", 120, base=1)
     assert waited.status is DeliveryStatus.PENDING and waited.due == now + timedelta(seconds=120)
-    backoff = outcome_of(
-        claimed(timedelta(hours=1)),
-        Attempt(AttemptKind.TEMPORARY, "503", retry_after=0.5),
-        now,
-        base=5,
-        maximum=10,
-    )
+    backoff = retried(timedelta(hours=1), "503", 0.5, base=5)
     assert backoff.due == now + timedelta(seconds=5)  # the backoff is longer: it wins
-    expired = outcome_of(
-        claimed(timedelta(seconds=60)),
-        Attempt(AttemptKind.TEMPORARY, "429", retry_after=600),
-        now,
-        base=1,
-        maximum=10,
-    )
+    expired = retried(timedelta(seconds=60), "429", 600, base=1)
     assert expired.status is DeliveryStatus.EXPIRED  # asked to wait past the validity period
 
 

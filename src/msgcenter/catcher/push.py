@@ -225,6 +225,8 @@ class PushCatcher:
         self._config.keep_alive_max_requests = goaway_after or 2**31
         if goaway_after:
             _answer_after_goaway()
+            # read by GracefulH2Protocol: other hypercorn servers of the process are left as is
+            self._config.graceful_goaway = True  # type: ignore[attr-defined]
         self._config.errorlog = None
         self._state = _State(apps or [CatcherApp.generate()], deque(maxlen=max_notifications))
         self._thread: threading.Thread | None = None
@@ -451,19 +453,16 @@ def _apns(state: _State, request: Request, raw: bytes) -> Response:
     if failure is not None:
         return _apns_error(failure.status, failure.reason, failure.retry_after)
     alert = payload["aps"].get("alert")
-    alert = alert if isinstance(alert, dict) else {"body": alert or ""}
-    kept = {k: v for k, v in headers.items() if k.startswith("apns-")}
     _keep(
         state,
+        request,
         "ios",
         app,
         device,
-        str(alert.get("title") or ""),
-        str(alert.get("body") or ""),
-        {k: str(v) for k, v in payload.items() if k != "aps"},
-        kept,
-        payload,
-        request,
+        shown=alert if isinstance(alert, dict) else {"body": alert},
+        data={k: str(v) for k, v in payload.items() if k != "aps"},
+        headers={k: v for k, v in headers.items() if k.startswith("apns-")},
+        payload=payload,
     )
     return Response(status_code=200, headers={"apns-id": str(uuid.uuid4()).upper()})
 
@@ -560,15 +559,14 @@ def _fcm(state: _State, request: Request, raw: bytes) -> Response:
     )
     caught = _keep(
         state,
+        request,
         "android",
         app,
         device,
-        str(notification.get("title") or ""),
-        str(notification.get("body") or ""),
-        dict(data),
-        headers,
-        message,
-        request,
+        shown=notification,
+        data=dict(data),
+        headers=headers,
+        payload=message,
     )
     return JSONResponse({"name": f"projects/{app.project_id}/messages/{caught.id}"})
 
@@ -589,16 +587,17 @@ def _failure(state: _State, token: str) -> _Failure | None:
 
 def _keep(
     state: _State,
+    request: Request,
     channel: str,
     app: CatcherApp,
     token: str,
-    title: str,
-    body: str,
+    *,
+    shown: dict[str, Any],
     data: dict[str, str],
     headers: dict[str, str],
     payload: dict[str, Any],
-    request: Request,
 ) -> CaughtPush:
+    """Keep one notification; ``shown`` is its APNs alert or FCM notification (title, body)."""
     client = request.client
     with state.lock:
         caught = CaughtPush(
@@ -607,8 +606,8 @@ def _keep(
             channel,
             app.uuid,
             token,
-            title,
-            body,
+            str(shown.get("title") or ""),
+            str(shown.get("body") or ""),
             data,
             headers,
             payload,
@@ -660,7 +659,9 @@ class _GoingAway(h2.connection.H2Connection):
 
 
 def _answer_after_goaway() -> None:
-    """Make hypercorn's HTTP/2 connections use :class:`_GoingAway` (this process only)."""
+    """Make the HTTP/2 connections of the hypercorn servers whose config has
+    ``graceful_goaway`` set use :class:`_GoingAway` (hypercorn has no hook for its h2
+    connection: the protocol class is replaced, once per process)."""
     # hypercorn.protocol's ProtocolWrapper makes each connection's H2Protocol by that name
     if getattr(getattr(hypercorn.protocol, "H2Protocol"), "graceful_goaway", False):  # noqa: B009
         return
@@ -670,6 +671,8 @@ def _answer_after_goaway() -> None:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            if not getattr(self.config, "graceful_goaway", False):
+                return
             connection = _GoingAway(config=self.connection.config)
             connection.DEFAULT_MAX_INBOUND_FRAME_SIZE = (
                 self.connection.DEFAULT_MAX_INBOUND_FRAME_SIZE

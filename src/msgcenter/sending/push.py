@@ -50,25 +50,25 @@ class PushSender:
         verify: ssl.SSLContext | bool = True
         if settings.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(settings.ca_file))
-        self._apns: dict[str, ApnsClient] = {}
-        self._fcm: dict[str, FcmClient] = {}
+        #: the client of each app with credentials for this channel, by uuid
+        self._clients: dict[str, ApnsClient | FcmClient] = {}
         for app in settings.apps:
             if channel is Channel.IOS and app.apns is not None:
-                self._apns[app.uuid] = ApnsClient(
+                self._clients[app.uuid] = ApnsClient(
                     app.apns,
                     timeout=settings.timeout_seconds,
                     refresh_seconds=settings.token_refresh_minutes * 60,
                     verify=verify,
                 )
             elif channel is Channel.ANDROID and app.fcm is not None:
-                self._fcm[app.uuid] = FcmClient(
+                self._clients[app.uuid] = FcmClient(
                     app.fcm, timeout=settings.timeout_seconds, verify=verify
                 )
 
     @property
     def apps(self) -> list[str]:
         """The uuids of the apps this sender can reach."""
-        return sorted(self._apns if self._channel is Channel.IOS else self._fcm)
+        return sorted(self._clients)
 
     async def send(
         self, message: ClaimedMessage, publication: Publication, rendered: RenderedMessage, ctx: Ctx
@@ -78,20 +78,18 @@ class PushSender:
         app = self._settings.app(named)
         if app is None:
             known = ", ".join(a.uuid for a in self._settings.apps) or "none"
-            said = f"unknown mobileApp uuid {named!r}" if named else "no mobileApp uuid"
-            return Attempt(
-                AttemptKind.PERMANENT,
-                f"{said} and no push.default_app (apps: {known})"
-                if not named
-                else f"{said} (apps: {known})",
-            )
+            if named:
+                reason = f"unknown mobileApp uuid {named!r} (apps: {known})"
+            else:
+                reason = f"no mobileApp uuid and no push.default_app (apps: {known})"
+            return Attempt(AttemptKind.PERMANENT, reason)
+        client = self._clients.get(app.uuid)
         try:
             content = push_content(rendered)
-            if self._channel is Channel.IOS:
-                apns = self._apns.get(app.uuid)
-                if apns is None:
-                    return self._no_credentials(app.uuid, "APNs")
-                outcome = await apns.send(
+            if client is None:
+                return self._no_credentials(app.uuid)
+            if isinstance(client, ApnsClient):
+                outcome = await client.send(
                     message.address,
                     apns_payload(content),
                     priority=APNS_PRIORITY[self._settings.priority],
@@ -99,11 +97,8 @@ class PushSender:
                     collapse_id=content.collapse_id,
                 )
             else:
-                fcm = self._fcm.get(app.uuid)
-                if fcm is None:
-                    return self._no_credentials(app.uuid, "FCM")
                 ttl = (message.valid_until - datetime.now(UTC)).total_seconds()
-                outcome = await fcm.send(
+                outcome = await client.send(
                     fcm_message(
                         content,
                         message.address,
@@ -115,7 +110,8 @@ class PushSender:
             return Attempt(AttemptKind.PERMANENT, str(exc))
         return self._attempt(outcome)
 
-    def _no_credentials(self, uuid: str, service: str) -> Attempt:
+    def _no_credentials(self, uuid: str) -> Attempt:
+        service = "APNs" if self._channel is Channel.IOS else "FCM"
         return Attempt(
             AttemptKind.PERMANENT,
             f"app {uuid!r} has no {service} credentials for the {self._channel.label} channel",
@@ -149,9 +145,8 @@ class PushSender:
 
     async def probe(self) -> bool:
         """Reach each app's push service without sending; whether all answered."""
-        clients: list[ApnsClient | FcmClient] = [*self._apns.values(), *self._fcm.values()]
         answered = True
-        for client in clients:
+        for client in self._clients.values():
             answered = await client.probe() and answered
         if answered:
             self._health.succeeded()
@@ -159,8 +154,7 @@ class PushSender:
 
     async def close(self) -> None:
         """Close the connections."""
-        clients: list[ApnsClient | FcmClient] = [*self._apns.values(), *self._fcm.values()]
-        for client in clients:
+        for client in self._clients.values():
             await client.close()
 
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from msgcenter.channels.push.config import ApnsCredentials
 from msgcenter.channels.push.http2 import Http2Client, Http2Error, Response
-from msgcenter.channels.push.outcomes import PushOutcome, PushStatus, retry_after
+from msgcenter.channels.push.outcomes import PushOutcome, PushStatus, retry_after, unreachable
 from msgcenter.errors import ConfigurationError
 
 #: reasons that say the device token is dead: it is quarantined (Apple, "Handling
@@ -102,8 +102,6 @@ class ApnsClient:
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.credentials = credentials
-        self.base_url = credentials.base_url.rstrip("/")
         try:
             key_pem = credentials.key_pem()
         except OSError as exc:
@@ -118,14 +116,13 @@ class ApnsClient:
             clock=clock,
         )
         # HTTP/2 only: APNs speaks nothing else (over TLS, ALPN h2; over http://, prior knowledge)
-        self._client = Http2Client(self.base_url, timeout=timeout, verify=verify)
+        self._client = Http2Client(credentials.base_url, timeout=timeout, verify=verify)
         # the same for every notification of the app
         self._fixed = [
             (b"apns-topic", credentials.topic.encode()),
             (b"apns-push-type", credentials.push_type.encode()),
             (b"content-type", b"application/json"),
         ]
-        self._bearer = ("", b"")  # the provider token and its authorization header value
 
     async def send(
         self,
@@ -145,16 +142,11 @@ class ApnsClient:
             headers.append((b"apns-collapse-id", collapse_id.encode()))
         bearer = self.token.get()
         for attempt in range(2):
+            authorization = (b"authorization", b"bearer " + bearer.encode())
             try:
-                answer = await self._client.request(
-                    [*headers, (b"authorization", self._authorization(bearer))], payload
-                )
+                answer = await self._client.request([*headers, authorization], payload)
             except Http2Error as exc:
-                return PushOutcome(
-                    PushStatus.TEMPORARY,
-                    f"APNs not reachable: {type(exc).__name__}: {exc}",
-                    unreachable=True,
-                )
+                return unreachable("APNs", exc)
             if answer.status == 200:
                 return PushOutcome(
                     PushStatus.SENT, "accepted by APNs", message_id=answer.headers.get("apns-id")
@@ -165,11 +157,6 @@ class ApnsClient:
                 continue
             return apns_outcome(answer.status, reason, answer.headers.get("retry-after"))
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
-
-    def _authorization(self, bearer: str) -> bytes:
-        if self._bearer[0] != bearer:
-            self._bearer = (bearer, f"bearer {bearer}".encode())
-        return self._bearer[1]
 
     async def probe(self) -> bool:
         """Reach the APNs host without sending (any HTTP answer will do)."""

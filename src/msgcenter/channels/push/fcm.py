@@ -20,10 +20,12 @@ from typing import Any
 import httpx
 import jwt
 import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from msgcenter.channels.push.config import FcmCredentials
 from msgcenter.channels.push.http2 import Http2Client, Http2Error, Response
-from msgcenter.channels.push.outcomes import PushOutcome, PushStatus, retry_after
+from msgcenter.channels.push.outcomes import PushOutcome, PushStatus, retry_after, unreachable
 from msgcenter.errors import ConfigurationError
 
 #: what the access token allows: sending messages (FCM HTTP v1)
@@ -96,6 +98,21 @@ class AccessToken:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # parsed once: a key that is no RSA key is refused when the client is made
+        try:
+            key = serialization.load_pem_private_key(account.private_key.encode(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                "unusable FCM service account",
+                detail=f"{account.client_email}: private_key is no RSA key ({exc})",
+            ) from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ConfigurationError(
+                "unusable FCM service account",
+                detail=f"{account.client_email}: private_key is no RSA key",
+            )
+        self._key = key
+        self._headers = {"kid": account.private_key_id} if account.private_key_id else None
         self._account = account
         self._client = client
         self._clock = clock
@@ -107,25 +124,18 @@ class AccessToken:
     def assertion(self) -> str:
         """The signed JWT that the token endpoint exchanges for an access token."""
         now = int(self._clock())
-        headers = {"kid": self._account.private_key_id} if self._account.private_key_id else None
-        try:
-            return jwt.encode(
-                {
-                    "iss": self._account.client_email,
-                    "scope": SCOPE,
-                    "aud": self._account.token_uri,
-                    "iat": now,
-                    "exp": now + ASSERTION_SECONDS,
-                },
-                self._account.private_key,
-                algorithm="RS256",
-                headers=headers,
-            )
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(
-                "unusable FCM service account",
-                detail=f"{self._account.client_email}: private_key is no RSA key ({exc})",
-            ) from None
+        return jwt.encode(
+            {
+                "iss": self._account.client_email,
+                "scope": SCOPE,
+                "aud": self._account.token_uri,
+                "iat": now,
+                "exp": now + ASSERTION_SECONDS,
+            },
+            self._key,
+            algorithm="RS256",
+            headers=self._headers,
+        )
 
     async def get(self) -> str:
         """A valid access token (fetched when there is none or it expires soon)."""
@@ -190,15 +200,12 @@ class FcmClient:
             raise ConfigurationError(
                 "FCM project unknown", detail="set project_id: the service account names none"
             )
-        self.url = f"{credentials.base_url.rstrip('/')}/v1/projects/{self.project_id}/messages:send"
-        self.base_url = credentials.base_url.rstrip("/")
         # FCM answers over HTTP/2; the token endpoint is another host, asked rarely
-        self._client = Http2Client(self.base_url, timeout=timeout, verify=verify)
+        self._client = Http2Client(credentials.base_url, timeout=timeout, verify=verify)
         self._headers = [
             *self._client.headers("POST", f"/v1/projects/{self.project_id}/messages:send"),
             (b"content-type", b"application/json"),
         ]
-        self._bearer = ("", b"")  # the access token and its authorization header value
         self._token_client = httpx.AsyncClient(verify=verify, timeout=timeout)
         self.token = AccessToken(self.account, self._token_client, clock=clock)
 
@@ -210,18 +217,11 @@ class FcmClient:
                 bearer = await self.token.get()
             except TokenError as exc:
                 return PushOutcome(PushStatus.TEMPORARY, exc.reason, unreachable=exc.unreachable)
-            if self._bearer[0] != bearer:
-                self._bearer = (bearer, f"Bearer {bearer}".encode())
+            authorization = (b"authorization", b"Bearer " + bearer.encode())
             try:
-                answer = await self._client.request(
-                    [*self._headers, (b"authorization", self._bearer[1])], body
-                )
+                answer = await self._client.request([*self._headers, authorization], body)
             except Http2Error as exc:
-                return PushOutcome(
-                    PushStatus.TEMPORARY,
-                    f"FCM not reachable: {type(exc).__name__}: {exc}",
-                    unreachable=True,
-                )
+                return unreachable("FCM", exc)
             if answer.status == 200:
                 return PushOutcome(
                     PushStatus.SENT, "accepted by FCM", message_id=_message_name(answer)

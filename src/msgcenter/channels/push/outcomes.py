@@ -34,6 +34,15 @@ class PushOutcome:
     unreachable: bool = False
 
 
+def unreachable(service: str, exc: Exception) -> PushOutcome:
+    """The outcome of a request that got no answer from ``service`` (temporary)."""
+    return PushOutcome(
+        PushStatus.TEMPORARY,
+        f"{service} not reachable: {type(exc).__name__}: {exc}",
+        unreachable=True,
+    )
+
+
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date
     (RFC 9110 §10.2.3); None when absent or unreadable."""
