@@ -8,18 +8,22 @@ bounce receiver of a running execution instance, about messages it really sent.
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 import msgcenter.cli
 from msgcenter.bounces import ReportKind
 from msgcenter.channels.email.identity import verp_address
+from msgcenter.console import bounces as console_bounces
 from msgcenter.store import bounces as bounce_store
 from msgcenter.store.database import Database
+from msgcenter.store.tables import archived_delivery_log, archived_event
 from tests.archiving import register, run_archive
 from tests.conftest import RunningServer, add_operator, wait_for
 from tests.control import control_server
@@ -242,7 +246,9 @@ def test_the_cli_lists_and_shows_the_kept_reports(db):
     assert "no bounce report 99" in run_cli(db, "show", "99", code=1)
 
 
-def test_the_console_page_lists_the_reports_with_the_counts_of_the_day(db, smtp_server):
+def test_the_console_page_lists_the_reports_with_the_counts_of_the_day(
+    db, smtp_server, monkeypatch
+):
     with (
         bounce_server(db, smtp_server) as (server, port),
         httpx.Client(base_url=server.url, timeout=10) as browser,
@@ -286,6 +292,18 @@ def test_the_console_page_lists_the_reports_with_the_counts_of_the_day(db, smtp_
         refused = browser.get("/console/bounces", params={"kind": "bogus"})
         assert refused.status_code == 400 and "unknown report kind" in refused.text
 
+        # paged: "Older reports" leads below the last report shown, with the same filters
+        everything = re.findall(r'data-report="(\d+)"', page.text)
+        monkeypatch.setattr(console_bounces, "PAGE", 3)
+        first = browser.get("/console/bounces")
+        assert re.findall(r'data-report="(\d+)"', first.text) == everything[:3]
+        older = re.search(r'<a href="([^"]+)">Older reports</a>', first.text)
+        assert older, first.text
+        assert older[1].endswith(f"before={everything[2]}")
+        rest = browser.get(html.unescape(older[1]))
+        assert re.findall(r'data-report="(\d+)"', rest.text) == everything[3:]
+        assert "Older reports" not in rest.text
+
         # an operator without mc_admin reads no reports, here as in the API
         add_operator(db, "pusher", "pw", "mc_push")
         with httpx.Client(base_url=server.url, timeout=10) as other:
@@ -317,10 +335,6 @@ def test_a_late_hard_bounce_reaches_the_control_instances_archive(db, control_db
 
 
 def archived(control_db: Database) -> dict[int, tuple[int, str | None]]:
-    from sqlalchemy import select
-
-    from msgcenter.store.tables import archived_delivery_log
-
     with control_db.read() as conn:
         rows = conn.execute(
             select(
@@ -333,10 +347,6 @@ def archived(control_db: Database) -> dict[int, tuple[int, str | None]]:
 
 
 def archived_event_status(control_db: Database, event_id: int) -> int:
-    from sqlalchemy import select
-
-    from msgcenter.store.tables import archived_event
-
     with control_db.read() as conn:
         return int(
             conn.execute(

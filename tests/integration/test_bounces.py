@@ -16,16 +16,20 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
+from msgcenter.bounces import ReportKind
 from msgcenter.channels.email.identity import verp_address
+from msgcenter.settings import BounceSettings, ProcessingSettings, TrackingSettings
 from msgcenter.store import bounces as bounce_store
 from msgcenter.store.database import Database
 from msgcenter.store.tables import bounce_report, quarantine
+from msgcenter.workflows.maintenance import Cleanup
 from tests.conftest import (
     FAST_PROCESSING,
     RunningServer,
@@ -198,17 +202,14 @@ def test_dsn_non_standard_bounce_and_complaint_change_their_own_message(db, smtp
         # an RFC 3464 report: user unknown
         ann_event, ann_log, ann_verp = sent["ann@example.net"]
         assert ann_verp.endswith("@" + BOUNCE_DOMAIN)
-        mail(
-            port,
+        ann_bounce = dsn(
             ann_verp,
-            dsn(
-                ann_verp,
-                "ann@example.net",
-                "failed",
-                "5.1.1",
-                "550 5.1.1 <ann@example.net>: User unknown",
-            ),
+            "ann@example.net",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 <ann@example.net>: User unknown",
         )
+        mail(port, ann_verp, ann_bounce)
         # a qmail bounce, which only flufl.bounce reads
         bob_event, bob_log, bob_verp = sent["bob@example.net"]
         mail(port, bob_verp, qmail_bounce(bob_verp, "bob@example.net"))
@@ -220,12 +221,8 @@ def test_dsn_non_standard_bounce_and_complaint_change_their_own_message(db, smtp
         (ann,) = delivery_logs(db, ann_event)
         assert (ann["status"], ann["failure_type"]) == (2, "user_unknown")
         assert ann["failure_reason"] == "bounce: 550 5.1.1 <ann@example.net>: User unknown"
-        assert timeline(server, ann_event) == [
-            "pending",
-            "pending_delivery",
-            "sent",
-            "delivery_failed",
-        ]
+        failed_timeline = ["pending", "pending_delivery", "sent", "delivery_failed"]
+        assert timeline(server, ann_event) == failed_timeline
         assert event_json(server, ann_event)["history"][-1]["reason"] == ann["failure_reason"]
 
         (bob,) = delivery_logs(db, bob_event)
@@ -264,23 +261,8 @@ def test_dsn_non_standard_bounce_and_complaint_change_their_own_message(db, smtp
         assert len(smtp_server.handler.to("ann@example.net")) == 1
 
         # the same bounce again changes nothing more (and is kept again)
-        mail(
-            port,
-            ann_verp,
-            dsn(
-                ann_verp,
-                "ann@example.net",
-                "failed",
-                "5.1.1",
-                "550 5.1.1 <ann@example.net>: User unknown",
-            ),
-        )
-        assert timeline(server, ann_event) == [
-            "pending",
-            "pending_delivery",
-            "sent",
-            "delivery_failed",
-        ]
+        mail(port, ann_verp, ann_bounce)
+        assert timeline(server, ann_event) == failed_timeline
         assert len(reports(db)) == 4
 
 
@@ -358,20 +340,17 @@ def test_malformed_reports_are_kept_and_counted_and_nothing_is_half_stored(
         def failing_keep(*args: Any, **kwargs: Any) -> None:
             raise RuntimeError("disk on fire")
 
+        gone_for_good = dsn(ann_verp, "ann@example.net", "failed", "5.1.1", "550 5.1.1 gone")
         monkeypatch.setattr(bounce_store, "keep", failing_keep)
         with pytest.raises(smtplib.SMTPDataError) as deferred:
-            mail(
-                port,
-                ann_verp,
-                dsn(ann_verp, "ann@example.net", "failed", "5.1.1", "550 5.1.1 gone"),
-            )
+            mail(port, ann_verp, gone_for_good)
         assert deferred.value.smtp_code == 451
         monkeypatch.undo()
         assert delivery_logs(db, ann_event)[0]["status"] == 1
         assert timeline(server, ann_event)[-1] == "sent"
         assert quarantined(db) == {} and len(reports(db)) == 1
         # … and its retry is applied whole
-        mail(port, ann_verp, dsn(ann_verp, "ann@example.net", "failed", "5.1.1", "550 5.1.1 gone"))
+        mail(port, ann_verp, gone_for_good)
         assert delivery_logs(db, ann_event)[0]["status"] == 2
         assert quarantined(db)["ann@example.net"][0] == "user_unknown"
 
@@ -444,12 +423,6 @@ def test_msgcenter_exec_bounces_runs_the_receiver_alone(database_url, tmp_path):
 
 
 def test_cleanup_purges_kept_reports_past_their_retention(db):
-    from datetime import UTC, datetime, timedelta
-
-    from msgcenter.bounces import ReportKind
-    from msgcenter.settings import BounceSettings, ProcessingSettings, TrackingSettings
-    from msgcenter.workflows.maintenance import Cleanup
-
     now = datetime.now(UTC)
     with db.write() as conn:
         for days in (100, 10):

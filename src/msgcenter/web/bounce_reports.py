@@ -4,6 +4,7 @@ restricted to a folder sees its folder's only): a search paged newest first with
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -129,4 +130,4 @@ def read(report_id: RowId, operator: Admin, reports: Reports) -> Any:
 
 
 def _out(report: ShownReport) -> dict[str, Any]:
-    return {name: getattr(report, name) for name in ShownReport.__slots__}
+    return asdict(report)

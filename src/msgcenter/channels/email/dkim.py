@@ -108,6 +108,9 @@ class DkimKeyring:
         if not signers:
             raise ValueError("a keyring needs at least one signer")
         self._signers = list(signers)
+        # each message asks for its From domain's signer: the answer is kept per domain (a
+        # few per instance, the senders of its templates)
+        self._by_domain: dict[str, DkimSigner] = {}
 
     @classmethod
     def from_settings(cls, settings: SmtpSettings) -> DkimKeyring | None:
@@ -130,10 +133,12 @@ class DkimKeyring:
 
     def signer_for(self, from_domain: str) -> DkimSigner:
         """The signer whose domain is ``from_domain`` or its nearest parent, else the first."""
-        aligned = [s for s in self._signers if aligned_domains(from_domain, s.domain)]
-        if not aligned:
-            return self._signers[0]
-        return max(aligned, key=lambda signer: len(signer.domain))
+        signer = self._by_domain.get(from_domain)
+        if signer is None:
+            aligned = [s for s in self._signers if aligned_domains(from_domain, s.domain)]
+            signer = max(aligned, key=lambda s: len(s.domain)) if aligned else self._signers[0]
+            self._by_domain[from_domain] = signer
+        return signer
 
     def sign(self, message: bytes, from_domain: str) -> bytes:
         """``message`` signed with the key of ``from_domain`` (see :meth:`signer_for`)."""

@@ -49,6 +49,9 @@ _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 AUTO_GENERATED = "auto-generated"
 #: RFC 8058 §3.1: the one value of List-Unsubscribe-Post
 ONE_CLICK = "List-Unsubscribe=One-Click"
+#: a List-Unsubscribe URI as RFC 2369 §2 writes it, ``<uri>``; else bare ones, comma or space apart
+_BRACKETED_URI = re.compile(r"<([^<>]*)>")
+_BARE_URI_SEPARATOR = re.compile(r"[\s,]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,7 @@ def unsubscribe_uris(value: str, *, strict: bool = True) -> list[str]:
     value = _clean(value)
     if not value:
         return []
-    pieces = re.findall(r"<([^<>]*)>", value) if "<" in value else re.split(r"[\s,]+", value)
+    pieces = _BRACKETED_URI.findall(value) if "<" in value else _BARE_URI_SEPARATOR.split(value)
     uris: list[str] = []
     for uri in (piece.strip() for piece in pieces):
         problem = _unusable(uri, uris)

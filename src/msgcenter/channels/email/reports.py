@@ -32,6 +32,8 @@ _STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
 _TYPED = re.compile(r"\s*[A-Za-z0-9-]+\s*;\s*(.*)", re.DOTALL)
 #: a basic and an enhanced reply code at the start of a diagnostic (RFC 5321 §4.2, RFC 3463)
 _DIAGNOSTIC = re.compile(r"\b([45]\d\d)[ -]([245]\.\d{1,3}\.\d{1,3})\b[^\r\n]*")
+#: the empty line that ends a block of report fields (RFC 3464 §2.1, RFC 5965 §3.1)
+_BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 #: control characters (NUL included, which PostgreSQL cannot store) are not kept
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: Action values (RFC 3464 §2.3.3)
@@ -257,13 +259,12 @@ def _non_standard(message: Message, parts: list[Message]) -> Report:
         )
     diagnostic = _body_diagnostic(parts)
     if permanent:
-        code = int(diagnostic[:3]) if diagnostic else 0
         return Report(
             ReportKind.HARD,
             diagnostic or f"non-standard bounce: permanent failure for {found[0]}",
             recipient=found[0],
             status=_status_of(diagnostic),
-            user_unknown=bool(diagnostic) and is_user_unknown(code, diagnostic[4:]),
+            user_unknown=_diagnostic_says_user_unknown(diagnostic),
             reader="flufl.bounce",
         )
     return Report(
@@ -355,7 +356,7 @@ def _parse_blocks(text: str) -> list[Message]:
     parser = email.parser.HeaderParser()
     return [
         parser.parsestr(block.strip("\r\n") + "\n")
-        for block in re.split(r"\r?\n[ \t]*\r?\n", text)
+        for block in _BLANK_LINE.split(text)
         if block.strip()
     ]
 
@@ -398,6 +399,7 @@ def _diagnostic(value: object) -> str:
 
 
 def _diagnostic_says_user_unknown(diagnostic: str) -> bool:
+    """Whether ``550 5.1.1 …`` (a reply code first) says the address does not exist."""
     code = diagnostic[:3]
     return code.isdigit() and is_user_unknown(int(code), diagnostic[4:])
 
