@@ -18,6 +18,7 @@ from typing import Any
 
 import smpp34
 
+from msgcenter.channels.sms import pdu
 from msgcenter.channels.sms.encoding import decode
 from msgcenter.store.database import Database
 from tests.conftest import (
@@ -51,11 +52,15 @@ class Submit:
 
     @property
     def text(self) -> str:
-        return decode(self.short_message, self.data_coding, udhi=bool(self.esm_class & 0x40)).text
+        return decode(self.short_message, self.data_coding, udhi=self.udhi).text
+
+    @property
+    def udhi(self) -> bool:
+        return bool(self.esm_class & pdu.ESM_UDHI)
 
     @property
     def udh(self) -> bytes:
-        return self.short_message[: self.short_message[0] + 1] if self.esm_class & 0x40 else b""
+        return self.short_message[: self.short_message[0] + 1] if self.udhi else b""
 
 
 class Smsc:

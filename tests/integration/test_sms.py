@@ -4,22 +4,36 @@ publication, submitted over SMPP 3.4 to a real SMSC on loopback (smpp34's server
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import time
+import types
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from aiosmpplib import SmppCommand
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
+from msgcenter.catcher.smsc import SmscSimulator
+from msgcenter.channels.health import RelayHealth
+from msgcenter.channels.sms import pdu
+from msgcenter.channels.sms.config import SmsSettings
+from msgcenter.channels.sms.pdu import Pdu
+from msgcenter.channels.sms.session import BindPool
 from msgcenter.deliveries import DeliveryStatus
+from msgcenter.sending.attempts import AttemptKind
+from msgcenter.sending.sms import SmsSender
 from msgcenter.store.database import Database
 from msgcenter.store.tables import archived_delivery_log, delivery_log, event, quarantine
 from tests.archiving import register, run_archive
 from tests.conftest import wait_for
 from tests.control import control_server
 from tests.processing import ADMIN, delivery_logs, publish, push_rest, statuses
-from tests.sms import Smsc, sms_event, sms_publication, sms_server
+from tests.sms import RunningServer, Smsc, sms_event, sms_publication, sms_server
 
 ESME_RINVDSTADR = 0x0B
 ESME_RTHROTTLED = 0x58
@@ -42,6 +56,22 @@ def log_of(db: Database, event_id: int) -> dict:
 def sent(db: Database, event_id: int, status: int = 1) -> dict | None:
     logs = delivery_logs(db, event_id)
     return logs[0] if logs and logs[0]["status"] == status else None
+
+
+def sent_hello(db: Database, server: RunningServer) -> int:
+    """Publish a one-part SMS, push an event to it; its id once its message is sent."""
+    publish(server, sms_publication("Hello"))
+    [event_id] = push_rest(server, sms_event())
+    wait_for(lambda: sent(db, event_id), message="sent")
+    return event_id
+
+
+def sent_then_undelivered(db: Database, server: RunningServer, smsc: Smsc, error: str) -> int:
+    """:func:`sent_hello`, then an UNDELIV receipt with ``error``; the event id once failed."""
+    event_id = sent_hello(db, server)
+    smsc.receipt(smsc.submits[0].message_id, "UNDELIV", error)
+    wait_for(lambda: statuses(db, [event_id])[event_id] == "delivery_failed", message="failed")
+    return event_id
 
 
 def receipts(result: str) -> float:
@@ -117,11 +147,7 @@ def test_throttling_then_success(db, smsc):
 
 def test_undeliverable_receipt_fails_the_message(db, smsc):
     with sms_server(db, smsc.port) as server:
-        publish(server, sms_publication("Hello"))
-        [event_id] = push_rest(server, sms_event())
-        wait_for(lambda: sent(db, event_id), message="sent")
-        smsc.receipt(smsc.submits[0].message_id, "UNDELIV", "034")
-        wait_for(lambda: statuses(db, [event_id])[event_id] == "delivery_failed", message="failed")
+        event_id = sent_then_undelivered(db, server, smsc, "034")
     failed = log_of(db, event_id)
     assert failed["status"] == 2
     assert failed["failure_reason"] == "delivery receipt: UNDELIV err:034"
@@ -131,11 +157,7 @@ def test_undeliverable_receipt_fails_the_message(db, smsc):
 
 def test_invalid_number_receipt_quarantines(db, smsc):
     with sms_server(db, smsc.port) as server:
-        publish(server, sms_publication("Hello"))
-        [event_id] = push_rest(server, sms_event())
-        wait_for(lambda: sent(db, event_id), message="sent")
-        smsc.receipt(smsc.submits[0].message_id, "UNDELIV", "001")
-        wait_for(lambda: statuses(db, [event_id])[event_id] == "delivery_failed", message="failed")
+        sent_then_undelivered(db, server, smsc, "001")
         with db.read() as conn:
             entry = conn.execute(select(quarantine)).mappings().one()
         assert (entry["address"], entry["failure_type"]) == ("+33612345678", "user_unknown")
@@ -212,9 +234,7 @@ def test_empty_sms_fails_with_a_clear_reason(db, smsc):
 def test_receipt_for_an_unknown_message_is_counted(db, smsc):
     before = receipts("unknown")
     with sms_server(db, smsc.port, receipt_grace_seconds=0.2) as server:
-        publish(server, sms_publication("Hello"))
-        [event_id] = push_rest(server, sms_event())
-        wait_for(lambda: sent(db, event_id), message="sent")
+        event_id = sent_hello(db, server)
         smsc.receipt("no-such-id", "DELIVRD")
         wait_for(lambda: receipts("unknown") > before, message="counted")
         # the session goes on
@@ -255,34 +275,40 @@ def test_soap_intake_refuses_a_number_that_is_none(db, smsc):
 # -- the embedded mode's SMSC simulator (catcher/smsc.py) ---------------------------------
 
 
+#: what SmsSender.send reads of a claimed message, a publication and a rendered message
+MESSAGE: Any = types.SimpleNamespace(address="+33612345678")
+PUBLICATION: Any = types.SimpleNamespace(content=types.SimpleNamespace(sender=""))
+
+
+def rendered(text: str) -> Any:
+    return types.SimpleNamespace(sms=text)
+
+
+def fast_settings(port: int, **changes: Any) -> SmsSettings:
+    return SmsSettings(
+        host="127.0.0.1",
+        port=port,
+        throttle_backoff_seconds=0.05,
+        reconnect_min_seconds=0.05,
+        default_sender="Shop",
+        **changes,
+    )
+
+
+async def ignore_deliver(received: Pdu, ack: Callable[[], None]) -> None:
+    ack()
+
+
 def test_simulator_catches_messages_and_reassembles_parts():
-    import asyncio
-    import types
-
-    from msgcenter.catcher.smsc import SmscSimulator
-    from msgcenter.channels.sms.config import SmsSettings
-    from msgcenter.sending.attempts import AttemptKind
-    from msgcenter.sending.sms import SmsSender
-
     async def scenario() -> None:
         simulator = SmscSimulator()
         await simulator.start()
-        sender = SmsSender(
-            SmsSettings(
-                host="127.0.0.1",
-                port=simulator.port,
-                throttle_backoff_seconds=0.05,
-                reconnect_min_seconds=0.05,
-                default_sender="Shop",
-            )
-        )
-        publication = types.SimpleNamespace(content=types.SimpleNamespace(sender=""))
-        message = types.SimpleNamespace(address="+33612345678")
+        sender = SmsSender(fast_settings(simulator.port))
         try:
             long_text = "Grüße 👋 " * 30
-            simulator.fail_next.append(0x58)  # ESME_RTHROTTLED once
+            simulator.fail_next.append(ESME_RTHROTTLED)  # once
             attempts = [
-                await sender.send(message, publication, types.SimpleNamespace(sms=text), None)
+                await sender.send(MESSAGE, PUBLICATION, rendered(text), None)
                 for text in ("Hello {Ann}", long_text)
             ]
             assert [a.kind for a in attempts] == [AttemptKind.SENT, AttemptKind.SENT]
@@ -297,9 +323,7 @@ def test_simulator_catches_messages_and_reassembles_parts():
             assert attempts[1].message_id == long.message_ids[0]
             # a dropped session is bound again and the next message goes through
             simulator.drop()
-            again = await sender.send(
-                message, publication, types.SimpleNamespace(sms="after"), None
-            )
+            again = await sender.send(MESSAGE, PUBLICATION, rendered("after"), None)
             assert again.kind is AttemptKind.SENT
             assert simulator.messages[-1].text == "after"
         finally:
@@ -309,13 +333,79 @@ def test_simulator_catches_messages_and_reassembles_parts():
     asyncio.run(scenario())
 
 
+def test_every_bind_opens_and_the_rate_limit_holds_over_the_account():
+    async def scenario() -> None:
+        simulator = SmscSimulator(receipts=False)
+        await simulator.start()
+        sender = SmsSender(fast_settings(simulator.port, binds=2, rate_per_second=20))
+        try:
+            assert await sender.probe()
+            await wait_async(lambda: sender._pool.bound == 2)
+            started = time.monotonic()
+            attempts = await asyncio.gather(
+                *(sender.send(MESSAGE, PUBLICATION, rendered(f"n{i}"), None) for i in range(6))
+            )
+            elapsed = time.monotonic() - started
+            assert {a.kind for a in attempts} == {AttemptKind.SENT}
+            assert sorted(m.text for m in simulator.messages) == [f"n{i}" for i in range(6)]
+            # 20 per second over the account, both binds together: 6 sends span 5 intervals
+            assert elapsed >= 5 / 20 - 0.01
+        finally:
+            await sender.close()
+            await simulator.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_bind_whose_enquire_link_is_not_answered_is_opened_again():
+    """An SMSC that accepts the bind, then answers nothing: the keep-alive gives the bind up
+    after ``timeout_seconds`` and binds again."""
+    binds: list[int] = []
+    sessions: set[asyncio.Task[Any]] = set()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sessions.add(asyncio.current_task())  # type: ignore[arg-type]
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                request = await pdu.read_pdu(reader)
+                if request.command_id == SmppCommand.BIND_TRANSCEIVER:
+                    binds.append(request.sequence)
+                    writer.write(pdu.bind_resp(request.command_id, request.sequence, "SILENT"))
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        health = RelayHealth("sms")
+        settings = fast_settings(port, enquire_link_seconds=0.05, timeout_seconds=0.2)
+        pool = BindPool(settings, health, ignore_deliver)
+        try:
+            assert await pool.wait_bound(1)
+            await wait_async(lambda: len(binds) >= 2, timeout=5)
+            # the outage may have ended already: the bind was opened again
+            outages = [*health.take_ended(), *([health.outage] if health.outage else [])]
+            assert outages[0].reason == "bind 0 lost: no enquire_link_resp within 0.2 s"
+        finally:
+            await pool.close()
+            server.close()
+            for session in sessions:
+                session.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+async def wait_async(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait on the running loop until ``condition()`` holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
 def test_a_late_delivery_receipt_reaches_the_control_instances_archive(db, control_db, smsc):
     """The archive takes events by their last change: a receipt that comes long after the
     event was sent still marks it changed, so the archived delivery log turns delivered."""
     with sms_server(db, smsc.port) as server:
-        publish(server, sms_publication("Hello"))
-        [event_id] = push_rest(server, sms_event())
-        wait_for(lambda: sent(db, event_id), message="sent")
+        event_id = sent_hello(db, server)
         with control_server(control_db) as control:
             register(control, "exec1", server.url, *ADMIN)
             assert run_archive(control, "exec1").json()["new_events"] == 1

@@ -19,17 +19,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
+from aiosmpplib import TON, SmppCommand
 
 from msgcenter.channels.sms import pdu
 from msgcenter.channels.sms.encoding import decode
-from msgcenter.channels.sms.pdu import Address, Command, Receipt
+from msgcenter.channels.sms.pdu import Address, Receipt
 
 log = structlog.get_logger(__name__)
 
 #: messages kept for the page; the oldest go first
 KEPT = 500
 #: bind commands accepted, whatever the credentials
-BINDS = frozenset({Command.BIND_TRANSCEIVER, Command.BIND_TRANSMITTER, Command.BIND_RECEIVER})
+BINDS = frozenset(
+    {SmppCommand.BIND_TRANSCEIVER, SmppCommand.BIND_TRANSMITTER, SmppCommand.BIND_RECEIVER}
+)
 
 
 @dataclass(slots=True)
@@ -103,17 +106,17 @@ class SmscSimulator:
                 command = request.command_id
                 if command in BINDS:
                     writer.write(pdu.bind_resp(command, request.sequence, "MSGCENTER"))
-                elif command == Command.SUBMIT_SM:
+                elif command == SmppCommand.SUBMIT_SM:
                     for answer in self._submitted(request, sequence):
                         writer.write(answer)
-                elif command == Command.ENQUIRE_LINK:
+                elif command == SmppCommand.ENQUIRE_LINK:
                     writer.write(pdu.enquire_link_resp(request.sequence))
-                elif command == Command.UNBIND:
+                elif command == SmppCommand.UNBIND:
                     writer.write(pdu.unbind_resp(request.sequence))
                     await writer.drain()
                     return
                 elif not command & pdu.RESPONSE:
-                    writer.write(pdu.generic_nack(request.sequence, 0x03))  # ESME_RINVCMDID
+                    writer.write(pdu.generic_nack(request.sequence, pdu.ESME_RINVCMDID))
                 await writer.drain()
         finally:
             self._connections.discard(writer)
@@ -123,7 +126,7 @@ class SmscSimulator:
         try:
             message = pdu.parse_short_message(request.body)
         except ValueError:
-            return [pdu.submit_sm_resp(request.sequence, "", 0x01)]  # ESME_RINVMSGLEN
+            return [pdu.submit_sm_resp(request.sequence, "", pdu.ESME_RINVMSGLEN)]
         if self.fail_next:
             return [pdu.submit_sm_resp(request.sequence, "", self.fail_next.popleft())]
         message_id = f"sim{next(self._ids)}"
@@ -142,8 +145,8 @@ class SmscSimulator:
 
     def _keep(self, message: pdu.ShortMessage, message_id: str) -> None:
         part = decode(message.message, message.data_coding, udhi=message.udhi)
-        sender = ("+" if message.source_ton == 1 else "") + message.source_addr
-        recipient = ("+" if message.dest_ton == 1 else "") + message.destination_addr
+        sender = _shown(message.source_addr, message.source_ton)
+        recipient = _shown(message.destination_addr, message.dest_ton)
         now = datetime.now(UTC)
         if part.reference is None or part.total <= 1:
             self.messages.append(
@@ -169,6 +172,11 @@ class SmscSimulator:
                 message.data_coding,
             )
         )
+
+
+def _shown(number: str, ton: int) -> str:
+    """A number as the page shows it: an international one with its +."""
+    return f"+{number}" if ton == TON.INTERNATIONAL else number
 
 
 class ThreadedSmsc:

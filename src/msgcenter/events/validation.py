@@ -25,9 +25,6 @@ from msgcenter.events.model import (
 TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,63}")
 #: what a number can be written with (digits, spaces, punctuation), before it is parsed
 DIALLED = re.compile(r"\+?[0-9 ().\-/]*[0-9][0-9 ().\-/]*")
-#: a country given as an ISO 3166-1 alpha-2 code, the default region of a national number
-REGION = re.compile(r"[A-Z]{2}")
-SUPPORTED_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 #: longer than any number written with spaces and punctuation (E.164 has 15 digits at most)
 MAX_PHONE = 64
 #: the everyday address (ASCII dot-atom local part, LDH domain; RFC 5321 §4.1.2, §4.5.3.1
@@ -250,9 +247,8 @@ def _phone(value: Any, *, required: bool, country: str | None = None) -> str | N
         raise InvalidEventError(
             "mobile_phone", f"{text!r} is not a phone number (E.164: +33612345678)"
         )
-    if not text.startswith("+") and (
-        not REGION.fullmatch(region) or region not in SUPPORTED_REGIONS
-    ):
+    # the region a national number is read in: the event's country, an ISO 3166-1 code
+    if not text.startswith("+") and region not in phonenumbers.SUPPORTED_REGIONS:
         raise InvalidEventError(
             "mobile_phone",
             f"{text!r} has no country code: write it in E.164 (+33612345678), or give the "

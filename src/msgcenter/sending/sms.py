@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import re
 import time
@@ -30,12 +31,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
+from aiosmpplib import NPI, TON, SmppCommand
 
 from msgcenter.channels.health import RelayHealth
 from msgcenter.channels.sms import pdu
 from msgcenter.channels.sms.config import SmsSettings
-from msgcenter.channels.sms.encoding import count_parts, encode
-from msgcenter.channels.sms.pdu import Address, Command, Pdu, Receipt
+from msgcenter.channels.sms.encoding import TooManyParts, encode
+from msgcenter.channels.sms.pdu import Address, Pdu, Receipt
 from msgcenter.channels.sms.session import BindPool, LinkDown
 from msgcenter.deliveries import ClaimedMessage, FailureType
 from msgcenter.errors import describe_error
@@ -51,9 +53,6 @@ log = structlog.get_logger(__name__)
 
 #: ids of later parts of long messages kept to recognise their receipts
 PART_IDS_KEPT = 100_000
-#: type of number and numbering plan (SMPP 3.4 §5.2.5, §5.2.6)
-TON_INTERNATIONAL, TON_NETWORK_SPECIFIC, TON_ALPHANUMERIC = 1, 3, 5
-NPI_UNKNOWN, NPI_ISDN = 0, 1
 #: a short code: a number of up to 8 digits that is no international number
 SHORT_CODE = re.compile(r"\d{1,8}")
 INTERNATIONAL = re.compile(r"\+?\d{9,15}")
@@ -93,11 +92,11 @@ def source_address(sender: str, settings: SmsSettings) -> Address:
     """The SMPP source address of a sender id, with its TON/NPI (settings override them)."""
     sender = sender.strip()
     if SHORT_CODE.fullmatch(sender):
-        ton, npi, number = TON_NETWORK_SPECIFIC, NPI_UNKNOWN, sender
+        ton, npi, number = TON.NETWORK_SPECIFIC, NPI.UNKNOWN, sender
     elif INTERNATIONAL.fullmatch(sender):
-        ton, npi, number = TON_INTERNATIONAL, NPI_ISDN, sender.removeprefix("+")
+        ton, npi, number = TON.INTERNATIONAL, NPI.ISDN, sender.removeprefix("+")
     elif ALPHANUMERIC.fullmatch(sender):
-        ton, npi, number = TON_ALPHANUMERIC, NPI_UNKNOWN, sender
+        ton, npi, number = TON.ALPHANUMERIC, NPI.UNKNOWN, sender
     else:
         raise ValueError(
             f"sender id {sender!r} is neither a number (+ and 9 to 15 digits, or a short code of "
@@ -112,7 +111,7 @@ def source_address(sender: str, settings: SmsSettings) -> Address:
 
 def destination_address(number: str) -> Address:
     """An E.164 number (normalised at intake) as an international SMPP address."""
-    return Address(number.removeprefix("+"), TON_INTERNATIONAL, NPI_ISDN)
+    return Address(number.removeprefix("+"), TON.INTERNATIONAL, NPI.ISDN)
 
 
 @dataclass(slots=True)
@@ -163,11 +162,12 @@ class SmsSender:
                 "the SMS text is empty: the published template has no sms content, "
                 "or it rendered to nothing for this event",
             )
-        parts = count_parts(text)
-        if parts > settings.max_parts:
+        try:
+            encoded = encode(text, next(self._references), max_parts=settings.max_parts)
+        except TooManyParts as exc:
             return Attempt(
                 AttemptKind.PERMANENT,
-                f"the SMS text needs {parts} parts ({len(text)} characters), more than "
+                f"the SMS text needs {exc.parts} parts ({len(text)} characters), more than "
                 f"sms.max_parts ({settings.max_parts})",
             )
         sender = publication.content.sender or settings.default_sender
@@ -181,27 +181,32 @@ class SmsSender:
         except ValueError as exc:
             return Attempt(AttemptKind.PERMANENT, str(exc))
         destination = destination_address(message.address)
-        encoded = encode(text, next(self._references))
         registered = 1 if settings.delivery_receipts else 0
         deadline = time.monotonic() + settings.attempt_seconds
+        total = len(encoded.parts)
         ids: list[str] = []
         for number, part in enumerate(encoded.parts, start=1):
-
-            def build(sequence: int, part: bytes = part) -> bytes:
-                return pdu.submit_sm(
-                    sequence,
-                    source,
-                    destination,
-                    part,
-                    encoded.data_coding,
-                    udhi=encoded.concatenated,
-                    registered_delivery=registered,
-                )
-
-            refused = await self._submit_part(build, deadline, ids, number, len(encoded.parts))
-            if refused is not None:
-                return refused
-        metrics.SMS_PARTS.inc(len(ids))
+            # encoded once; each try (throttled, or after a lost bind) only sets its sequence
+            octets = pdu.submit_sm(
+                0,
+                source,
+                destination,
+                part,
+                encoded.data_coding,
+                udhi=encoded.concatenated,
+                registered_delivery=registered,
+            )
+            accepted = await self._submit_part(
+                functools.partial(pdu.with_sequence, octets),
+                deadline,
+                ids[0] if ids else None,
+                number,
+                total,
+            )
+            if isinstance(accepted, Attempt):
+                return accepted
+            ids.append(accepted)
+        metrics.SMS_PARTS.inc(total)
         first = ids[0]
         for other in ids[1:]:
             self._part_ids[other] = first
@@ -210,7 +215,7 @@ class SmsSender:
         self._health.succeeded()
         return Attempt(
             AttemptKind.SENT,
-            f"accepted by the SMSC in {len(ids)} part{'s' if len(ids) > 1 else ''}",
+            f"accepted by the SMSC in {total} part{'s' if total > 1 else ''}",
             message_id=first,
         )
 
@@ -218,25 +223,24 @@ class SmsSender:
         self,
         build: Callable[[int], bytes],
         deadline: float,
-        ids: list[str],
+        first: str | None,
         number: int,
         total: int,
-    ) -> Attempt | None:
-        """Submit one part; None once accepted (its id added to ``ids``), else the attempt's end.
+    ) -> str | Attempt:
+        """Submit part ``number`` of ``total`` (``first``: the SMSC id of the first part, once
+        accepted); its SMSC id once accepted, else the attempt's end.
 
         A part after the first is retried within the attempt on a temporary error: sending
         the whole message again would repeat the parts already accepted.
         """
-        first = ids[0] if ids else None
         while True:
             try:
                 answer = await self._pool.submit(build, deadline)
             except LinkDown as exc:
                 return self._unanswered(exc.reason, first, number, total)
-            if answer.command_id == Command.SUBMIT_SM_RESP and answer.status == pdu.ESME_ROK:
-                ids.append(pdu.parse_c_string(answer.body))
+            if answer.command_id == SmppCommand.SUBMIT_SM_RESP and answer.status == pdu.ESME_ROK:
                 self._pool.accepted()
-                return None
+                return pdu.parse_c_string(answer.body)
             status = answer.status
             name = pdu.status_name(status)
             metrics.SMPP_ERRORS.labels(status=name.split(" ")[0]).inc()
@@ -317,93 +321,94 @@ class SmsSender:
             await asyncio.sleep(interval)  # gathers the receipts of this interval
             self._receipts_waiting.clear()
             batch, self._receipts = self._receipts, []
+            # sorted here, on the loop (the part ids change as messages are sent), and again
+            # at each try of a receipt whose message is not found yet: its later parts' ids
+            # may be known only once its last part is accepted
+            to_store: list[tuple[PendingReceipt, str]] = []
+            for pending in batch:
+                receipt = pending.receipt
+                first = self._part_ids.get(receipt.message_id)
+                if receipt.state != "DELIVRD" and receipt.state not in FAILED_STATES:
+                    self._settled(pending, "intermediate")
+                elif receipt.state == "DELIVRD" and first is not None:
+                    self._settled(pending, "part")
+                else:
+                    to_store.append((pending, first or receipt.message_id))
+            if not to_store:
+                continue
             try:
-                waiting = await asyncio.to_thread(self._apply, batch)
+                settled, waiting = await asyncio.to_thread(self._store, to_store)
             except Exception as exc:  # noqa: BLE001 - not acknowledged: the SMSC sends them again
                 log.warning(
                     "delivery receipts not written: left unacknowledged",
                     action="sms.receipts_deferred",
-                    receipts=len(batch),
+                    receipts=len(to_store),
                     error=describe_error(exc),
                 )
                 await asyncio.sleep(1.0)
                 continue
+            for pending, result in settled:
+                self._settled(pending, result)
             if waiting:
                 self._receipts[:0] = waiting
                 self._receipts_waiting.set()
 
-    def _apply(self, batch: list[PendingReceipt]) -> list[PendingReceipt]:
-        """Apply ``batch`` in one transaction; acknowledge what it settled. Returns the
-        receipts whose message is not found yet (tried again)."""
+    def _store(
+        self, receipts: list[tuple[PendingReceipt, str]]
+    ) -> tuple[list[tuple[PendingReceipt, str]], list[PendingReceipt]]:
+        """Apply ``receipts`` (each with the SMSC id of its message's first part) in one
+        transaction: one query finds their delivery logs, one update marks the delivered ones.
+        Returns the receipts settled, each with its result, and those whose message is not
+        found yet (tried again until the grace period ends)."""
         assert self._db is not None
         now = datetime.now(UTC)
         grace = self._settings.receipt_grace_seconds
         settled: list[tuple[PendingReceipt, str]] = []
         waiting: list[PendingReceipt] = []
+        delivered: list[int] = []
         with self._db.write() as conn:
-            # one query finds every message of the batch, one update marks the delivered ones
             found = processing_store.find_by_message_ids(
-                conn,
-                Channel.SMS,
-                [self._part_ids.get(p.receipt.message_id, p.receipt.message_id) for p in batch],
+                conn, Channel.SMS, [message_id for _, message_id in receipts]
             )
-            delivered: list[int] = []
-            for pending in batch:
+            for pending, message_id in receipts:
                 receipt = pending.receipt
-                message_id = self._part_ids.get(receipt.message_id, receipt.message_id)
-                later_part = message_id != receipt.message_id
-                failure = FAILED_STATES.get(receipt.state)
-                if receipt.state != "DELIVRD" and failure is None:
-                    settled.append((pending, "intermediate"))
-                    continue
-                if later_part and failure is None:
-                    settled.append((pending, "part"))
-                    continue
                 log_id = found.get(message_id)
+                failure = FAILED_STATES.get(receipt.state)
                 if log_id is None:
                     if time.monotonic() - pending.arrived < grace:
                         waiting.append(pending)
                     else:
                         settled.append((pending, "unknown"))
-                    continue
-                if failure is None:
+                elif failure is None:
                     delivered.append(log_id)
                     settled.append((pending, "delivered"))
-                    continue
-                invalid = _error_code(receipt.error) in self._settings.invalid_number_errors
-                processing_store.record_late_failure(
-                    conn,
-                    log_id,
-                    FailureType.USER_UNKNOWN if invalid else failure,
-                    f"delivery receipt: {receipt.state} err:{receipt.error}"
-                    + (" (part of a long message)" if later_part else ""),
-                    now,
-                    quarantine=invalid,
-                )
-                settled.append((pending, "failed"))
+                else:
+                    invalid = _error_code(receipt.error) in self._settings.invalid_number_errors
+                    processing_store.record_late_failure(
+                        conn,
+                        log_id,
+                        FailureType.USER_UNKNOWN if invalid else failure,
+                        f"delivery receipt: {receipt.state} err:{receipt.error}"
+                        + (" (part of a long message)" if message_id != receipt.message_id else ""),
+                        now,
+                        quarantine=invalid,
+                    )
+                    settled.append((pending, "failed"))
             processing_store.record_late_deliveries(conn, delivered, now)
-        for pending, result in settled:
-            metrics.SMS_RECEIPTS.labels(result=result).inc()
-            if result == "unknown":
-                log.warning(
-                    "delivery receipt for a message no delivery log has",
-                    action="sms.receipt_unknown",
-                    message_id=pending.receipt.message_id,
-                    state=pending.receipt.state,
-                )
-        loop_acks = [pending.ack for pending, _ in settled]
-        self._acknowledge(loop_acks)
-        return waiting
+        return settled, waiting
 
-    def _acknowledge(self, acks: list[Callable[[], None]]) -> None:
-        """Acknowledge from the event loop's thread (the writes happen there)."""
-        if acks:
-            self._loop.call_soon_threadsafe(_call_all, acks)
-
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        assert self._writer is not None
-        return self._writer.get_loop()
+    @staticmethod
+    def _settled(pending: PendingReceipt, result: str) -> None:
+        """A receipt is applied, or needs nothing: counted, and its deliver_sm acknowledged."""
+        metrics.SMS_RECEIPTS.labels(result=result).inc()
+        if result == "unknown":
+            log.warning(
+                "delivery receipt for a message no delivery log has",
+                action="sms.receipt_unknown",
+                message_id=pending.receipt.message_id,
+                state=pending.receipt.state,
+            )
+        pending.ack()
 
     # -- the ChannelSender protocol -----------------------------------------------------------
 
@@ -431,8 +436,3 @@ def _error_code(error: str) -> int | None:
         return int(error, 10)
     except ValueError:
         return None
-
-
-def _call_all(calls: list[Callable[[], None]]) -> None:
-    for call in calls:
-        call()

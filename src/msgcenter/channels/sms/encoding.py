@@ -1,7 +1,7 @@
 """SMS text encoding: GSM 03.38 when the text fits it, UCS-2 otherwise, long texts split into
 concatenated parts with a User Data Header (3GPP TS 23.038 §6.2.1, TS 23.040 §9.2.3.24.1).
 
-The GSM 03.38 character tables are aiosmpplib's (``aiosmpplib.codec``: the basic set and its
+GSM 03.38 is aiosmpplib's codec (``aiosmpplib.codec.GSM7BitCodec``: the basic set and its
 escape-extension table, the same as the ``gsm0338`` package's). Its splitting helpers are not
 used: they count characters, not septets, so a text with extension characters (``€ { } [ ]
 ~ \\ | ^``, two septets each) would give parts over 153 septets; the splitting here counts
@@ -15,12 +15,14 @@ as nearly every SMSC expects over SMPP (SMPP 3.4 §5.2.19).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiosmpplib.codec import GSM_BASIC_ENCODE_MAP, GSM_EXTENDED_ENCODE_MAP, GSM7BitCodec
+from aiosmpplib.codec import ESCAPE, GSM7BitCodec
 
-#: ESC, the septet before a character of the extension table (TS 23.038 §6.2.1.1)
-ESCAPE = 0x1B
+#: GSM 03.38 unpacked, one septet per octet; an extension character is ESCAPE and its code
+#: (TS 23.038 §6.2.1.1). Raises UnicodeEncodeError for a character outside both tables.
+GSM = GSM7BitCodec()
 #: one short message carries 140 octets of user data on the air (TS 23.040 §9.2.3.24): 160
 #: septets once the SMSC packs them, or 140 octets of UCS-2
 SINGLE_GSM_SEPTETS = 160
@@ -56,51 +58,43 @@ class EncodedSms:
         return len(self.parts) > 1
 
 
-def _gsm_septets(text: str) -> list[bytes] | None:
-    """Each character's septets (one, or ESC and one), or None when one is not in GSM 03.38."""
-    units: list[bytes] = []
-    basic, extended = GSM_BASIC_ENCODE_MAP, GSM_EXTENDED_ENCODE_MAP
-    for char in text:
-        code = basic.get(char)
-        if code is not None:
-            units.append(bytes((code,)))
-            continue
-        code = extended.get(char)
-        if code is None:
-            return None
-        units.append(bytes((ESCAPE, code)))
-    return units
+def _cut(
+    data: bytes, single: int, limit: int, overhang: Callable[[bytes, int], int]
+) -> list[bytes]:
+    """``data`` whole when it fits ``single`` octets, else cut in parts of ``limit`` octets at
+    most; ``overhang(data, end)`` is how many octets before ``end`` start a character that a
+    cut at ``end`` would split (it goes to the next part)."""
+    if len(data) <= single:
+        return [data]
+    parts: list[bytes] = []
+    start = 0
+    while len(data) - start > limit:
+        end = start + limit
+        end -= overhang(data, end)
+        parts.append(data[start:end])
+        start = end
+    parts.append(data[start:])
+    return parts
 
 
-def _ucs2_units(text: str) -> list[bytes]:
-    """Each character in UTF-16BE: two octets, or four for a surrogate pair."""
-    return [char.encode("utf-16-be") for char in text]
+def _gsm_overhang(data: bytes, end: int) -> int:
+    """1 when the part would end with an ESC: it stays with its character."""
+    return 1 if data[end - 1] == ESCAPE else 0
 
 
-def _chunks(units: list[bytes], limit: int) -> list[bytes]:
-    """Join ``units`` into chunks of at most ``limit`` octets, never splitting a unit."""
-    chunks: list[bytes] = []
-    current = bytearray()
-    for unit in units:
-        if len(current) + len(unit) > limit:
-            chunks.append(bytes(current))
-            current = bytearray()
-        current += unit
-    chunks.append(bytes(current))
-    return chunks
+def _ucs2_overhang(data: bytes, end: int) -> int:
+    """2 when the part would end with the high half of a surrogate pair (D800-DBFF)."""
+    return 2 if 0xD8 <= data[end - 2] <= 0xDB else 0
 
 
 def split(text: str) -> tuple[DataCoding, list[bytes]]:
     """The coding of ``text`` and its parts' user data, without UDH."""
-    septets = _gsm_septets(text)
-    if septets is not None:
-        if sum(len(unit) for unit in septets) <= SINGLE_GSM_SEPTETS:
-            return DataCoding.GSM, [b"".join(septets)]
-        return DataCoding.GSM, _chunks(septets, PART_GSM_SEPTETS)
-    units = _ucs2_units(text)
-    if sum(len(unit) for unit in units) <= SINGLE_UCS2_OCTETS:
-        return DataCoding.UCS2, [b"".join(units)]
-    return DataCoding.UCS2, _chunks(units, PART_UCS2_OCTETS)
+    try:
+        septets = GSM.encode(text)[0]
+    except UnicodeEncodeError:
+        octets = text.encode("utf-16-be")
+        return DataCoding.UCS2, _cut(octets, SINGLE_UCS2_OCTETS, PART_UCS2_OCTETS, _ucs2_overhang)
+    return DataCoding.GSM, _cut(septets, SINGLE_GSM_SEPTETS, PART_GSM_SEPTETS, _gsm_overhang)
 
 
 def count_parts(text: str) -> int:
@@ -113,18 +107,26 @@ def udh(reference: int, total: int, sequence: int) -> bytes:
     return bytes((0x05, 0x00, 0x03, reference & 0xFF, total, sequence))
 
 
-def encode(text: str, reference: int) -> EncodedSms:
+class TooManyParts(ValueError):
+    """The text needs more parts than allowed."""
+
+    def __init__(self, parts: int, limit: int) -> None:
+        super().__init__(f"the SMS text needs {parts} parts, more than {limit}")
+        self.parts = parts
+
+
+def encode(text: str, reference: int, *, max_parts: int = MAX_PARTS) -> EncodedSms:
     """Encode ``text`` for ``submit_sm``; a text of several parts gets UDHs numbered from 1,
-    all with ``reference`` (its low octet). Raises ValueError for an empty text or one of more
-    than :data:`MAX_PARTS` parts."""
+    all with ``reference`` (its low octet). Raises ValueError for an empty text, and
+    :class:`TooManyParts` for one of more than ``max_parts`` parts (:data:`MAX_PARTS` at most)."""
     if not text:
         raise ValueError("the SMS text is empty")
     coding, chunks = split(text)
-    if len(chunks) == 1:
-        return EncodedSms(coding, chunks)
-    if len(chunks) > MAX_PARTS:
-        raise ValueError(f"the SMS text needs {len(chunks)} parts, more than {MAX_PARTS}")
     total = len(chunks)
+    if total > min(max_parts, MAX_PARTS):
+        raise TooManyParts(total, min(max_parts, MAX_PARTS))
+    if total == 1:
+        return EncodedSms(coding, chunks)
     return EncodedSms(
         coding, [udh(reference, total, i) + chunk for i, chunk in enumerate(chunks, start=1)]
     )
@@ -165,5 +167,5 @@ def decode(short_message: bytes, data_coding: int, *, udhi: bool) -> DecodedPart
     elif data_coding in (0x01, 0x03):  # IA5/ASCII, Latin-1
         text = body.decode("latin-1")
     else:
-        text = GSM7BitCodec().decode(body, "replace")[0]
+        text = GSM.decode(body, "replace")[0]
     return DecodedPart(text, reference, total, sequence)

@@ -12,15 +12,14 @@ be read must still be acknowledged and counted, never crash the session.
 from __future__ import annotations
 
 import asyncio
-import enum
 import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmpplib import NPI as AioNpi
-from aiosmpplib import TON as AioTon
 from aiosmpplib import (
+    NPI,
+    TON,
     BindTransceiver,
     BindTransceiverResp,
     DeliverSm,
@@ -29,6 +28,7 @@ from aiosmpplib import (
     EnquireLinkResp,
     OptionalParam,
     PhoneNumber,
+    SmppCommand,
     SmppCommandStatus,
     SubmitSm,
     SubmitSmResp,
@@ -55,40 +55,22 @@ ESM_UDHI = 0x40
 ESM_TYPE_MASK = 0x3C
 
 
-class Command(enum.IntEnum):
-    """The command_id values used (§5.1.2)."""
-
-    GENERIC_NACK = 0x80000000
-    BIND_TRANSCEIVER = 0x00000009
-    BIND_TRANSCEIVER_RESP = 0x80000009
-    BIND_TRANSMITTER = 0x00000002
-    BIND_TRANSMITTER_RESP = 0x80000002
-    BIND_RECEIVER = 0x00000001
-    BIND_RECEIVER_RESP = 0x80000001
-    SUBMIT_SM = 0x00000004
-    SUBMIT_SM_RESP = 0x80000004
-    DELIVER_SM = 0x00000005
-    DELIVER_SM_RESP = 0x80000005
-    UNBIND = 0x00000006
-    UNBIND_RESP = 0x80000006
-    ENQUIRE_LINK = 0x00000015
-    ENQUIRE_LINK_RESP = 0x80000015
-
-
 #: the bit of a response's command_id (§5.1.2)
 RESPONSE = 0x80000000
 
 #: command_status values (§5.1.3) that this package decides on
-ESME_ROK = 0x00
-ESME_RSYSERR = 0x08
-ESME_RINVDSTADR = 0x0B
-ESME_RMSGQFUL = 0x14
-ESME_RTHROTTLED = 0x58
-ESME_RINVBNDSTS = 0x04
-ESME_RSUBMITFAIL = 0x45
-ESME_RX_T_APPN = 0x64
-ESME_RDELIVERYFAILURE = 0xFE
-ESME_RUNKNOWNERR = 0xFF
+ESME_ROK = SmppCommandStatus.ESME_ROK
+ESME_RINVMSGLEN = SmppCommandStatus.ESME_RINVMSGLEN
+ESME_RINVCMDID = SmppCommandStatus.ESME_RINVCMDID
+ESME_RINVBNDSTS = SmppCommandStatus.ESME_RINVBNDSTS
+ESME_RSYSERR = SmppCommandStatus.ESME_RSYSERR
+ESME_RINVDSTADR = SmppCommandStatus.ESME_RINVDSTADR
+ESME_RMSGQFUL = SmppCommandStatus.ESME_RMSGQFUL
+ESME_RSUBMITFAIL = SmppCommandStatus.ESME_RSUBMITFAIL
+ESME_RTHROTTLED = SmppCommandStatus.ESME_RTHROTTLED
+ESME_RX_T_APPN = SmppCommandStatus.ESME_RX_T_APPN
+ESME_RDELIVERYFAILURE = SmppCommandStatus.ESME_RDELIVERYFAILURE
+ESME_RUNKNOWNERR = SmppCommandStatus.ESME_RUNKNOWNERR
 
 
 def status_name(status: int) -> str:
@@ -123,9 +105,15 @@ async def read_pdu(reader: asyncio.StreamReader) -> Pdu:
     return Pdu(command_id, status, sequence, body)
 
 
-def header_only(command: Command, sequence: int, status: int = ESME_ROK) -> bytes:
-    """A PDU without body (enquire_link, unbind and their responses, generic_nack)."""
+def header_only(command: SmppCommand, sequence: int, status: int = ESME_ROK) -> bytes:
+    """A PDU without body (generic_nack, a refused submit_sm_resp)."""
     return HEADER.pack(HEADER.size, command, status, sequence)
+
+
+def with_sequence(octets: bytes, sequence: int) -> bytes:
+    """The PDU ``octets`` with its sequence_number set to ``sequence`` (a built PDU sent again,
+    or on another bind, needs no new encoding)."""
+    return octets[:12] + sequence.to_bytes(4, "big") + octets[HEADER.size :]
 
 
 class _Reader:
@@ -236,15 +224,6 @@ def parse_c_string(body: bytes) -> str:
     return body[: end if end >= 0 else len(body)].decode("latin-1")
 
 
-def parse_bind(body: bytes) -> tuple[str, str, str]:
-    """A bind request's system_id, password and system_type (§4.1.1)."""
-    try:
-        read = _Reader(body)
-        return read.c_string(), read.c_string(), read.c_string()
-    except ValueError as exc:
-        raise ValueError(f"malformed bind body: {exc}") from exc
-
-
 # -- delivery receipts -----------------------------------------------------------------
 
 #: message_state values of the receipt parameter (§5.3.2.35) by their receipt-text name
@@ -321,7 +300,8 @@ def bind_transceiver(sequence: int, system_id: str, password: str, system_type: 
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """An SMPP address with its type of number and numbering plan (§5.2.5, §5.2.6)."""
+    """An SMPP address with its type of number and numbering plan (§5.2.5, §5.2.6: the
+    values of :class:`TON` and :class:`NPI`)."""
 
     number: str
     ton: int
@@ -343,10 +323,8 @@ def submit_sm(
     pdu = SubmitSm(
         sequence_num=sequence,
         short_message="-",  # replaced below by the encoded octets; aiosmpplib wants text
-        source=PhoneNumber(source.number, AioTon(source.ton), AioNpi(source.npi)),
-        destination=PhoneNumber(
-            destination.number, AioTon(destination.ton), AioNpi(destination.npi)
-        ),
+        source=PhoneNumber(source.number, TON(source.ton), NPI(source.npi)),
+        destination=PhoneNumber(destination.number, TON(destination.ton), NPI(destination.npi)),
         service_type=service_type,
         esm_class=ESM_UDHI if udhi else 0,
         registered_delivery=registered_delivery,
@@ -380,7 +358,7 @@ def unbind_resp(sequence: int) -> bytes:
 
 def generic_nack(sequence: int, status: int) -> bytes:
     """generic_nack (§4.3) for a PDU that could not be handled."""
-    return header_only(Command.GENERIC_NACK, sequence, status)
+    return header_only(SmppCommand.GENERIC_NACK, sequence, status)
 
 
 # -- what an SMSC sends (the simulator) -------------------------------------------------
@@ -395,7 +373,7 @@ def bind_resp(command: int, sequence: int, system_id: str, status: int = ESME_RO
 def submit_sm_resp(sequence: int, message_id: str, status: int = ESME_ROK) -> bytes:
     """submit_sm_resp (§4.4.2); a refused submit carries no message_id."""
     if status != ESME_ROK:
-        return header_only(Command.SUBMIT_SM_RESP, sequence, status)
+        return header_only(SmppCommand.SUBMIT_SM_RESP, sequence, status)
     return _octets(SubmitSmResp(sequence_num=sequence, message_id=message_id))
 
 
@@ -418,10 +396,8 @@ def receipt_deliver_sm(
         DeliverSm(
             sequence_num=sequence,
             short_message=text,
-            source=PhoneNumber(source.number, AioTon(source.ton), AioNpi(source.npi)),
-            destination=PhoneNumber(
-                destination.number, AioTon(destination.ton), AioNpi(destination.npi)
-            ),
+            source=PhoneNumber(source.number, TON(source.ton), NPI(source.npi)),
+            destination=PhoneNumber(destination.number, TON(destination.ton), NPI(destination.npi)),
             esm_class=ESM_RECEIPT,
             registered_delivery=0,
             optional_params=[

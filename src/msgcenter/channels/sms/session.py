@@ -23,11 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
+from aiosmpplib import SmppCommand
 
 from msgcenter.channels.health import RelayHealth
 from msgcenter.channels.sms import pdu
 from msgcenter.channels.sms.config import SmsSettings
-from msgcenter.channels.sms.pdu import Command, Pdu
+from msgcenter.channels.sms.pdu import Pdu
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +37,8 @@ MAX_SEQUENCE = 0x7FFFFFFF
 #: seconds an unbind waits for its answer when the pool closes
 UNBIND_SECONDS = 1.0
 
-#: what the pool hands an inbound deliver_sm to: the bind it came on, the PDU, and how to
-#: acknowledge it (call once the receipt is stored)
+#: what the pool hands an inbound deliver_sm to: the PDU, and how to acknowledge it (call
+#: once the receipt is stored)
 DeliverHandler = Callable[[Pdu, Callable[[], None]], Awaitable[None]]
 
 
@@ -115,7 +116,7 @@ class Bind:
             self.bound.set()
             self._pool.bound_changed()
             reason = await self._serve(reader)
-            self._lost(reason)
+            self.lost(reason)
             if self._pool.closing:
                 return
             self._pool.health.failed(f"bind {self.index} lost: {reason}")
@@ -144,11 +145,11 @@ class Bind:
             async with asyncio.timeout(settings.timeout_seconds):
                 while True:
                     answer = await pdu.read_pdu(reader)
-                    if answer.command_id == Command.BIND_TRANSCEIVER_RESP:
+                    if answer.command_id == SmppCommand.BIND_TRANSCEIVER_RESP:
                         break
-                    if answer.command_id == Command.ENQUIRE_LINK:
+                    if answer.command_id == SmppCommand.ENQUIRE_LINK:
                         writer.write(pdu.enquire_link_resp(answer.sequence))
-                    elif answer.command_id == Command.GENERIC_NACK:
+                    elif answer.command_id == SmppCommand.GENERIC_NACK:
                         raise BindRefused(f"bind refused: {pdu.status_name(answer.status)}")
             if answer.status != pdu.ESME_ROK:
                 raise BindRefused(f"bind refused: {pdu.status_name(answer.status)}")
@@ -180,7 +181,8 @@ class Bind:
         error = finished.exception()
         return _describe(error) if error is not None else str(finished.result())
 
-    def _lost(self, reason: str) -> None:
+    def lost(self, reason: str) -> None:
+        """The connection is gone: its requests waiting for an answer get :class:`LinkDown`."""
         self.bound.clear()
         self._pool.bound_changed()
         writer, self._writer = self._writer, None
@@ -203,18 +205,18 @@ class Bind:
                 future = self._pending.pop(received.sequence, None)
                 if future is not None and not future.done():
                     future.set_result(received)
-            elif command == Command.DELIVER_SM:
+            elif command == SmppCommand.DELIVER_SM:
                 await self._pool.on_deliver(
                     received,
                     functools.partial(self._ack, received.sequence, self._generation),
                 )
-            elif command == Command.ENQUIRE_LINK:
+            elif command == SmppCommand.ENQUIRE_LINK:
                 self._write(pdu.enquire_link_resp(received.sequence))
-            elif command == Command.UNBIND:
+            elif command == SmppCommand.UNBIND:
                 self._write(pdu.unbind_resp(received.sequence))
                 return "the SMSC unbound"
             else:
-                self._write(pdu.generic_nack(received.sequence, 0x03))  # ESME_RINVCMDID
+                self._write(pdu.generic_nack(received.sequence, pdu.ESME_RINVCMDID))
 
     async def _keep_alive(self) -> str:
         interval = self._settings.enquire_link_seconds
@@ -296,10 +298,6 @@ class BindPool:
         #: the account sends nothing before this (monotonic), after a throttling answer
         self._paused_until = 0.0
         self._backoff = settings.throttle_backoff_seconds
-
-    @property
-    def started(self) -> bool:
-        return bool(self._tasks)
 
     def start(self) -> None:
         """Open the binds (in the running loop); each keeps itself open until :meth:`close`."""
@@ -394,7 +392,7 @@ class BindPool:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for bind in self._binds:
-            bind._lost("closed")  # noqa: SLF001 - the pool owns its binds
+            bind.lost("closed")
         self._tasks = []
 
 
