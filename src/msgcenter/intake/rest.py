@@ -45,7 +45,7 @@ from msgcenter.intake.service import IntakeService
 from msgcenter.monitoring import metrics
 from msgcenter.operators import Right
 from msgcenter.web.access import BEARER, Caller, Pusher, authenticator_of, client_of, require
-from msgcenter.web.params import RowId, UtcMoment, decode_cursor, encode_cursor
+from msgcenter.web.params import RowId, UtcMoment, newest_first_page
 from msgcenter.web.problems import status_of
 from msgcenter.web.state import from_state
 
@@ -278,10 +278,11 @@ def search_events(
         created_from=created_from,
         created_to=created_to,
     )
-    before_id = decode_cursor(cursor) if cursor else None
-    found = events.search(criteria, operator, before_id=before_id, limit=limit + 1)
-    page = found[:limit]
-    next_cursor = encode_cursor(page[-1].id) if len(found) > limit else None
+    page, next_cursor = newest_first_page(
+        lambda before_id, n: events.search(criteria, operator, before_id=before_id, limit=n),
+        cursor,
+        limit,
+    )
     return {"items": [_out(e) for e in page], "next_cursor": next_cursor}
 
 

@@ -15,7 +15,7 @@ from msgcenter.bounces import ReportFilter, ReportKind, ShownReport, parse_kind
 from msgcenter.execution.bounce_reports import DEFAULT_HOURS, MAX_HOURS, BounceReports
 from msgcenter.operators import Right
 from msgcenter.web.access import Admin, require
-from msgcenter.web.params import MAX_ROW_ID, RowId, UtcMoment, decode_cursor, encode_cursor
+from msgcenter.web.params import MAX_ROW_ID, RowId, UtcMoment, newest_first_page
 from msgcenter.web.problems import API_ERRORS, documented
 from msgcenter.web.state import from_state
 
@@ -112,10 +112,11 @@ def search(
         since=since,
         until=until,
     )
-    before_id = decode_cursor(cursor) if cursor else None
-    found = reports.search(criteria, operator, before_id=before_id, limit=limit + 1)
-    page = found[:limit]
-    next_cursor = encode_cursor(page[-1].id) if len(found) > limit else None
+    page, next_cursor = newest_first_page(
+        lambda before_id, n: reports.search(criteria, operator, before_id=before_id, limit=n),
+        cursor,
+        limit,
+    )
     return {"items": [_out(r) for r in page], "next_cursor": next_cursor}
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Path
 from pydantic import AfterValidator
@@ -54,6 +55,24 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 SmallRowId = Annotated[int, Path(ge=1, le=MAX_SMALL_ROW_ID)]
 #: an optional timestamp parameter, in UTC
 UtcMoment = Annotated[datetime | None, AfterValidator(to_utc)]
+
+
+class _Row(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Row)
+
+
+def newest_first_page(
+    search: Callable[[int | None, int], list[R]], cursor: str | None, limit: int
+) -> tuple[list[R], str | None]:
+    """One page of a search listed newest first, and the cursor of the next (None after the
+    last): ``search(before_id, n)`` returns up to ``n`` rows with ids below ``before_id``."""
+    found = search(decode_cursor(cursor) if cursor else None, limit + 1)
+    page = found[:limit]
+    return page, encode_cursor(page[-1].id) if len(found) > limit else None
 
 
 def encode_cursor(row_id: int) -> str:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from msgcenter.execution.unsubscriptions import Unsubscriptions
-from msgcenter.tracking import LinkSigner
+from msgcenter.tracking import LinkSigner, log_id_of
 from msgcenter.web.state import from_state
 
 UNKNOWN = "unknown or altered unsubscribe link"
@@ -96,11 +96,10 @@ async def unsubscribe(
 
 def _verified(signer: LinkSigner, delivery_log_id: str, signature: str) -> int | None:
     """The delivery log id of a URL this instance signed, else None."""
-    text = delivery_log_id
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
+    log_id = log_id_of(delivery_log_id)
+    if log_id is None or not signer.verify_unsubscribe(log_id, signature):
         return None
-    log_id = int(text)
-    return log_id if signer.verify_unsubscribe(log_id, signature) else None
+    return log_id
 
 
 async def _body(request: Request) -> bytes:
