@@ -37,12 +37,16 @@ class Attempt:
 
 
 class ChannelSender(Protocol):
-    """A connector for one channel (email now; SMS and push later)."""
+    """A connector for one channel: email, SMS, push."""
 
     async def send(
         self, message: ClaimedMessage, publication: Publication, rendered: RenderedMessage, ctx: Ctx
     ) -> Attempt:
         """Attempt delivery of ``rendered`` to ``message.address``; never raises for a delivery failure."""
+
+    async def start(self) -> None:
+        """Get ready to send, from the event loop that will send: open what the connector
+        keeps open (an SMSC's binds, so that receipts flow before the first message)."""
 
     @property
     def health(self) -> RelayHealth:

@@ -112,8 +112,10 @@ class Dispatcher:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the sender tasks and the outcome writer."""
+    async def start(self) -> None:
+        """Start the channels' connectors, then the sender tasks and the outcome writer."""
+        for sender in self._senders.values():
+            await sender.start()
         self._tasks = [
             asyncio.create_task(self._sender(), name=f"sender-{i}")
             for i in range(self._settings.send_concurrency)

@@ -6,6 +6,8 @@ RFC 8058, RFC 3834) is described in ``docs/channels.md``, "Deliverability".
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import structlog
@@ -13,7 +15,13 @@ import structlog
 from msgcenter.channels.email.attachments import AttachmentError, fetch_attachments
 from msgcenter.channels.email.config import AttachmentSettings, SmtpSettings, SmtpTls
 from msgcenter.channels.email.dkim import DkimKeyring
-from msgcenter.channels.email.identity import domain_of, feedback_id, message_id, verp_address
+from msgcenter.channels.email.identity import (
+    domain_of,
+    feedback_id,
+    message_id,
+    verp_address,
+)
+from msgcenter.channels.email.identity import installation_tag as new_installation_tag
 from msgcenter.channels.email.mime import build_message, unsubscribe_uris
 from msgcenter.channels.email.replies import SendStatus
 from msgcenter.channels.email.smtp import SmtpPool
@@ -23,6 +31,8 @@ from msgcenter.events.model import EmailFormat
 from msgcenter.publications import Publication
 from msgcenter.render import Ctx, RenderedMessage
 from msgcenter.sending.attempts import Attempt, AttemptKind
+from msgcenter.store import instance_info
+from msgcenter.store.database import Database
 from msgcenter.tracking import LinkSigner, is_loopback_host, safe_base_url
 
 log = structlog.get_logger(__name__)
@@ -44,7 +54,7 @@ class EmailSender:
         *,
         instance: str,
         tracking_base_url: str,
-        installation: str = "",
+        db: Database | None = None,
     ) -> None:
         if not secret:
             log.warning(
@@ -55,8 +65,10 @@ class EmailSender:
         self._attachments = attachments
         self._secret = secret or DEVELOPMENT_SECRET
         self._instance = instance
-        #: the random part of this database's Message-IDs (:meth:`use_installation`)
-        self._installation = installation
+        #: where the random part of Message-IDs is kept (drawn once per database), and that
+        #: part, read at :meth:`start`
+        self._db = db
+        self._installation = ""
         if urlsplit(tracking_base_url).hostname in WILDCARD_HOSTS:
             log.warning(
                 "tracked links would point at a wildcard address nobody can reach: "
@@ -86,9 +98,15 @@ class EmailSender:
         self._pool = SmtpPool(smtp)
         self._dkim = DkimKeyring.from_settings(smtp)
 
-    def use_installation(self, installation: str) -> None:
-        """Set the random part of Message-IDs (drawn once per database), before sending."""
-        self._installation = installation
+    async def start(self) -> None:
+        """Read this database's random Message-ID part (drawn by the first worker that asks)."""
+        if self._db is not None:
+            self._installation = await asyncio.to_thread(self._installation_tag, self._db)
+
+    @staticmethod
+    def _installation_tag(db: Database) -> str:
+        with db.write() as conn:
+            return instance_info.installation_tag(conn, new_installation_tag(), datetime.now(UTC))
 
     async def send(
         self, message: ClaimedMessage, publication: Publication, rendered: RenderedMessage, ctx: Ctx

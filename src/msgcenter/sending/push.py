@@ -152,6 +152,9 @@ class PushSender:
             self._health.succeeded()
         return answered
 
+    async def start(self) -> None:
+        """Nothing to open ahead: each app's connection opens with its first notification."""
+
     async def close(self) -> None:
         """Close the connections."""
         for client in self._clients.values():

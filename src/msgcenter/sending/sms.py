@@ -140,8 +140,12 @@ class SmsSender:
         self._receipts_waiting = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Open the binds now (from the running loop), so that receipts flow before any send."""
+        self._open()
+
+    def _open(self) -> None:
+        """Open the binds and start the receipt writer, unless they are already."""
         self._pool.start()
         if self._writer is None and self._db is not None:
             self._writer = asyncio.create_task(self._write_receipts(), name="sms-receipts")
@@ -153,7 +157,7 @@ class SmsSender:
     ) -> Attempt:
         """Submit one SMS (in as many parts as it needs); every failure comes back as an
         :class:`Attempt`."""
-        self.start()
+        self._open()
         settings = self._settings
         text = rendered.sms
         if not text.strip():

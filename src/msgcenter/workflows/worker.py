@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 import structlog
 
-from msgcenter.channels.email.identity import installation_tag as new_installation_tag
 from msgcenter.errors import describe_error
 from msgcenter.events.model import Channel, Queue
 from msgcenter.sending.attempts import ChannelSender
@@ -24,7 +23,6 @@ from msgcenter.sending.email import DEVELOPMENT_SECRET, EmailSender
 from msgcenter.sending.push import build_push_senders
 from msgcenter.sending.sms import SmsSender
 from msgcenter.settings import Settings
-from msgcenter.store import instance_info
 from msgcenter.store import processing as processing_store
 from msgcenter.store.database import Database
 from msgcenter.tracking import LinkSigner, safe_base_url
@@ -53,6 +51,7 @@ def build_senders(settings: Settings, db: Database | None = None) -> dict[Channe
             settings.secret_key.get_secret_value(),
             instance=settings.instance_name,
             tracking_base_url=settings.tracking_base_url(),
+            db=db,
         )
     }
     # push: ios (APNs) and android (FCM), each only when an app has credentials for it
@@ -117,13 +116,7 @@ class Worker:
         """Start sending and every workflow; on PostgreSQL, listen for new events."""
         self.wakeup.bind(asyncio.get_running_loop())
         await asyncio.to_thread(self._take_back_claims)
-        installation = await asyncio.to_thread(self._installation_tag)
-        for sender in self.senders.values():
-            if isinstance(sender, EmailSender):
-                sender.use_installation(installation)
-            elif isinstance(sender, SmsSender):
-                sender.start()  # binds open now: receipts flow before the first send
-        self.dispatcher.start()
+        await self.dispatcher.start()
         await self.runner.start()
         if self.db.dialect == "postgresql":
             self._listener = asyncio.create_task(self.wakeup.listen(self.db), name="listen")
@@ -139,11 +132,6 @@ class Worker:
         await self.webhooks.stop()
         await self.dispatcher.stop()
         log.info("worker stopped", action="worker.stopped")
-
-    def _installation_tag(self) -> str:
-        """This database's random Message-ID part, drawn by the first worker that asks."""
-        with self.db.write() as conn:
-            return instance_info.installation_tag(conn, new_installation_tag(), datetime.now(UTC))
 
     def _take_back_claims(self) -> None:
         """End at once the claims of dead processes of this machine: a crashed predecessor's
