@@ -19,7 +19,7 @@ import enum
 import secrets
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -242,9 +242,3 @@ def signature_headers(
         "webhook-timestamp": str(int(at.timestamp())),
         "webhook-signature": signatures,
     }
-
-
-def retry_delay(attempts: int, base: float, maximum: float) -> timedelta:
-    """The wait after the ``attempts``-th failed attempt: ``base`` doubled each time, at most
-    ``maximum`` seconds."""
-    return timedelta(seconds=min(base * 2.0 ** max(attempts - 1, 0), maximum))

@@ -36,7 +36,7 @@ from msgcenter.store import webhooks as webhook_store
 from msgcenter.store.database import Database
 from msgcenter.store.tables import event, event_status_change, webhook_message, webhook_subscription
 from msgcenter.tracking import TrackingKind
-from msgcenter.webhooks import WebhookType, new_secret
+from msgcenter.webhooks import AttemptResult, WebhookType, new_secret
 from tests.conftest import (
     FAST_PROCESSING,
     RunningServer,
@@ -77,6 +77,7 @@ ALL_TYPES = [
     "message.opened",
     "message.clicked",
 ]
+SENT = ["message.sent"]
 
 
 def order_event(email: str, **fields: object) -> dict[str, object]:
@@ -172,6 +173,17 @@ def subscribe(
     return created
 
 
+@contextmanager
+def subscribed(
+    db: Database, smtp_port: int, types: list[str] | None = None, **webhooks: Any
+) -> Iterator[tuple[Receiver, RunningServer, dict[str, Any]]]:
+    """A receiver, an execution instance that routes order events, and the receiver's
+    subscription to ``types`` (every type by default), as created."""
+    with receiving() as receiver, webhook_server(db, smtp_port, **webhooks) as server:
+        publish(server, order_publication())
+        yield receiver, server, subscribe(server, receiver.url, types)
+
+
 def api(server: RunningServer, method: str, path: str, **options: Any) -> httpx.Response:
     return httpx.request(
         method, f"{server.url}/api/v1/webhooks{path}", auth=options.pop("auth", ADMIN), **options
@@ -188,9 +200,7 @@ def test_outcomes_are_posted_signed_and_verify(db, smtp_server):
     smtp_server.handler.scripted["gone@example.com"] = [
         "550 5.1.1 <gone@example.com>: User unknown"
     ]
-    with receiving() as receiver, webhook_server(db, smtp_server.port) as server:
-        publish(server, order_publication())
-        hook = subscribe(server, receiver.url)
+    with subscribed(db, smtp_server.port) as (receiver, server, hook):
         secret = hook["secret"]
         (sent,) = push_rest(server, order_event("ann@example.com", external_id="c-1"))
         (failed,) = push_rest(server, order_event("gone@example.com"))
@@ -246,9 +256,7 @@ def test_outcomes_are_posted_signed_and_verify(db, smtp_server):
 
 
 def test_opens_clicks_bounces_complaints_and_receipts_are_posted(db, smtp_server):
-    with receiving() as receiver, webhook_server(db, smtp_server.port) as server:
-        publish(server, order_publication())
-        hook = subscribe(server, receiver.url)
+    with subscribed(db, smtp_server.port) as (receiver, server, hook):
         (sent,) = push_rest(server, order_event("ann@example.com"))
         wait_for(lambda: all_final(db, [sent]), message="the event to be sent")
         (log,) = delivery_logs(db, sent)
@@ -297,9 +305,7 @@ def test_opens_clicks_bounces_complaints_and_receipts_are_posted(db, smtp_server
 
 
 def test_a_failing_receiver_is_retried_and_the_message_is_delivered_once(db, smtp_server):
-    with receiving() as receiver, webhook_server(db, smtp_server.port) as server:
-        publish(server, order_publication())
-        hook = subscribe(server, receiver.url, ["message.sent"])
+    with subscribed(db, smtp_server.port, SENT) as (receiver, server, hook):
         receiver.script = [500, 503]
         (sent,) = push_rest(server, order_event("ann@example.com"))
         wait_for(lambda: receiver.delivered(hook["secret"]), message="a successful post")
@@ -320,12 +326,8 @@ def test_a_failing_receiver_is_retried_and_the_message_is_delivered_once(db, smt
 
 
 def test_a_subscription_failing_for_the_period_is_disabled_and_can_be_enabled(db, smtp_server):
-    with (
-        receiving() as receiver,
-        webhook_server(db, smtp_server.port, disable_after_seconds=0.6) as server,
-    ):
-        publish(server, order_publication())
-        hook = subscribe(server, receiver.url, ["message.sent"])
+    quick = {"disable_after_seconds": 0.6}
+    with subscribed(db, smtp_server.port, SENT, **quick) as (receiver, server, hook):
         receiver.always = 500
         push_rest(server, order_event("ann@example.com"))
 
@@ -351,9 +353,7 @@ def test_a_subscription_failing_for_the_period_is_disabled_and_can_be_enabled(db
 
 
 def test_replay_of_one_message_and_of_a_range(db, smtp_server):
-    with receiving() as receiver, webhook_server(db, smtp_server.port) as server:
-        publish(server, order_publication())
-        hook = subscribe(server, receiver.url, ["message.sent"])
+    with subscribed(db, smtp_server.port, SENT) as (receiver, server, hook):
         before = datetime.now(UTC) - timedelta(seconds=1)
         first, second = push_rest(
             server, [order_event("ann@example.com"), order_event("bob@example.com")]
@@ -394,9 +394,7 @@ def test_replay_of_one_message_and_of_a_range(db, smtp_server):
 
 
 def test_after_a_rotation_both_secrets_verify_during_the_overlap(db, smtp_server):
-    with receiving() as receiver, webhook_server(db, smtp_server.port) as server:
-        publish(server, order_publication())
-        hook = subscribe(server, receiver.url, ["message.sent"])
+    with subscribed(db, smtp_server.port, SENT) as (receiver, server, hook):
         rotated = api(server, "POST", f"/{hook['id']}/secret")
         assert rotated.status_code == 200, rotated.text
         new = rotated.json()["secret"]
@@ -412,12 +410,8 @@ def test_after_a_rotation_both_secrets_verify_during_the_overlap(db, smtp_server
 
 
 def test_after_a_rotation_without_overlap_only_the_new_secret_verifies(db, smtp_server):
-    with (
-        receiving() as receiver,
-        webhook_server(db, smtp_server.port, secret_overlap_seconds=0) as server,
-    ):
-        publish(server, order_publication())
-        hook = subscribe(server, receiver.url, ["message.sent"])
+    no_overlap = {"secret_overlap_seconds": 0}
+    with subscribed(db, smtp_server.port, SENT, **no_overlap) as (receiver, server, hook):
         new = api(server, "POST", f"/{hook['id']}/secret").json()["secret"]
         push_rest(server, order_event("ann@example.com"))
         wait_for(lambda: receiver.delivered(new), message="a post signed with the new secret")
@@ -623,6 +617,64 @@ def test_the_outbox_reader_takes_each_outcome_once_and_waits_at_a_missing_id(db)
     assert _collect(db, gap_wait=timedelta(0)) == 1  # waited long enough: 5 stays a hole
     assert _collect(db, gap_wait=timedelta(0)) == 0
     assert _messages_stored(db) == 4
+
+
+def test_a_lapsed_claim_is_taken_again_failures_back_off_and_delivered_messages_are_purged(db):
+    now = datetime.now(UTC)
+    lease = timedelta(minutes=2)
+    with db.write() as conn:
+        hook = webhook_store.add_subscription(
+            conn, None, "https://example.com/h", frozenset({WebhookType.SENT}), new_secret(), now
+        )
+        conn.execute(
+            insert(webhook_message),
+            [
+                {
+                    "subscription_id": hook.id,
+                    "message_id": f"msg_{n}",
+                    "type": "message.sent",
+                    "payload": "{}",
+                    "status": "pending",
+                    "due": now,
+                    "created": now,
+                }
+                for n in (1, 2)
+            ],
+        )
+
+    def claim(at: datetime) -> list[tuple[str, int]]:
+        with db.write() as conn:
+            claimed = webhook_store.claim_due(conn, at, 10, lease)
+        return [(a.message.message_id, a.message.attempts) for a in claimed]
+
+    assert claim(now) == [("msg_1", 1), ("msg_2", 1)]
+    assert claim(now + lease / 2) == []  # with their sender until the lease ends
+    # the sender crashed before it recorded anything: after the lease, they are posted again
+    later = now + lease
+    assert claim(later) == [("msg_1", 2), ("msg_2", 2)]
+    with db.write() as conn:
+        first, second = (m.id for m in reversed(webhook_store.messages(conn, hook.id, 10)))
+        results = [AttemptResult(first, hook.id, 2), AttemptResult(second, hook.id, 2, "HTTP 500")]
+        disabled = webhook_store.record_results(
+            conn,
+            results,
+            later,
+            backoff=lambda attempts: timedelta(seconds=10 * attempts),
+            disable_after=timedelta(0),
+        )
+    assert disabled == []  # a post to it succeeded: the subscription is not failing
+    with db.read() as conn:
+        stored = {m.message_id: m for m in webhook_store.messages(conn, hook.id, 10)}
+        assert webhook_store.get_subscription(conn, hook.id, later).failing_since is None
+    assert (stored["msg_1"].status, stored["msg_1"].delivered_at) == ("delivered", later)
+    assert (stored["msg_2"].status, stored["msg_2"].last_error) == ("pending", "HTTP 500")
+    assert stored["msg_2"].due == later + timedelta(seconds=20)
+
+    with db.write() as conn:
+        assert webhook_store.purge(conn, later, 100) == 0  # kept until past its retention
+        assert webhook_store.purge(conn, later + timedelta(seconds=1), 100) == 1
+    with db.read() as conn:
+        assert [m.message_id for m in webhook_store.messages(conn, hook.id, 10)] == ["msg_2"]
 
 
 def test_the_cli_administers_subscriptions(db, monkeypatch):

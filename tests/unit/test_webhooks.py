@@ -9,6 +9,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from msgcenter.errors import InvalidInputError
+from msgcenter.sending.attempts import retry_delay
 from msgcenter.store.webhooks import Cursor, _take_contiguous
 from msgcenter.webhooks import (
     Outcome,
@@ -19,7 +20,6 @@ from msgcenter.webhooks import (
     parse_types,
     parse_url,
     payload,
-    retry_delay,
     signature_headers,
 )
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from sqlalchemy import Connection
 
 from msgcenter.channels.network import TargetRefusedError, checked_address
 from msgcenter.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
@@ -106,9 +107,7 @@ class WebhookAdmin:
     def get(self, operator: Operator, subscription_id: int) -> Subscription:
         """One subscription the operator may see (:class:`NotFoundError` for another folder's)."""
         with self._db.read() as conn:
-            return self._visible(
-                operator, webhook_store.get_subscription(conn, subscription_id, datetime.now(UTC))
-            )
+            return _visible(conn, operator, subscription_id, datetime.now(UTC))
 
     async def change(
         self,
@@ -121,7 +120,8 @@ class WebhookAdmin:
     ) -> Subscription:
         """Change a subscription's URL (checked as on creation), its types, or enable or
         disable it (enabling clears its failures)."""
-        self.get(operator, subscription_id)
+        # another folder's subscription is not found, whatever its new URL
+        await asyncio.to_thread(self.get, operator, subscription_id)
         if url is not None:
             await self.check_target(url)
 
@@ -136,9 +136,7 @@ class WebhookAdmin:
     def delete(self, operator: Operator, subscription_id: int) -> None:
         """Delete a subscription and its messages."""
         with self._db.write() as conn:
-            self._visible(
-                operator, webhook_store.get_subscription(conn, subscription_id, datetime.now(UTC))
-            )
+            _visible(conn, operator, subscription_id, datetime.now(UTC))
             webhook_store.delete_subscription(conn, subscription_id)
         log.info(
             "webhook subscription deleted",
@@ -152,7 +150,7 @@ class WebhookAdmin:
         secret = new_secret()
         now = datetime.now(UTC)
         with self._db.write() as conn:
-            self._visible(operator, webhook_store.get_subscription(conn, subscription_id, now))
+            _visible(conn, operator, subscription_id, now)
             rotated = webhook_store.rotate_secret(
                 conn,
                 subscription_id,
@@ -187,9 +185,7 @@ class WebhookAdmin:
             raise InvalidInputError("empty range", detail="until must be after since")
         now = datetime.now(UTC)
         with self._db.write() as conn:
-            found = self._visible(
-                operator, webhook_store.get_subscription(conn, subscription_id, now)
-            )
+            found = _visible(conn, operator, subscription_id, now)
             if not found.active:
                 raise ConflictError(
                     "subscription disabled",
@@ -217,13 +213,16 @@ class WebhookAdmin:
     ) -> list[OutboxMessage]:
         """A subscription's newest messages first."""
         with self._db.read() as conn:
-            self._visible(
-                operator, webhook_store.get_subscription(conn, subscription_id, datetime.now(UTC))
-            )
+            _visible(conn, operator, subscription_id, datetime.now(UTC))
             return webhook_store.messages(conn, subscription_id, min(limit, MAX_LISTED), status)
 
-    @staticmethod
-    def _visible(operator: Operator, found: Subscription) -> Subscription:
-        if operator.folder is not None and found.folder != operator.folder:
-            raise NotFoundError(f"no webhook subscription {found.id}")
-        return found
+
+def _visible(
+    conn: Connection, operator: Operator, subscription_id: int, now: datetime
+) -> Subscription:
+    """The subscription, if ``operator`` sees it: another folder's is not found, as if it did not
+    exist."""
+    found = webhook_store.get_subscription(conn, subscription_id, now)
+    if operator.folder is not None and found.folder != operator.folder:
+        raise NotFoundError(f"no webhook subscription {subscription_id}")
+    return found

@@ -21,14 +21,17 @@ by (``last_modified``, id) once ``settle`` has passed, as statsSampler counts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    FromClause,
     RowMapping,
+    Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -62,7 +65,6 @@ from msgcenter.webhooks import (
     WebhookType,
     new_message_id,
     payload,
-    retry_delay,
 )
 
 #: event statuses that are outcomes, and the webhook type of each (SPEC §3.3)
@@ -80,6 +82,8 @@ BOUNCE_TYPES = {
 }
 TRACKING_TYPES = {"open": WebhookType.OPENED, "click": WebhookType.CLICKED}
 DELIVERED: Any = literal_column(str(int(DeliveryStatus.DELIVERED)))
+# a literal, not a bound parameter: a prepared statement's generic plan can match only a
+# literal to the predicate of the partial index ix_webhook_message_due
 NOT_DELIVERED: Any = webhook_message.c.status != literal_column(f"'{OutboxStatus.DELIVERED}'")
 
 #: what every outcome's data says of its event and message
@@ -118,20 +122,24 @@ def add_subscription(
     now: datetime,
 ) -> Subscription:
     """Store a new, active subscription."""
-    new_id = conn.execute(
-        insert(webhook_subscription)
-        .values(
-            folder=folder,
-            url=url,
-            event_types=_types_text(types),
-            secret=secret,
-            active=True,
-            created=now,
-            updated=now,
+    row = (
+        conn.execute(
+            insert(webhook_subscription)
+            .values(
+                folder=folder,
+                url=url,
+                event_types=_types_text(types),
+                secret=secret,
+                active=True,
+                created=now,
+                updated=now,
+            )
+            .returning(webhook_subscription)
         )
-        .returning(webhook_subscription.c.id)
-    ).scalar_one()
-    return get_subscription(conn, new_id, now)
+        .mappings()
+        .one()
+    )
+    return _subscription(row, now)
 
 
 def get_subscription(conn: Connection, subscription_id: int, now: datetime) -> Subscription:
@@ -178,15 +186,14 @@ def update_subscription(
         values["active"] = active
         values["failing_since"] = None
         values["disabled_reason"] = None if active else "disabled by an operator"
-    _update(conn, subscription_id, values)
-    return get_subscription(conn, subscription_id, now)
+    return _update(conn, subscription_id, values, now)
 
 
 def rotate_secret(
     conn: Connection, subscription_id: int, secret: str, previous_until: datetime, now: datetime
 ) -> Subscription:
     """Give a subscription a new secret; the current one still signs until ``previous_until``."""
-    _update(
+    return _update(
         conn,
         subscription_id,
         {
@@ -195,8 +202,8 @@ def rotate_secret(
             "secret": secret,
             "updated": now,
         },
+        now,
     )
-    return get_subscription(conn, subscription_id, now)
 
 
 def delete_subscription(conn: Connection, subscription_id: int) -> None:
@@ -211,24 +218,38 @@ def delete_subscription(conn: Connection, subscription_id: int) -> None:
         raise NotFoundError(f"no webhook subscription {subscription_id}")
 
 
-def _update(conn: Connection, subscription_id: int, values: dict[str, Any]) -> None:
-    changed = conn.execute(
-        update(webhook_subscription)
-        .where(webhook_subscription.c.id == subscription_id)
-        .values(values)
-        .returning(webhook_subscription.c.id)
-    ).first()
+def _update(
+    conn: Connection, subscription_id: int, values: dict[str, Any], now: datetime
+) -> Subscription:
+    changed = (
+        conn.execute(
+            update(webhook_subscription)
+            .where(webhook_subscription.c.id == subscription_id)
+            .values(values)
+            .returning(webhook_subscription)
+        )
+        .mappings()
+        .first()
+    )
     if changed is None:
         raise NotFoundError(f"no webhook subscription {subscription_id}")
+    return _subscription(changed, now)
 
 
 def _types_text(types: frozenset[WebhookType]) -> str:
     return ",".join(sorted(t.value for t in types))
 
 
-def _subscription(row: RowMapping, now: datetime) -> Subscription:
+def _signing_secrets(row: RowMapping, now: datetime) -> tuple[str, ...]:
+    """The current secret, and the previous one while its overlap lasts."""
     until = row["previous_secret_until"]
-    previous = row["previous_secret"] if until is not None and until > now else None
+    if row["previous_secret"] and until is not None and until > now:
+        return row["secret"], row["previous_secret"]
+    return (row["secret"],)
+
+
+def _subscription(row: RowMapping, now: datetime) -> Subscription:
+    signing = _signing_secrets(row, now)
     return Subscription(
         id=row["id"],
         folder=row["folder"],
@@ -239,8 +260,8 @@ def _subscription(row: RowMapping, now: datetime) -> Subscription:
         failing_since=row["failing_since"],
         created=row["created"],
         updated=row["updated"],
-        secrets=(row["secret"], previous) if previous else (row["secret"],),
-        previous_secret_until=until if previous else None,
+        secrets=signing,
+        previous_secret_until=row["previous_secret_until"] if len(signing) > 1 else None,
     )
 
 
@@ -264,20 +285,21 @@ def collect(
     outcomes, and reading them would cost for nothing.
     """
     cursors = _lock_cursors(conn, now, settle)
-    subscriptions = [
-        s
-        for s in list_subscriptions(conn, now)
-        if s.active  # the folder and type filters apply per outcome
-    ]
+    # the folder and type filters apply per outcome
+    subscriptions = [s for s in list_subscriptions(conn, now) if s.active]
     if not subscriptions:
         _fast_forward(conn, cursors, now, settle)
+        _save_cursors(conn, cursors, now)
         return 0, False
     outcomes: list[Outcome] = []
     full = False
-    for name, read in SOURCES.items():
-        found, more = read(conn, cursors[name], now, batch, gap_wait, settle)
+    for name, source in TAILED.items():
+        found, more = _read_tailed(conn, source, cursors[name], now, batch, gap_wait)
         outcomes += found
         full = full or more
+    found, more = _read_receipts(conn, cursors[RECEIPTS], now, batch, settle)
+    outcomes += found
+    full = full or more
     rows = [
         {
             "subscription_id": s.id,
@@ -295,6 +317,50 @@ def collect(
     ]
     if rows:
         conn.execute(insert(webhook_message), rows)
+    _save_cursors(conn, cursors, now)
+    return len(rows), full
+
+
+def _lock_cursors(conn: Connection, now: datetime, settle: timedelta) -> dict[str, Cursor]:
+    """The cursors, locked until the transaction ends (two collectors never read the same
+    rows: the second waits, then reads the cursors the first advanced); created at each
+    source's end the first time."""
+    query = select(webhook_cursor).where(webhook_cursor.c.source.in_(SOURCES)).with_for_update()
+    rows = conn.execute(query).mappings().all()
+    held = {r["source"] for r in rows}
+    missing = [name for name in SOURCES if name not in held]
+    if missing:
+        for name in missing:
+            position, position_at = _end(conn, name, now, settle)
+            insert_or_ignore(
+                conn,
+                webhook_cursor,
+                {"source": name, "position": position, "position_at": position_at, "updated": now},
+                ["source"],
+            )
+        rows = conn.execute(query).mappings().all()
+    return {
+        r["source"]: Cursor(r["source"], r["position"], r["position_at"], r["gap_since"])
+        for r in rows
+    }
+
+
+def _fast_forward(
+    conn: Connection, cursors: dict[str, Cursor], now: datetime, settle: timedelta
+) -> None:
+    """Move each cursor to its source's end, unless it is past it already."""
+    for name, cursor in cursors.items():
+        position, position_at = _end(conn, name, now, settle)
+        # keyset sources end at a time (past every id of it); id sources at an id
+        if position_at is not None:
+            ahead = cursor.position_at is None or position_at > cursor.position_at
+        else:
+            ahead = position >= cursor.position
+        if ahead:
+            cursor.position, cursor.position_at, cursor.gap_since = position, position_at, None
+
+
+def _save_cursors(conn: Connection, cursors: dict[str, Cursor], now: datetime) -> None:
     for cursor in cursors.values():
         conn.execute(
             update(webhook_cursor)
@@ -306,63 +372,16 @@ def collect(
                 updated=now,
             )
         )
-    return len(rows), full
 
 
-def _lock_cursors(conn: Connection, now: datetime, settle: timedelta) -> dict[str, Cursor]:
-    """The cursors, locked until the transaction ends (two collectors never read the same
-    rows: the second waits, then reads the cursors the first advanced); created at each
-    source's end the first time."""
-    for name, end in ENDS.items():
-        position, position_at = end(conn, now, settle)
-        insert_or_ignore(
-            conn,
-            webhook_cursor,
-            {"source": name, "position": position, "position_at": position_at, "updated": now},
-            ["source"],
-        )
-    rows = conn.execute(
-        select(webhook_cursor).where(webhook_cursor.c.source.in_(list(SOURCES))).with_for_update()
-    ).mappings()
-    return {
-        r["source"]: Cursor(r["source"], r["position"], r["position_at"], r["gap_since"])
-        for r in rows
-    }
-
-
-def _fast_forward(
-    conn: Connection, cursors: dict[str, Cursor], now: datetime, settle: timedelta
-) -> None:
-    for name, cursor in cursors.items():
-        position, position_at = ENDS[name](conn, now, settle)
-        # keyset sources end at a time (past every id of it); id sources at an id
-        if position_at is not None:
-            ahead = cursor.position_at is None or position_at > cursor.position_at
-        else:
-            ahead = position >= cursor.position
-        if ahead:
-            cursor.position, cursor.position_at, cursor.gap_since = position, position_at, None
-        conn.execute(
-            update(webhook_cursor)
-            .where(webhook_cursor.c.source == name)
-            .values(
-                position=cursor.position,
-                position_at=cursor.position_at,
-                gap_since=cursor.gap_since,
-                updated=now,
-            )
-        )
-
-
-def _last_id(column: Any) -> Callable[[Connection, datetime, timedelta], tuple[int, None]]:
-    def end(conn: Connection, _now: datetime, _settle: timedelta) -> tuple[int, None]:
-        return int(conn.execute(select(func.coalesce(func.max(column), 0))).scalar_one()), None
-
-    return end
-
-
-def _receipts_end(conn: Connection, now: datetime, settle: timedelta) -> tuple[int, datetime]:
-    return 0, now - settle
+def _end(
+    conn: Connection, source: str, now: datetime, settle: timedelta
+) -> tuple[int, datetime | None]:
+    """Where ``source`` ends now: a tailed source at its last id, the receipts ``settle`` ago."""
+    if source == RECEIPTS:
+        return 0, now - settle
+    last = func.coalesce(func.max(TAILED[source].table.c.id), 0)
+    return int(conn.execute(select(last)).scalar_one()), None
 
 
 def _take_contiguous(cursor: Cursor, ids: Sequence[int], now: datetime, gap_wait: timedelta) -> int:
@@ -400,127 +419,66 @@ def _common(row: RowMapping) -> dict[str, Any]:
     }
 
 
-def _read_status_changes(
+def _status_outcome(row: RowMapping) -> Outcome | None:
+    status = EventStatus(row["status"])
+    if status not in STATUS_TYPES:
+        return None
+    data = {"status": status.label, "reason": row["reason"]}
+    return Outcome(STATUS_TYPES[status], row["folder"], row["at"], _common(row) | data)
+
+
+def _bounce_outcome(row: RowMapping) -> Outcome | None:
+    if row["kind"] not in BOUNCE_TYPES:
+        return None
+    data = {"bounce_kind": row["kind"], "reason": row["reason"]}
+    return Outcome(BOUNCE_TYPES[row["kind"]], row["folder"], row["received"], _common(row) | data)
+
+
+def _tracking_outcome(row: RowMapping) -> Outcome | None:
+    if row["kind"] not in TRACKING_TYPES:
+        return None
+    data = {"url": row["url"], "user_agent": row["user_agent"]}
+    return Outcome(TRACKING_TYPES[row["kind"]], row["folder"], row["created"], _common(row) | data)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tailed:
+    """A source written once per outcome, tailed in id order past a missing id's wait."""
+
+    table: Table
+    #: the table joined (outer) to the event and the delivery log its rows concern
+    joined: FromClause
+    #: the table's own columns that :attr:`outcome` reads
+    columns: tuple[Any, ...]
+    #: the outcome of a row that names an event (None: the row is no outcome)
+    outcome: Callable[[RowMapping], Outcome | None]
+
+
+def _read_tailed(
     conn: Connection,
+    source: _Tailed,
     cursor: Cursor,
     now: datetime,
     batch: int,
     gap_wait: timedelta,
-    _settle: timedelta,
 ) -> tuple[list[Outcome], bool]:
-    change = event_status_change
+    """The outcomes of ``source``'s rows past the cursor, up to a missing id still waited for."""
+    table = source.table
     rows = (
         conn.execute(
-            select(change.c.id, change.c.status, change.c.at, change.c.reason, *COMMON_COLUMNS)
-            .select_from(
-                change.outerjoin(event, event.c.id == change.c.event_id).outerjoin(
-                    delivery_log, delivery_log.c.id == event.c.delivery_log_id
-                )
-            )
-            .where(change.c.id > cursor.position)
-            .order_by(change.c.id)
+            select(table.c.id, *source.columns, *COMMON_COLUMNS)
+            .select_from(source.joined)
+            .where(table.c.id > cursor.position)
+            .order_by(table.c.id)
             .limit(batch)
         )
         .mappings()
         .all()
     )
     rows = rows[: _take_contiguous(cursor, [r["id"] for r in rows], now, gap_wait)]
-    outcomes = []
-    for row in rows:
-        kind = STATUS_TYPES.get(EventStatus(row["status"]))
-        if kind is None or row["event_id"] is None:
-            continue
-        data = _common(row) | {"status": EventStatus(row["status"]).label, "reason": row["reason"]}
-        outcomes.append(Outcome(kind, row["folder"], row["at"], data))
-    if rows:
-        cursor.position = rows[-1]["id"]
-    return outcomes, len(rows) >= batch
-
-
-def _read_bounce_reports(
-    conn: Connection,
-    cursor: Cursor,
-    now: datetime,
-    batch: int,
-    gap_wait: timedelta,
-    _settle: timedelta,
-) -> tuple[list[Outcome], bool]:
-    report = bounce_report
-    rows = (
-        conn.execute(
-            select(
-                report.c.id,
-                report.c.kind,
-                report.c.received,
-                report.c.reason,
-                report.c.recipient,
-                *COMMON_COLUMNS,
-            )
-            .select_from(
-                report.outerjoin(
-                    delivery_log, delivery_log.c.id == report.c.delivery_log_id
-                ).outerjoin(event, event.c.id == delivery_log.c.event_id)
-            )
-            .where(report.c.id > cursor.position)
-            .order_by(report.c.id)
-            .limit(batch)
-        )
-        .mappings()
-        .all()
-    )
-    rows = rows[: _take_contiguous(cursor, [r["id"] for r in rows], now, gap_wait)]
-    outcomes = []
-    for row in rows:
-        kind = BOUNCE_TYPES.get(row["kind"])
-        # a report that names no message of this instance concerns no folder's events
-        if kind is None or row["event_id"] is None:
-            continue
-        data = _common(row) | {"bounce_kind": row["kind"], "reason": row["reason"]}
-        outcomes.append(Outcome(kind, row["folder"], row["received"], data))
-    if rows:
-        cursor.position = rows[-1]["id"]
-    return outcomes, len(rows) >= batch
-
-
-def _read_tracking_logs(
-    conn: Connection,
-    cursor: Cursor,
-    now: datetime,
-    batch: int,
-    gap_wait: timedelta,
-    _settle: timedelta,
-) -> tuple[list[Outcome], bool]:
-    track = tracking_log
-    rows = (
-        conn.execute(
-            select(
-                track.c.id,
-                track.c.kind,
-                track.c.url,
-                track.c.user_agent,
-                track.c.created,
-                *COMMON_COLUMNS,
-            )
-            .select_from(
-                track.outerjoin(
-                    delivery_log, delivery_log.c.id == track.c.delivery_log_id
-                ).outerjoin(event, event.c.id == track.c.event_id)
-            )
-            .where(track.c.id > cursor.position)
-            .order_by(track.c.id)
-            .limit(batch)
-        )
-        .mappings()
-        .all()
-    )
-    rows = rows[: _take_contiguous(cursor, [r["id"] for r in rows], now, gap_wait)]
-    outcomes = []
-    for row in rows:
-        kind = TRACKING_TYPES.get(row["kind"])
-        if kind is None or row["event_id"] is None:
-            continue
-        data = _common(row) | {"url": row["url"], "user_agent": row["user_agent"]}
-        outcomes.append(Outcome(kind, row["folder"], row["created"], data))
+    # a row that names no event of this instance (a stray report) concerns no folder's events
+    found = (source.outcome(row) for row in rows if row["event_id"] is not None)
+    outcomes = [outcome for outcome in found if outcome is not None]
     if rows:
         cursor.position = rows[-1]["id"]
     return outcomes, len(rows) >= batch
@@ -531,7 +489,6 @@ def _read_receipts(
     cursor: Cursor,
     now: datetime,
     batch: int,
-    _gap_wait: timedelta,
     settle: timedelta,
 ) -> tuple[list[Outcome], bool]:
     """Delivery logs that became delivered, by (``last_modified``, id), up to ``settle`` ago."""
@@ -575,23 +532,42 @@ def _read_receipts(
     return outcomes, len(rows) >= batch
 
 
-Reader = Callable[
-    [Connection, Cursor, datetime, int, timedelta, timedelta], tuple[list[Outcome], bool]
-]
+#: the sources tailed by id, by the name of their cursor
+TAILED = {
+    "status_change": _Tailed(
+        event_status_change,
+        event_status_change.outerjoin(
+            event, event.c.id == event_status_change.c.event_id
+        ).outerjoin(delivery_log, delivery_log.c.id == event.c.delivery_log_id),
+        (event_status_change.c.status, event_status_change.c.at, event_status_change.c.reason),
+        _status_outcome,
+    ),
+    "bounce_report": _Tailed(
+        bounce_report,
+        bounce_report.outerjoin(
+            delivery_log, delivery_log.c.id == bounce_report.c.delivery_log_id
+        ).outerjoin(event, event.c.id == delivery_log.c.event_id),
+        (bounce_report.c.kind, bounce_report.c.received, bounce_report.c.reason),
+        _bounce_outcome,
+    ),
+    "tracking_log": _Tailed(
+        tracking_log,
+        tracking_log.outerjoin(
+            delivery_log, delivery_log.c.id == tracking_log.c.delivery_log_id
+        ).outerjoin(event, event.c.id == tracking_log.c.event_id),
+        (
+            tracking_log.c.kind,
+            tracking_log.c.url,
+            tracking_log.c.user_agent,
+            tracking_log.c.created,
+        ),
+        _tracking_outcome,
+    ),
+}
+#: the cursor of delivery receipts, which update delivery logs in place: read by keyset
+RECEIPTS = "delivery_receipt"
 #: each source of outcomes, by the name of its cursor
-SOURCES: dict[str, Reader] = {
-    "status_change": _read_status_changes,
-    "bounce_report": _read_bounce_reports,
-    "tracking_log": _read_tracking_logs,
-    "delivery_receipt": _read_receipts,
-}
-#: where each source ends now: its cursor's starting point
-ENDS: dict[str, Callable[[Connection, datetime, timedelta], tuple[int, datetime | None]]] = {
-    "status_change": _last_id(event_status_change.c.id),
-    "bounce_report": _last_id(bounce_report.c.id),
-    "tracking_log": _last_id(tracking_log.c.id),
-    "delivery_receipt": _receipts_end,
-}
+SOURCES = (*TAILED, RECEIPTS)
 
 
 # -- the outbox --------------------------------------------------------------------------
@@ -637,28 +613,14 @@ def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta) -> 
             attempts=webhook_message.c.attempts + 1,
         )
     )
-    attempts = []
-    for row in rows:
-        until = row["previous_secret_until"]
-        signing: tuple[str, ...] = (row["secret"],)
-        if row["previous_secret"] and until is not None and until > now:
-            signing += (row["previous_secret"],)
-        attempts.append(Attempt(_with_attempt(_message(row)), row["url"], signing))
-    return attempts
-
-
-def _with_attempt(message: OutboxMessage) -> OutboxMessage:
-    return OutboxMessage(
-        id=message.id,
-        subscription_id=message.subscription_id,
-        message_id=message.message_id,
-        type=message.type,
-        payload=message.payload,
-        status=OutboxStatus.SENDING,
-        attempts=message.attempts + 1,
-        due=message.due,
-        created=message.created,
-    )
+    return [
+        Attempt(
+            replace(_message(row), status=OutboxStatus.SENDING, attempts=row["attempts"] + 1),
+            row["url"],
+            _signing_secrets(row, now),
+        )
+        for row in rows
+    ]
 
 
 def record_results(
@@ -666,14 +628,13 @@ def record_results(
     results: Sequence[AttemptResult],
     now: datetime,
     *,
-    retry_base: float,
-    retry_max: float,
+    backoff: Callable[[int], timedelta],
     disable_after: timedelta,
 ) -> list[int]:
-    """Write how attempts ended: delivered, or pending again after the backoff. A subscription
-    with a success is not failing; one whose posts all failed is failing since its first
-    failure, and disabled once that has lasted ``disable_after``. Returns the subscriptions
-    disabled now."""
+    """Write how attempts ended: delivered, or pending again after ``backoff(attempts)`` (the
+    wait after a message's n-th failed attempt). A subscription with a success is not failing;
+    one whose posts all failed is failing since its first failure, and disabled once that has
+    lasted ``disable_after``. Returns the subscriptions disabled now."""
     delivered = [r for r in results if r.error is None]
     failed = [r for r in results if r.error is not None]
     if delivered:
@@ -682,15 +643,23 @@ def record_results(
             .where(webhook_message.c.id.in_([r.outbox_id for r in delivered]))
             .values(status=OutboxStatus.DELIVERED.value, delivered_at=now, last_error=None)
         )
-    for result in failed:
+    if failed:
         conn.execute(
             update(webhook_message)
-            .where(webhook_message.c.id == result.outbox_id)
+            .where(webhook_message.c.id == bindparam("b_id"))
             .values(
                 status=OutboxStatus.PENDING.value,
-                due=now + retry_delay(result.attempts, retry_base, retry_max),
-                last_error=(result.error or "")[:2000],
-            )
+                due=bindparam("b_due"),
+                last_error=bindparam("b_error"),
+            ),
+            [
+                {
+                    "b_id": r.outbox_id,
+                    "b_due": now + backoff(r.attempts),
+                    "b_error": (r.error or "")[:2000],
+                }
+                for r in failed
+            ],
         )
     alive = {r.subscription_id for r in delivered}
     failing = {r.subscription_id for r in failed} - alive

@@ -8,6 +8,7 @@ oversized body is refused (413) without being held whole.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -218,7 +219,9 @@ async def replay(
     subscription_id: SmallRowId, request: Request, operator: Admin, webhooks: Webhooks
 ) -> Any:
     wanted = await _parse(request, webhooks, ReplayIn)
-    count = webhooks.replay(
+    # the body is read on the event loop; the database is written in a worker thread
+    count = await asyncio.to_thread(
+        webhooks.replay,
         operator,
         subscription_id,
         message_id=wanted.message_id,

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 
+from msgcenter.sending.attempts import retry_delay
 from msgcenter.sending.webhooks import WebhookPoster
 from msgcenter.settings import WebhookSettings
 from msgcenter.store import webhooks as webhook_store
@@ -99,7 +101,7 @@ class WebhookDelivery(Workflow):
         if not attempts:
             return self._settings.collect_interval_seconds
         results = await self.poster.post_all(attempts)
-        await asyncio.to_thread(self.record, attempts, results)
+        await asyncio.to_thread(self.record, results)
         return 0  # more may be due: the next round finds out
 
     async def stop(self) -> None:
@@ -117,7 +119,7 @@ class WebhookDelivery(Workflow):
                 timedelta(seconds=settings.claim_lease_seconds),
             )
 
-    def record(self, attempts: list[Attempt], results: list[AttemptResult]) -> None:
+    def record(self, results: list[AttemptResult]) -> None:
         """Write the results; log failures and the subscriptions disabled."""
         settings = self._settings
         with self._db.write() as conn:
@@ -125,8 +127,11 @@ class WebhookDelivery(Workflow):
                 conn,
                 results,
                 datetime.now(UTC),
-                retry_base=settings.retry_base_seconds,
-                retry_max=settings.retry_max_seconds,
+                backoff=partial(
+                    retry_delay,
+                    base=settings.retry_base_seconds,
+                    maximum=settings.retry_max_seconds,
+                ),
                 disable_after=timedelta(seconds=settings.disable_after_seconds),
             )
         failed = [r for r in results if r.error is not None]
