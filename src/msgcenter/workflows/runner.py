@@ -52,6 +52,10 @@ class Workflow(abc.ABC):
     async def run_once(self) -> float:
         """Do one round of work; return the seconds to wait before the next round (0: go on at once)."""
 
+    async def close(self) -> None:  # noqa: B027 - an optional hook, not an abstract one
+        """Release what the workflow keeps open between rounds (the runner calls it when it
+        stops); nothing by default."""
+
 
 class WorkflowRunner:
     """Runs workflows concurrently in the current event loop."""
@@ -80,13 +84,15 @@ class WorkflowRunner:
         ]
 
     async def stop(self) -> None:
-        """Cancel every loop."""
+        """Cancel every loop, then let each workflow release what it keeps open."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for workflow in self.workflows.values():
+            await workflow.close()
         await self.store.stop()
 
     async def add(self, workflow: Workflow) -> None:

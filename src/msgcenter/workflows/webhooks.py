@@ -104,7 +104,7 @@ class WebhookDelivery(Workflow):
         await asyncio.to_thread(self.record, results)
         return 0  # more may be due: the next round finds out
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
         """Close the kept connections."""
         await self.poster.close()
 

@@ -97,7 +97,7 @@ class Worker:
             )
             for queue in (Queue.RT, Queue.BATCH)
         ]
-        self.webhooks = WebhookDelivery(db, settings.webhooks)
+        webhooks = WebhookDelivery(db, settings.webhooks)
         self.runner = WorkflowRunner(
             db,
             [
@@ -105,8 +105,8 @@ class Worker:
                 UpdateEventStatus(db, processing),
                 Cleanup(db, processing, settings.tracking, settings.bounces),
                 StatsSampler(db, processing),
-                WebhookOutbox(db, settings.webhooks, on_new=self.webhooks.wake),
-                self.webhooks,
+                WebhookOutbox(db, settings.webhooks, on_new=webhooks.wake),
+                webhooks,
             ],
             self.store,
         )
@@ -129,7 +129,6 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self.runner.stop()
-        await self.webhooks.stop()
         await self.dispatcher.stop()
         log.info("worker stopped", action="worker.stopped")
 
