@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, func, insert, or_, select
+from sqlalchemy import Connection, Select, func, insert, or_, select
 
 from msgcenter.bounces import KeptReport, ReportFilter, ReportKind, ShownReport
 from msgcenter.events.model import Channel
+from msgcenter.store.database import delete_some
 from msgcenter.store.tables import bounce_report, delivery_log
 
 #: longest recipient and reason kept (longer ones are cut)
@@ -79,13 +80,7 @@ def soft_bounces(conn: Connection, recipient: str, since: datetime) -> int:
 
 def purge(conn: Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` reports received before ``before``."""
-    return conn.execute(
-        delete(bounce_report).where(
-            bounce_report.c.id.in_(
-                select(bounce_report.c.id).where(bounce_report.c.received < before).limit(limit)
-            )
-        )
-    ).rowcount
+    return delete_some(conn, bounce_report, bounce_report.c.received < before, limit=limit)
 
 
 def search(

@@ -18,6 +18,7 @@ from sqlalchemy import (
     CursorResult,
     Table,
     create_engine,
+    delete,
     event,
     func,
     literal_column,
@@ -250,6 +251,13 @@ def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def delete_some(conn: Connection, table: Table, *conditions: Any, limit: int) -> int:
+    """Delete up to ``limit`` rows of ``table`` matching ``conditions`` (one batch of a purge,
+    so that no transaction grows with the backlog); how many went."""
+    chosen = select(table.c.id).where(*conditions).limit(limit).scalar_subquery()
+    return int(conn.execute(delete(table).where(table.c.id.in_(chosen))).rowcount)
 
 
 def insert_or_ignore(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, literal, select
+from sqlalchemy import Connection, literal, select
 
 from msgcenter.deliveries import DeliveryStatus
 from msgcenter.events.model import TEMPLATE_EVENT_FIELDS
+from msgcenter.store.database import delete_some
 from msgcenter.store.processing import EVENT_COLUMNS
 from msgcenter.store.tables import delivery_log, event, tracking_log
 from msgcenter.tracking import SentMessage, TrackingKind
@@ -55,13 +56,7 @@ def record(
 
 def purge(conn: Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` tracking logs recorded before ``before``."""
-    return conn.execute(
-        delete(tracking_log).where(
-            tracking_log.c.id.in_(
-                select(tracking_log.c.id).where(tracking_log.c.created < before).limit(limit)
-            )
-        )
-    ).rowcount
+    return delete_some(conn, tracking_log, tracking_log.c.created < before, limit=limit)
 
 
 def sent_message(conn: Connection, delivery_log_id: int) -> SentMessage | None:

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from msgcenter.deliveries import DeliveryStatus
 from msgcenter.errors import NotFoundError
 from msgcenter.events.model import Channel, EventStatus
-from msgcenter.store.database import insert_or_ignore
+from msgcenter.store.database import delete_some, insert_or_ignore
 from msgcenter.store.tables import (
     bounce_report,
     delivery_log,
@@ -748,18 +748,12 @@ def messages(
 
 def purge(conn: Connection, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` messages delivered before ``before``."""
-    ids = (
-        select(webhook_message.c.id)
-        .where(
-            webhook_message.c.status == OutboxStatus.DELIVERED.value,
-            webhook_message.c.delivered_at < before,
-        )
-        .limit(limit)
-    )
-    return int(
-        conn.execute(
-            delete(webhook_message).where(webhook_message.c.id.in_(ids.scalar_subquery()))
-        ).rowcount
+    return delete_some(
+        conn,
+        webhook_message,
+        webhook_message.c.status == OutboxStatus.DELIVERED.value,
+        webhook_message.c.delivered_at < before,
+        limit=limit,
     )
 
 
