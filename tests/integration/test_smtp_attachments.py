@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from msgcenter.channels import network
 from msgcenter.channels.email import (
     AttachmentError,
     AttachmentSettings,
@@ -19,7 +20,6 @@ from msgcenter.channels.email import (
     build_message,
     fetch_attachment,
 )
-from msgcenter.channels.email import attachments as attachments_module
 from tests.conftest import free_port
 from tests.integration.test_smtp_pool import SENDER, Relay
 
@@ -137,9 +137,9 @@ async def test_localhost_by_name_is_refused_too(files):
 
 async def test_a_redirect_from_a_public_host_to_a_private_one_is_refused(files, monkeypatch):
     """127.0.0.2 stands in for a public server: the check treats it as public, nothing else."""
-    real_check = attachments_module.is_public_address
+    real_check = network.is_public_address
     monkeypatch.setattr(
-        attachments_module, "is_public_address", lambda a: str(a) == "127.0.0.2" or real_check(a)
+        network, "is_public_address", lambda a: str(a) == "127.0.0.2" or real_check(a)
     )
     for public in serve("127.0.0.2"):
         settings = AttachmentSettings()

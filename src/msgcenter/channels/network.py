@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from msgcenter.errors import MsgcenterError
 
@@ -50,16 +50,12 @@ async def resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def refuse_private(
-    host: str,
-    addresses: Sequence[str],
-    is_public: Callable[[IpAddress], bool] = is_public_address,
-) -> None:
+def refuse_private(host: str, addresses: Sequence[str]) -> None:
     """Raise a permanent :class:`TargetRefusedError` when any of ``addresses`` (those ``host``
     resolves to) is not public."""
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone id
-        if not is_public(address):
+        if not is_public_address(address):
             raise TargetRefusedError(
                 f"{host} resolves to {address}, which is not a public address "
                 "(allow_private_networks is off)"

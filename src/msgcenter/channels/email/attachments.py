@@ -19,18 +19,10 @@ import httpx
 
 from msgcenter.channels.email.config import AttachmentSettings
 from msgcenter.channels.email.mime import Attachment
-from msgcenter.channels.network import (
-    IpAddress,
-    TargetRefusedError,
-    is_public_address,
-    refuse_private,
-    resolve,
-)
+from msgcenter.channels.network import TargetRefusedError, checked_address
 from msgcenter.errors import MsgcenterError
 from msgcenter.publications import AttachmentSpec
 from msgcenter.render import Ctx
-
-__all__ = ["IpAddress", "is_public_address"]
 
 
 class AttachmentError(MsgcenterError):
@@ -137,14 +129,11 @@ async def _checked_address(url: str, target: httpx.URL, settings: AttachmentSett
     """An address of the target host, after checking every address it resolves to."""
     port = target.port or (443 if target.scheme == "https" else 80)
     try:
-        addresses = await resolve(target.host, port)
-        if not settings.allow_private_networks:
-            # this module's name, looked up at each call: a test may stand a loopback
-            # address in for a public one
-            refuse_private(target.host, addresses, is_public_address)
+        return await checked_address(
+            target.host, port, allow_private_networks=settings.allow_private_networks
+        )
     except TargetRefusedError as exc:
         raise AttachmentError(url, exc.reason, temporary=exc.temporary) from exc
-    return addresses[0]
 
 
 def _check_status(url: str, status: int) -> None:
