@@ -29,16 +29,33 @@ def order_publication(**changes: Any) -> dict[str, Any]:
 @contextmanager
 def processing_server(db: Database, smtp_port: int, **processing: Any) -> Iterator[RunningServer]:
     """An execution instance with its workflows running, relaying to 127.0.0.1:``smtp_port``."""
+    with relaying_server(db, smtp_port, processing=processing) as running:
+        yield running
+
+
+@contextmanager
+def relaying_server(
+    db: Database,
+    smtp_port: int,
+    *,
+    smtp: dict[str, Any] | None = None,
+    processing: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Iterator[RunningServer]:
+    """The same, with ``smtp`` and ``processing`` settings added to the test ones, and any
+    other ``settings`` (sections as dicts)."""
     add_operator(db, *ADMIN)
     threaded, running = start_exec_server(
         db,
-        processing={**FAST_PROCESSING, **processing},
+        processing={**FAST_PROCESSING, **(processing or {})},
         smtp={
             "host": "127.0.0.1",
             "port": smtp_port,
             "timeout_seconds": 5,
             "helo_name": "msgcenter.test",
+            **(smtp or {}),
         },
+        **settings,
     )
     with threaded:
         yield running

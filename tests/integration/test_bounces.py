@@ -31,21 +31,18 @@ from msgcenter.store.database import Database
 from msgcenter.store.tables import bounce_report, quarantine
 from msgcenter.workflows.maintenance import Cleanup
 from tests.conftest import (
-    FAST_PROCESSING,
     RunningServer,
-    add_operator,
     free_port,
-    start_exec_server,
     wait_for,
 )
 from tests.processing import (
-    ADMIN,
     all_final,
     delivery_logs,
     event_json,
     order_publication,
     publish,
     push_rest,
+    relaying_server,
     statuses,
 )
 from tests.smtp import SmtpServer
@@ -61,22 +58,14 @@ def bounce_server(
 ) -> Iterator[tuple[RunningServer, int]]:
     """An execution instance with its workflows and its bounce receiver; yields it and the
     receiver's port."""
-    add_operator(db, *ADMIN)
     port = free_port()
-    threaded, running = start_exec_server(
+    with relaying_server(
         db,
+        relay.port,
         secret_key=SECRET,
-        processing=FAST_PROCESSING,
-        smtp={
-            "host": "127.0.0.1",
-            "port": relay.port,
-            "timeout_seconds": 5,
-            "helo_name": "msgcenter.test",
-            "bounce_domain": BOUNCE_DOMAIN,
-        },
+        smtp={"bounce_domain": BOUNCE_DOMAIN},
         bounces={"enabled": True, "host": "127.0.0.1", "port": port, **bounces},
-    )
-    with threaded:
+    ) as running:
         yield running, port
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from msgcenter.store.database import Database
 from msgcenter.store.instance_info import INSTALLATION_TAG
 from msgcenter.store.tables import instance_info, unsubscription
-from tests.conftest import FAST_PROCESSING, RunningServer, add_operator, start_exec_server, wait_for
+from tests.conftest import RunningServer, add_operator, start_exec_server, wait_for
 from tests.processing import (
     ADMIN,
     all_final,
@@ -32,6 +32,7 @@ from tests.processing import (
     order_publication,
     publish,
     push_rest,
+    relaying_server,
 )
 
 BASE = "https://t.shop.example"
@@ -62,24 +63,19 @@ def sending_server(
     db: Database, smtp_port: int, key_file: Path, **smtp: Any
 ) -> Iterator[RunningServer]:
     """An execution instance that signs with DKIM and tracks on BASE, relaying to ``smtp_port``."""
-    add_operator(db, *ADMIN)
-    threaded, running = start_exec_server(
+    with relaying_server(
         db,
+        smtp_port,
         instance_name="exec1",
         secret_key="a long deliverability secret",
-        processing=dict(FAST_PROCESSING),
         smtp={
-            "host": "127.0.0.1",
-            "port": smtp_port,
-            "timeout_seconds": 5,
             "dkim_selector": "mc",
             "dkim_domain": "example.com",
             "dkim_private_key_file": str(key_file),
             **smtp,
         },
         tracking={"base_url": BASE},
-    )
-    with threaded:
+    ) as running:
         yield running
 
 
