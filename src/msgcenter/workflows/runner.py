@@ -155,6 +155,16 @@ class WorkflowRunner:
             started = time.monotonic()
             try:
                 delay = await workflow.run_once()
+                if failures:
+                    self.store.check_now()  # the database answered: an outage may be over
+                recovered = failures > 0 or self._states.get(workflow.name) == "failed"
+                if recovered or time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
+                    # a heartbeat the database refused is a round that met the outage: the
+                    # workflow is woken at its end and records that it runs at once, rather
+                    # than a heartbeat interval later (a round can succeed without the
+                    # database, waiting for the dispatcher to drain)
+                    await self._beat(workflow.name, recovered)
+                    last_heartbeat = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except StoreUnavailableError as exc:
@@ -170,17 +180,24 @@ class WorkflowRunner:
                 await self._quietly(self._record_failure, workflow.name, describe_error(exc))
                 delay = min(2.0**failures, MAX_BACKOFF_SECONDS)
             else:
-                if failures:
-                    self.store.check_now()  # the database answered: an outage may be over
-                recovered = failures > 0 or self._states.get(workflow.name) == "failed"
-                if recovered or time.monotonic() - last_heartbeat > HEARTBEAT_SECONDS:
-                    await self._quietly(self._heartbeat, workflow.name, recovered)
-                    last_heartbeat = time.monotonic()
-                    if recovered:
-                        self._states[workflow.name] = "running"
                 failures = 0
             if delay > 0:
                 await _wait(workflow.wake, delay)
+
+    async def _beat(self, name: str, recovered: bool) -> None:
+        """Record that the workflow ran (and is running again if ``recovered``); an unavailable
+        database raises, any other failure is only logged."""
+        try:
+            await asyncio.to_thread(self._heartbeat, name, recovered)
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not kill the loop
+            log.warning(
+                "workflow bookkeeping failed", action="workflow.bookkeeping_failed", error=str(exc)
+            )
+            return
+        if recovered:
+            self._states[name] = "running"
 
     async def _quietly(self, function: Callable[..., object], *args: object) -> None:
         """Bookkeeping that must not kill the loop; an unavailable database goes to the watch."""
