@@ -187,13 +187,23 @@ class RunningServer:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: how long a test server may take to stop (a clean stop lets sends under way end, up to 10 s)
+STOP_TIMEOUT_SECONDS = 20.0
+
+
 class ThreadedServer:
     """Runs an ASGI app with uvicorn on a free loopback port in a background thread."""
 
     def __init__(self, app: object) -> None:
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            lifespan="on",
+            # a request still under way must not hold the stop (and the workflows) forever
+            timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -209,7 +219,15 @@ class ThreadedServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=15)
+        self.thread.join(timeout=STOP_TIMEOUT_SECONDS)
+        if self.thread.is_alive():
+            # a server left running would go on working on the next tests' database
+            self.server.force_exit = True
+            self.thread.join(timeout=5)
+            raise RuntimeError(
+                f"the test server did not stop within {STOP_TIMEOUT_SECONDS:.0f} s"
+                + (" (and is still running)" if self.thread.is_alive() else "")
+            )
 
 
 def start_exec_server(db: Database, **overrides: object) -> tuple[ThreadedServer, RunningServer]:
