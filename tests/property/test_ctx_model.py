@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
+from msgcenter.events.model import Queue
 from msgcenter.events.xml import parse_document
-from msgcenter.intake.rest import _events_of, _parse_json
+from msgcenter.intake.rest import _events_of, _fingerprint, _parse_json
 from msgcenter.render import Ctx, MessageContent, RenderProblem, compile_content, load_ctx
 from msgcenter.render.ctx import ctx_from_data, is_blank, items_of, number_of
 
@@ -144,3 +145,17 @@ def test_a_rest_ctx_number_keeps_its_text_as_in_xml(number):
     from_rest = load_ctx(event.ctx, "json")
     from_soap = load_ctx(stored_xml(Tree("ctx", {"n": literal})), "xml")
     assert str(from_rest["n"]) == str(from_soap["n"]) == literal
+
+
+def test_long_integers_and_fractions_deep_in_a_ctx_keep_their_text_and_their_fingerprint():
+    data = (
+        b'[{"type": "t", "email": "a@example.com", "ctx": {"rows": [{"n": -123456789012345678901}],'
+        b' "price": 19.90, "big": 18446744073709551616}}]'
+    )
+    body = _parse_json(data)
+    (event,) = _events_of(body, "key", 64 * 1024)
+    assert (
+        event.ctx
+        == '{"rows":[{"n":-123456789012345678901}],"price":19.90,"big":18446744073709551616}'
+    )
+    assert _fingerprint(Queue.RT, body[0]) == _fingerprint(Queue.RT, _parse_json(data)[0])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -340,7 +340,7 @@ def _fingerprint(queue: Queue, item: Any) -> str:
     from another event under the same idempotency key. Per event, not per request: a list
     key ``K`` names its events ``K<US>i`` by position, so a run that resumes a list cut short
     sends it whole again and only its new events are stored."""
-    canonical = orjson.dumps([queue.value, item], option=orjson.OPT_SORT_KEYS)
+    canonical = _json([queue.value, item], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -361,24 +361,23 @@ def _parse_json(data: bytes) -> Any:
 #: a number orjson would not write back as it was written: a fraction or an exponent
 #: (19.90 would be stored as 19.9), or an integer beyond 64 bits (made a float)
 _INEXACT_NUMBER = re.compile(rb"[0-9][.eE]|[0-9]{19}")
+#: parses again with every fraction kept as the text the client wrote (in C: the standard
+#: parser's Python call per number cost twice orjson's whole parse)
+_EXACT_DECODER = msgspec.json.Decoder(float_hook=orjson.Fragment)
 
 
 def _keep_ctx_numbers(data: bytes, body: Any) -> None:
     """Put into ``body`` the ctx of each event parsed again with its numbers as written (as an
-    XML ctx keeps them), for templates to show 19.90 and not 19.9."""
+    XML ctx keeps them), for templates to show 19.90 and not 19.9; an integer beyond 64 bits
+    is an int here, written back as text by :func:`_dumps`."""
     try:
-        exact = json.loads(data, parse_float=orjson.Fragment, parse_int=_integer)
-    except (ValueError, RecursionError):
-        return  # orjson took it; what the standard parser cannot is refused further on
+        exact = _EXACT_DECODER.decode(data)
+    except msgspec.DecodeError:
+        return  # orjson took it; what this parser cannot is refused further on
     pairs = zip(body, exact, strict=True) if isinstance(body, list) else [(body, exact)]
     for parsed, written in pairs:
         if isinstance(parsed, dict) and isinstance(written, dict) and "ctx" in written:
             parsed["ctx"] = written["ctx"]
-
-
-def _integer(text: str) -> int | orjson.Fragment:
-    value = int(text)
-    return value if -(2**63) <= value < 2**64 else orjson.Fragment(text)
 
 
 def _event(item: Any, index: int | None, key: str | None, max_bytes: int) -> NewEvent:
@@ -408,10 +407,34 @@ def _dumps(value: Any, field: str) -> bytes:
     """``value`` as JSON; the parser accepts nesting (up to 1,024 levels) the writer refuses
     (over 254), so a too deeply nested value is the caller's error."""
     try:
-        return orjson.dumps(value)
+        return _json(value)
     except orjson.JSONEncodeError as exc:
         reason = "nested deeper than 254 levels" if "ecursion" in str(exc) else str(exc)
         raise InvalidEventError(field, f"cannot be stored: {reason}") from None
+
+
+def _json(value: Any, option: int | None = None) -> bytes:
+    """``value`` as JSON, integers beyond 64 bits included (written as they were parsed)."""
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError as exc:
+        if str(exc) == "Integer exceeds 64-bit range" and _long_integers_as_text(value):
+            return orjson.dumps(value, option=option)
+        raise
+
+
+def _long_integers_as_text(value: Any) -> bool:
+    """Make the integers beyond 64 bits in ``value`` (nested dicts and lists, changed in place)
+    JSON fragments of their text, which orjson writes as they are; whether there were any."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    found = False
+    for key, item in list(items):
+        if isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**64:
+            value[key] = orjson.Fragment(str(item))
+            found = True
+        elif isinstance(item, dict | list):
+            found = _long_integers_as_text(item) or found
+    return found
 
 
 def _status(text: str) -> EventStatus:
