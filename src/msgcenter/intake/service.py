@@ -6,6 +6,7 @@ it never sees HTTP and raises only :mod:`msgcenter.errors`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from msgcenter.errors import IdempotencyKeyReusedError, PayloadTooLargeError
@@ -51,10 +52,13 @@ class IntakeService:
                 "unchanged, a new request needs a new key",
             )
         known = await self._published.known(queue)
-        for new, fresh in zip(events, enqueued.fresh, strict=True):
-            if fresh:
-                label = new.type if new.type in known else metrics.UNPUBLISHED_TYPE
-                metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=label).inc()
+        received = Counter(
+            new.type if new.type in known else metrics.UNPUBLISHED_TYPE
+            for new, fresh in zip(events, enqueued.fresh, strict=True)
+            if fresh
+        )
+        for label, count in received.items():  # one metric update per type, not per event
+            metrics.EVENTS_RECEIVED.labels(queue=queue.value, type=label).inc(count)
         return enqueued
 
     async def warnings(
