@@ -185,8 +185,7 @@ def measured() -> Iterator[None]:
         outcome = "client_error" if status_of(exc) < 500 else "server_error"
         raise
     finally:
-        metrics.INTAKE_REQUESTS.labels(api="rest", outcome=outcome).inc()
-        metrics.INTAKE_LATENCY.labels(api="rest").observe(time.perf_counter() - started)
+        metrics.record_intake_request("rest", outcome, time.perf_counter() - started)
 
 
 #: pushing: the hot route, whose authentication, right check and measurement are plain calls

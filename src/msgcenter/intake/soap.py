@@ -161,8 +161,7 @@ class SoapRouter:
         except Exception:
             log.exception("soap call failed", action="soap.error", service=service)
             body, status, outcome = _server_fault(), 500, "server_error"
-        metrics.INTAKE_REQUESTS.labels(api="soap", outcome=outcome).inc()
-        metrics.INTAKE_LATENCY.labels(api="soap").observe(time.perf_counter() - started)
+        metrics.record_intake_request("soap", outcome, time.perf_counter() - started)
         ns = f"urn:{service}" if service in QUEUES or service == "xtk:session" else SOAP_ENV
         return Response(
             ENVELOPE.format(ns=ns, body=body), status_code=status, media_type=XML_MEDIA_TYPE

@@ -6,6 +6,7 @@ With several web workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``msgcenter exec ser
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -135,6 +136,20 @@ def record_outcome(channel: str, outcome: str, event_created: datetime) -> None:
         PROCESSING_LATENCY.labels(channel=channel).observe(
             (datetime.now(UTC) - event_created).total_seconds()
         )
+
+
+def record_intake_request(api: str, outcome: str, seconds: float) -> None:
+    """Account one intake call (REST push or SOAP call) with its outcome and duration."""
+    requests, latency = _intake_children(api, outcome)
+    requests.inc()
+    latency.observe(seconds)
+
+
+@functools.cache
+def _intake_children(api: str, outcome: str) -> tuple[Counter, Histogram]:
+    """The labelled children of one API and outcome, looked up once per process (a
+    ``labels()`` call checks and hashes its labels on every request)."""
+    return INTAKE_REQUESTS.labels(api=api, outcome=outcome), INTAKE_LATENCY.labels(api=api)
 
 
 def record_group_commit(events: int, seconds: float) -> None:
