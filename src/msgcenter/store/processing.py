@@ -16,9 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnClause,
     Connection,
     RowMapping,
+    SmallInteger,
+    Text,
     and_,
     bindparam,
     delete,
@@ -42,6 +45,7 @@ from msgcenter.events.model import TEMPLATE_EVENT_FIELDS, Channel, EventStatus, 
 from msgcenter.publications import Publication
 from msgcenter.routing import Routed, Routing
 from msgcenter.store import fallbacks
+from msgcenter.store.bulk import BulkInsert, BulkStatement
 from msgcenter.store.database import dialect_insert, insert_or_ignore
 from msgcenter.store.tables import (
     delivery,
@@ -51,6 +55,7 @@ from msgcenter.store.tables import (
     quarantine,
     stats_sample,
 )
+from msgcenter.store.types import UtcDateTime
 
 PENDING: ColumnClause[Any] = literal_column("0")
 #: delivery-log statuses a sender may claim: pending (due) and sending (claim lapsed)
@@ -61,6 +66,89 @@ EVENT_COLUMNS = [event.c[name] for name in TEMPLATE_EVENT_FIELDS] + [
     event.c.ctx,
     event.c.ctx_format,
 ]
+
+#: the columns of a delivery log created by a claim, in :func:`_log_row`'s order
+LOG_COLUMNS = (
+    "delivery_id",
+    "event_id",
+    "publication_id",
+    "queue",
+    "channel",
+    "address",
+    "folder",
+    "status",
+    "failure_type",
+    "failure_reason",
+    "attempts",
+    "due",
+    "valid_until",
+    "created",
+    "last_modified",
+    "claimed_by",
+)
+_LOGS = BulkInsert(delivery_log, LOG_COLUMNS)
+#: timeline steps: (event id, status, at, reason), from :func:`_change`
+_HISTORY = BulkInsert(event_status_change, ["event_id", "status", "at", "reason"])
+_NOW = bindparam("now", type_=UtcDateTime())
+#: routed events linked to their publication, delivery and delivery log
+_LINK_EVENTS = BulkStatement(
+    "link",
+    {
+        "id": event.c.id.type,
+        "status": SmallInteger(),
+        "publication": BigInteger(),
+        "delivery": BigInteger(),
+        "log": BigInteger(),
+    },
+    lambda rows: (
+        update(event)
+        .where(event.c.id == rows.c.id)
+        .values(
+            status=rows.c.status,
+            publication_id=rows.c.publication,
+            delivery_id=rows.c.delivery,
+            delivery_log_id=rows.c.log,
+            last_modified=_NOW,
+        )
+    ),
+)
+#: attempt outcomes written to their delivery logs
+_OUTCOMES = BulkStatement(
+    "outcome",
+    {
+        "id": delivery_log.c.id.type,
+        "status": SmallInteger(),
+        "failure_type": delivery_log.c.failure_type.type,
+        "reason": Text(),
+        "due": UtcDateTime(),
+        "message_id": delivery_log.c.message_id.type,
+        "sent_at": UtcDateTime(),
+    },
+    lambda rows: (
+        update(delivery_log)
+        .where(delivery_log.c.id == rows.c.id)
+        .values(
+            status=rows.c.status,
+            failure_type=rows.c.failure_type,
+            failure_reason=rows.c.reason,
+            attempts=delivery_log.c.attempts + 1,
+            due=func.coalesce(rows.c.due, delivery_log.c.due),
+            message_id=func.coalesce(rows.c.message_id, delivery_log.c.message_id),
+            sent_at=rows.c.sent_at,
+            last_modified=_NOW,
+        )
+    ),
+)
+#: final statuses copied onto events still linked to the delivery log that reached them
+_FINAL_STATUSES = BulkStatement(
+    "final",
+    {"id": event.c.id.type, "log": BigInteger(), "status": SmallInteger()},
+    lambda rows: (
+        update(event)
+        .where(event.c.id == rows.c.id, event.c.delivery_log_id == rows.c.log)
+        .values(status=rows.c.status, last_modified=_NOW)
+    ),
+)
 
 
 class DeliveryCache:
@@ -191,7 +279,7 @@ def record_routing(
         conn.execute(
             update(event).where(event.c.id.in_(ids)).values(status=int(status), last_modified=now)
         )
-    conn.execute(insert(event_status_change), history)
+    _HISTORY.execute(conn, history)
     return claim
 
 
@@ -209,28 +297,15 @@ def _insert_logs(
     messages to send and how many were held."""
     logs = [
         _log_row(queue, r, deliveries.id_for(conn, r.publication, now), now, lease, validity)
-        | {"claimed_by": None if r.held else owner}
+        + (None if r.held else owner,)
         for r in routed
     ]
-    log_ids = [
-        row[0]
-        for row in conn.execute(
-            insert(delivery_log).returning(delivery_log.c.id, sort_by_parameter_order=True), logs
-        )
-    ]
+    log_ids = _LOGS.execute_returning_ids(conn, logs)
     messages = []
     links = []
     for r, log, log_id in zip(routed, logs, log_ids, strict=True):
         status = EventStatus.IGNORED if r.held else EventStatus.PENDING_DELIVERY
-        links.append(
-            {
-                "b_id": r.event["id"],
-                "b_status": int(status),
-                "b_publication": r.publication.id,
-                "b_delivery": log["delivery_id"],
-                "b_log": log_id,
-            }
-        )
+        links.append((r.event["id"], int(status), r.publication.id, log[0], log_id))
         if not r.held:
             messages.append(
                 ClaimedMessage(
@@ -240,24 +315,13 @@ def _insert_logs(
                     channel=r.publication.channel,
                     address=r.address,
                     attempts=0,
-                    valid_until=log["valid_until"],
+                    valid_until=now + validity,
                     event={name: r.event[name] for name in TEMPLATE_EVENT_FIELDS},
                     ctx=r.event["ctx"],
                     ctx_format=r.event["ctx_format"],
                 )
             )
-    conn.execute(
-        update(event)
-        .where(event.c.id == bindparam("b_id"))
-        .values(
-            status=bindparam("b_status"),
-            publication_id=bindparam("b_publication"),
-            delivery_id=bindparam("b_delivery"),
-            delivery_log_id=bindparam("b_log"),
-            last_modified=now,
-        ),
-        links,
-    )
+    _LINK_EVENTS.execute(conn, links, now=now)
     return messages, len(routed) - len(messages)
 
 
@@ -268,26 +332,26 @@ def _log_row(
     now: datetime,
     lease: timedelta,
     validity: timedelta,
-) -> dict[str, Any]:
-    return {
-        "delivery_id": delivery_id,
-        "event_id": routed.event["id"],
-        "publication_id": routed.publication.id,
-        "queue": queue.value,
-        "channel": int(routed.publication.channel),
-        "address": routed.address,
-        "folder": routed.event["folder"],
-        "status": int(DeliveryStatus.IGNORED if routed.held else DeliveryStatus.SENDING),
-        "failure_type": FailureType.QUARANTINED.value if routed.held else None,
-        "failure_reason": routed.held_reason if routed.held else None,
-        "attempts": 0,
-        "due": now + lease,
-        "valid_until": now + validity,
-        "message_id": None,
-        "created": now,
-        "last_modified": now,
-        "sent_at": None,
-    }
+) -> tuple[Any, ...]:
+    """A claimed delivery log's values in :data:`LOG_COLUMNS` order, but for ``claimed_by``."""
+    held = routed.held
+    return (
+        delivery_id,
+        routed.event["id"],
+        routed.publication.id,
+        queue.value,
+        int(routed.publication.channel),
+        routed.address,
+        routed.event["folder"],
+        int(DeliveryStatus.IGNORED if held else DeliveryStatus.SENDING),
+        FailureType.QUARANTINED.value if held else None,
+        routed.held_reason if held else None,
+        0,
+        now + lease,
+        now + validity,
+        now,
+        now,
+    )
 
 
 def pending_error_count(conn: Connection, event_id: int) -> int | None:
@@ -322,13 +386,13 @@ def record_event_failure(
             last_modified=now,
         )
     )
-    conn.execute(insert(event_status_change), [_change(event_id, status, now, reason)])
+    _HISTORY.execute(conn, [_change(event_id, status, now, reason)])
 
 
 def _change(
     event_id: int, status: EventStatus, at: datetime, reason: str | None = None
-) -> dict[str, Any]:
-    return {"event_id": event_id, "status": int(status), "at": at, "reason": reason}
+) -> tuple[int, int, datetime, str | None]:
+    return (event_id, int(status), at, reason)
 
 
 def claim_due_attempts(
@@ -483,36 +547,21 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
         return
     # rows are locked in id order, as the claim renewal locks them: no deadlock between them
     outcomes = sorted(outcomes, key=lambda o: o.delivery_log_id)
-    conn.execute(
-        update(delivery_log)
-        .where(delivery_log.c.id == bindparam("b_id"))
-        .values(
-            status=bindparam("b_status"),
-            failure_type=bindparam("b_type"),
-            failure_reason=bindparam("b_reason"),
-            attempts=delivery_log.c.attempts + 1,
-            due=func.coalesce(
-                bindparam("b_due", type_=delivery_log.c.due.type), delivery_log.c.due
-            ),
-            message_id=func.coalesce(
-                bindparam("b_message_id", type_=delivery_log.c.message_id.type),
-                delivery_log.c.message_id,
-            ),
-            sent_at=bindparam("b_sent_at", type_=delivery_log.c.sent_at.type),
-            last_modified=now,
-        ),
+    _OUTCOMES.execute(
+        conn,
         [
-            {
-                "b_id": o.delivery_log_id,
-                "b_status": int(o.status),
-                "b_type": o.failure_type.value if o.failure_type else None,
-                "b_reason": o.reason,
-                "b_due": o.due,
-                "b_message_id": o.message_id,
-                "b_sent_at": now if o.status is DeliveryStatus.SENT else None,
-            }
+            (
+                o.delivery_log_id,
+                int(o.status),
+                o.failure_type.value if o.failure_type else None,
+                o.reason,
+                o.due,
+                o.message_id,
+                now if o.status is DeliveryStatus.SENT else None,
+            )
             for o in outcomes
         ],
+        now=now,
     )
     finals = [o for o in outcomes if o.status.is_final]
     if finals:
@@ -596,9 +645,8 @@ def record_late_failure(
             .returning(event.c.id)
         ).first()
         if moved is not None:
-            conn.execute(
-                insert(event_status_change),
-                [_change(found.event_id, EventStatus.DELIVERY_FAILED, now, reason)],
+            _HISTORY.execute(
+                conn, [_change(found.event_id, EventStatus.DELIVERY_FAILED, now, reason)]
             )
             fallbacks.fall_back(conn, [(found.event_id, delivery_log_id)], now)
     if quarantine:
@@ -674,16 +722,8 @@ def _copy_to_events(
     conn: Connection, changes: Sequence[tuple[int, int, EventStatus, str | None]], now: datetime
 ) -> None:
     changes = sorted(changes, key=lambda change: change[0])  # events locked in id order
-    conn.execute(
-        update(event)
-        .where(event.c.id == bindparam("b_id"), event.c.delivery_log_id == bindparam("b_log"))
-        .values(status=bindparam("b_status"), last_modified=now),
-        [{"b_id": e, "b_log": log, "b_status": int(status)} for e, log, status, _ in changes],
-    )
-    conn.execute(
-        insert(event_status_change),
-        [_change(e, status, now, reason) for e, _, status, reason in changes],
-    )
+    _FINAL_STATUSES.execute(conn, [(e, log, int(status)) for e, log, status, _ in changes], now=now)
+    _HISTORY.execute(conn, [_change(e, status, now, reason) for e, _, status, reason in changes])
 
 
 def quarantine_address(
