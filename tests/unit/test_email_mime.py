@@ -135,6 +135,18 @@ def test_attachments_wrap_the_body_in_mixed():
     assert all(f.get_content_disposition() == "attachment" for f in files)
 
 
+def test_nested_boundaries_differ_and_none_begins_another():
+    messages = [
+        parse(build(attachments=[Attachment("a.txt", "text/plain", b"x")])) for _ in range(3)
+    ]
+    boundaries = [
+        part.get_boundary() for message in messages for part in (message, message.get_payload()[0])
+    ]
+    assert len(set(boundaries)) == 6
+    assert len({len(b) for b in boundaries}) == 1
+    assert all(b.startswith("=_") for b in boundaries)
+
+
 def test_a_long_name_of_four_byte_characters_stays_within_998_characters_a_line():
     # found by tests/property/test_mime_building.py: 100 emoji were 1,174 characters RFC 2231-encoded
     data = build(attachments=[Attachment("\U0001f600" * 120 + ".pdf", "application/pdf", b"x")])

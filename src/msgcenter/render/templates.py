@@ -122,6 +122,9 @@ class CompiledContent:
             if part.startswith(PUSH_DATA_PART)
         }
         self._environment = environment
+        # Jinja merges a template's globals (a ChainMap) into each part's context, twice
+        # over; the environment's are fixed, so they are merged once here
+        self._globals = dict(environment.globals)
         #: the blocks the template includes, directly or through other blocks
         self.blocks_used = blocks_used
         self.limits: RenderLimits = environment.limits
@@ -146,7 +149,12 @@ class CompiledContent:
             raise RenderProblem("event", f"the event cannot be read: {exc}") from exc
         language, country = event.get("language"), event.get("country")
         locale = locale_for(str(language) if language else None, str(country) if country else None)
-        variables = {"event": event_view, "ctx": ctx, "mirror_url": mirror_url}
+        variables = {
+            **self._globals,
+            "event": event_view,
+            "ctx": ctx,
+            "mirror_url": mirror_url,
+        }
         rendered: dict[str, Any] = {
             part: self._render_part(part, template, variables, RenderState(self.limits, locale))
             for part, template in self._templates.items()
@@ -167,7 +175,7 @@ class CompiledContent:
         limit = self.limits.max_output_bytes
         token = enter_state(state)
         # a generator: closed below, so that a part cut short runs no more template code
-        stream = cast(Generator[str, None, None], template.generate(variables))
+        stream = self._generate(template, variables)
         chunks: list[str] = []
         size = 0
         try:
@@ -189,6 +197,21 @@ class CompiledContent:
         if size * 4 > limit and len(text.encode("utf-8")) > limit:
             raise RenderProblem(part, f"the rendered {part} exceeds {limit} bytes")
         return text
+
+    def _generate(
+        self, template: Template, variables: dict[str, Any]
+    ) -> Generator[str, None, None]:
+        """``template.generate(variables)`` for ``variables`` that hold the globals already:
+        the parts of a message share them as the context's parent (Jinja only reads it)."""
+        environment = template.environment
+        context = environment.context_class(
+            environment, variables, template.name, template.blocks, globals=self._globals
+        )
+        try:
+            yield from template.root_render_func(context)
+        except Exception:
+            # as Template.generate: the traceback rewritten to the template's lines
+            yield environment.handle_exception()
 
 
 def compile_content(

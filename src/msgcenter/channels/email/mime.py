@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 import secrets
 from collections.abc import Sequence
@@ -35,6 +36,12 @@ _MAX_FILENAME_BYTES = 300
 #: RFC 2045 §5.1 ``type "/" subtype`` with token characters only
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 #: the charset parameter of a text attachment, the one parameter worth keeping
+#: multipart boundaries: a random part drawn once per process, then a counter, all of one
+#: length (so that no boundary is the beginning of another, RFC 2046 §5.1.1); a draw
+#: from the system's random source per message cost a system call each
+_BOUNDARY_PREFIX = "=_" + secrets.token_hex(6)
+_boundary_numbers = itertools.count()
+
 _CHARSET = re.compile(r';\s*charset="?([A-Za-z0-9_.:+-]+)"?', re.IGNORECASE)
 #: ``Name <local@domain>`` or ``local@domain`` without comments or groups (the common case, parsed fast)
 _SIMPLE_ADDRESS = re.compile(
@@ -187,7 +194,7 @@ def _body(parts: list[tuple[str, str]]) -> bytes:
 def _multipart(subtype: str, entities: list[bytes]) -> bytes:
     # "=_" cannot occur in quoted-printable or base64 output, so the boundary
     # never needs checking against the content (RFC 2046 §5.1.1).
-    boundary = "=_" + secrets.token_hex(12)
+    boundary = f"{_BOUNDARY_PREFIX}{next(_boundary_numbers) & 0xFFFF_FFFF_FFFF:012x}"
     delimiter = f"{CRLF}--{boundary}{CRLF}".encode("ascii")
     return b"".join(
         (
