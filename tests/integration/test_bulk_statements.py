@@ -77,6 +77,16 @@ def test_inserted_rows_get_their_ids_in_the_rows_order(db: Database) -> None:
     assert [stored[i] for i in ids] == rows
 
 
+def test_shared_columns_are_given_once_for_all_rows(db: Database) -> None:
+    steps = BulkInsert(event_status_change, ["event_id", "status"], ["at", "reason"])
+    with db.write() as conn:
+        ids = steps.execute_returning_ids(conn, [(1, 2), (3, 4)], at=NOW, reason="same")
+        steps.execute(conn, [(5, 6)], at=NOW, reason=None)
+    stored = _steps(db)
+    assert [stored[i] for i in ids] == [(1, 2, NOW, "same"), (3, 4, NOW, "same")]
+    assert sorted(stored.values())[-1] == (5, 6, NOW, None)
+
+
 def test_a_column_of_nulls_only_is_written(db: Database) -> None:
     with db.write() as conn:
         HISTORY.execute(conn, [(5, 1, NOW, None), (6, 2, NOW, None)])

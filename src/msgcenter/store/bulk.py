@@ -92,19 +92,23 @@ class BulkStatement:
 
 
 class BulkInsert:
-    """An INSERT of rows of ``table``'s ``columns`` (``INSERT … SELECT`` on both stores)."""
+    """An INSERT of rows of ``table``'s ``columns`` (``INSERT … SELECT`` on both stores), with
+    the ``shared`` columns given once for all rows."""
 
-    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+    def __init__(self, table: Table, columns: Sequence[str], shared: Sequence[str] = ()) -> None:
         self.table = table
         self.names = list(columns)
-        self._rows = _insert(table, self.names)
-        self._rows_with_ids = _insert(table, ["id", *self.names])
+        self.shared = list(shared)
+        self._rows = _insert(table, self.names, self.shared)
+        self._rows_with_ids = _insert(table, ["id", *self.names], self.shared)
 
-    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert ``rows`` (nothing when there are none)."""
-        self._rows.execute(conn, rows)
+    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]], **shared: Any) -> None:
+        """Insert ``rows`` (nothing when there are none), with the ``shared`` values."""
+        self._rows.execute(conn, rows, **shared)
 
-    def execute_returning_ids(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    def execute_returning_ids(
+        self, conn: Connection, rows: Sequence[tuple[Any, ...]], **shared: Any
+    ) -> list[int]:
         """Insert ``rows`` and return their new ids (the table's ``id``), in the rows' order.
 
         PostgreSQL: the ids come from the table's sequence in one query and are inserted
@@ -115,7 +119,7 @@ class BulkInsert:
         if conn.dialect.name != "postgresql":
             result = conn.execute(
                 insert(self.table).returning(self.table.c.id, sort_by_parameter_order=True),
-                [dict(zip(self.names, row, strict=True)) for row in rows],
+                [dict(zip(self.names, row, strict=True), **shared) for row in rows],
             )
             return [found[0] for found in result]
         driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
@@ -125,13 +129,16 @@ class BulkInsert:
                 (self.table.name, len(rows)),
             )
             ids = [found[0] for found in cursor.fetchall()]
-        self._rows_with_ids.execute(conn, [(i, *row) for i, row in zip(ids, rows, strict=True)])
+        self._rows_with_ids.execute(
+            conn, [(i, *row) for i, row in zip(ids, rows, strict=True)], **shared
+        )
         return ids
 
 
-def _insert(table: Table, columns: list[str]) -> BulkStatement:
+def _insert(table: Table, columns: list[str], shared: list[str]) -> BulkStatement:
+    once = [bindparam(name, type_=table.c[name].type) for name in shared]
     return BulkStatement(
         table.name,
         {c: table.c[c].type for c in columns},
-        lambda rows: insert(table).from_select(columns, select(*rows.c)),
+        lambda rows: insert(table).from_select([*columns, *shared], select(*rows.c, *once)),
     )

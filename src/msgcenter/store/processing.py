@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -72,23 +73,19 @@ LOG_COLUMNS = (
     "delivery_id",
     "event_id",
     "publication_id",
-    "queue",
     "channel",
     "address",
     "folder",
     "status",
     "failure_type",
     "failure_reason",
-    "attempts",
-    "due",
-    "valid_until",
-    "created",
-    "last_modified",
     "claimed_by",
 )
-_LOGS = BulkInsert(delivery_log, LOG_COLUMNS)
-#: timeline steps: (event id, status, at, reason), from :func:`_change`
-_HISTORY = BulkInsert(event_status_change, ["event_id", "status", "at", "reason"])
+#: the columns of a claim's delivery logs that are the same for all
+LOG_SHARED_COLUMNS = ("queue", "attempts", "due", "valid_until", "created", "last_modified")
+_LOGS = BulkInsert(delivery_log, LOG_COLUMNS, LOG_SHARED_COLUMNS)
+#: timeline steps: (event id, status, reason), from :func:`_change`, at one time
+_HISTORY = BulkInsert(event_status_change, ["event_id", "status", "reason"], ["at"])
 _NOW = bindparam("now", type_=UtcDateTime())
 #: routed events linked to their publication, delivery and delivery log
 _LINK_EVENTS = BulkStatement(
@@ -122,7 +119,6 @@ _OUTCOMES = BulkStatement(
         "reason": Text(),
         "due": UtcDateTime(),
         "message_id": delivery_log.c.message_id.type,
-        "sent_at": UtcDateTime(),
     },
     lambda rows: (
         update(delivery_log)
@@ -134,7 +130,7 @@ _OUTCOMES = BulkStatement(
             attempts=delivery_log.c.attempts + 1,
             due=func.coalesce(rows.c.due, delivery_log.c.due),
             message_id=func.coalesce(rows.c.message_id, delivery_log.c.message_id),
-            sent_at=rows.c.sent_at,
+            sent_at=case((rows.c.status == int(DeliveryStatus.SENT), _NOW), else_=None),
             last_modified=_NOW,
         )
     ),
@@ -258,20 +254,16 @@ def record_routing(
         not_routed=sum(u.status is EventStatus.NOT_TAKEN_INTO_ACCOUNT for u in routing.unrouted),
         ignored=sum(u.status is EventStatus.IGNORED for u in routing.unrouted),
     )
-    history = [_change(u.event_id, u.status, now, u.reason) for u in routing.unrouted]
+    history = [_change(u.event_id, u.status, u.reason) for u in routing.unrouted]
     if routing.routed:
         claim.messages, held = _insert_logs(
             conn, queue, routing.routed, deliveries, now, lease, validity, owner
         )
         claim.ignored += held
         for routed in routing.routed:
-            history.append(
-                _change(routed.event["id"], EventStatus.PENDING_DELIVERY, now, routed.reason)
-            )
+            history.append(_change(routed.event["id"], EventStatus.PENDING_DELIVERY, routed.reason))
             if routed.held:
-                history.append(
-                    _change(routed.event["id"], EventStatus.IGNORED, now, routed.held_reason)
-                )
+                history.append(_change(routed.event["id"], EventStatus.IGNORED, routed.held_reason))
     finals: dict[EventStatus, list[int]] = {}
     for unrouted in routing.unrouted:
         finals.setdefault(unrouted.status, []).append(unrouted.event_id)
@@ -279,7 +271,7 @@ def record_routing(
         conn.execute(
             update(event).where(event.c.id.in_(ids)).values(status=int(status), last_modified=now)
         )
-    _HISTORY.execute(conn, history)
+    _HISTORY.execute(conn, history, at=now)
     return claim
 
 
@@ -295,12 +287,17 @@ def _insert_logs(
 ) -> tuple[list[ClaimedMessage], int]:
     """Create the delivery logs of routed events and link the events to them; returns the
     messages to send and how many were held."""
-    logs = [
-        _log_row(queue, r, deliveries.id_for(conn, r.publication, now), now, lease, validity)
-        + (None if r.held else owner,)
-        for r in routed
-    ]
-    log_ids = _LOGS.execute_returning_ids(conn, logs)
+    logs = [_log_row(r, deliveries.id_for(conn, r.publication, now), owner) for r in routed]
+    log_ids = _LOGS.execute_returning_ids(
+        conn,
+        logs,
+        queue=queue.value,
+        attempts=0,
+        due=now + lease,
+        valid_until=now + validity,
+        created=now,
+        last_modified=now,
+    )
     messages = []
     links = []
     for r, log, log_id in zip(routed, logs, log_ids, strict=True):
@@ -325,32 +322,20 @@ def _insert_logs(
     return messages, len(routed) - len(messages)
 
 
-def _log_row(
-    queue: Queue,
-    routed: Routed,
-    delivery_id: int,
-    now: datetime,
-    lease: timedelta,
-    validity: timedelta,
-) -> tuple[Any, ...]:
-    """A claimed delivery log's values in :data:`LOG_COLUMNS` order, but for ``claimed_by``."""
+def _log_row(routed: Routed, delivery_id: int, owner: str | None) -> tuple[Any, ...]:
+    """A claimed delivery log's own values, in :data:`LOG_COLUMNS` order."""
     held = routed.held
     return (
         delivery_id,
         routed.event["id"],
         routed.publication.id,
-        queue.value,
         int(routed.publication.channel),
         routed.address,
         routed.event["folder"],
         int(DeliveryStatus.IGNORED if held else DeliveryStatus.SENDING),
         FailureType.QUARANTINED.value if held else None,
         routed.held_reason if held else None,
-        0,
-        now + lease,
-        now + validity,
-        now,
-        now,
+        None if held else owner,
     )
 
 
@@ -386,13 +371,14 @@ def record_event_failure(
             last_modified=now,
         )
     )
-    _HISTORY.execute(conn, [_change(event_id, status, now, reason)])
+    _HISTORY.execute(conn, [_change(event_id, status, reason)], at=now)
 
 
 def _change(
-    event_id: int, status: EventStatus, at: datetime, reason: str | None = None
-) -> tuple[int, int, datetime, str | None]:
-    return (event_id, int(status), at, reason)
+    event_id: int, status: EventStatus, reason: str | None = None
+) -> tuple[int, int, str | None]:
+    """A timeline step of :data:`_HISTORY`, whose time the statement gives."""
+    return (event_id, int(status), reason)
 
 
 def claim_due_attempts(
@@ -557,7 +543,6 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], now: datetime
                 o.reason,
                 o.due,
                 o.message_id,
-                now if o.status is DeliveryStatus.SENT else None,
             )
             for o in outcomes
         ],
@@ -646,7 +631,7 @@ def record_late_failure(
         ).first()
         if moved is not None:
             _HISTORY.execute(
-                conn, [_change(found.event_id, EventStatus.DELIVERY_FAILED, now, reason)]
+                conn, [_change(found.event_id, EventStatus.DELIVERY_FAILED, reason)], at=now
             )
             fallbacks.fall_back(conn, [(found.event_id, delivery_log_id)], now)
     if quarantine:
@@ -723,7 +708,7 @@ def _copy_to_events(
 ) -> None:
     changes = sorted(changes, key=lambda change: change[0])  # events locked in id order
     _FINAL_STATUSES.execute(conn, [(e, log, int(status)) for e, log, status, _ in changes], now=now)
-    _HISTORY.execute(conn, [_change(e, status, now, reason) for e, _, status, reason in changes])
+    _HISTORY.execute(conn, [_change(e, status, reason) for e, _, status, reason in changes], at=now)
 
 
 def quarantine_address(
