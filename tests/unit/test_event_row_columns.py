@@ -17,7 +17,9 @@ def test_each_value_lands_in_its_column():
     now = datetime(2026, 12, 7, tzinfo=UTC)
     new = NewEvent(type="order", ctx="{}", ctx_format=CtxFormat.JSON, email="a@example.com")
     new.external_id = "ext-1"
-    row = dict(zip(ROW_COLUMNS, _values(EnqueueRequest(Queue.BATCH, [new], 7, "f"), new, now)))
+    row = dict(
+        zip(ROW_COLUMNS, _values(EnqueueRequest(Queue.BATCH, [new], 7, "f"), new, now), strict=True)
+    )
     assert row["queue"] == "batch" and row["type"] == "order" and row["email"] == "a@example.com"
     assert row["external_id"] == "ext-1" and row["ctx_format"] == "json"
     assert row["operator_id"] == 7 and row["folder"] == "f" and row["error_count"] == 0
