@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -104,14 +105,20 @@ def msgcenter_cli(*args: str) -> str:
 
 
 class WorkerProcess:
-    """``msgcenter exec worker`` in a child process; ``env`` adds ``MSGCENTER_*`` settings to the inherited ones."""
+    """``msgcenter exec worker`` in a child process; ``env`` adds ``MSGCENTER_*`` settings to the
+    inherited ones, ``arguments`` options to the command."""
 
     def __init__(
-        self, database_url: str, log_path: Path, env: dict[str, str] | None = None
+        self,
+        database_url: str,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        arguments: Sequence[str] = (),
     ) -> None:
         self.database_url = database_url
         self.log_path = log_path
         self.env = env or {}
+        self.arguments = list(arguments)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> WorkerProcess:
@@ -119,7 +126,10 @@ class WorkerProcess:
         env = {**os.environ, "MSGCENTER_LOGGING__FORMAT": "json", **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "msgcenter", "exec", "worker", "--db", self.database_url],
+                [
+                    *(sys.executable, "-m", "msgcenter", "exec", "worker"),
+                    *("--db", self.database_url, *self.arguments),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

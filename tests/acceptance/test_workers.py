@@ -11,6 +11,9 @@ through the in-process signal.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +31,7 @@ from msgcenter.deliveries import DeliveryStatus
 from msgcenter.events.model import EventStatus
 from msgcenter.store.database import Database
 from msgcenter.store.tables import delivery_log, event
+from msgcenter.workflows.owners import ClaimOwner
 from tests.acceptance.servers import ServerProcess, WorkerProcess, msgcenter_cli
 from tests.conftest import add_operator, wait_for
 from tests.smtp import RecordingHandler, SmtpServer
@@ -138,10 +142,13 @@ class Instance:
         self._started.append(self.server)
         return self.server.start()
 
-    def worker(self, name: str, *, wait: bool = True) -> WorkerProcess:
-        """``msgcenter exec worker``, greeting the relay as ``<name>.test``."""
+    def worker(self, name: str, *arguments: str, wait: bool = True) -> WorkerProcess:
+        """``msgcenter exec worker`` with ``arguments``, greeting the relay as ``<name>.test``."""
         worker = WorkerProcess(
-            self.db.url, self._logs / f"{name}.log", {"MSGCENTER_SMTP__HELO_NAME": f"{name}.test"}
+            self.db.url,
+            self._logs / f"{name}.log",
+            {"MSGCENTER_SMTP__HELO_NAME": f"{name}.test"},
+            arguments,
         )
         self._started.append(worker)
         return worker.start(wait=wait)
@@ -334,6 +341,62 @@ def test_three_workers_share_one_postgresql_database_exactly_once(postgresql_onl
     print(f"\nmessages per worker: {dict(sorted(by_worker.items()))}")
     assert set(by_worker) <= {f"{name}.test" for name in names}
     assert len(by_worker) > 1, f"one worker did all the work: {by_worker}"
+
+
+def _claim_owners(db: Database) -> Counter[int]:
+    """Delivery logs per claiming process (its pid, from the claim owner's token)."""
+    with db.read() as conn:
+        tokens = conn.execute(select(delivery_log.c.claimed_by)).scalars()
+        return Counter(ClaimOwner.parse(token).pid for token in tokens if token)  # type: ignore[union-attr]
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _started_pids(worker: WorkerProcess) -> list[int]:
+    for line in worker.log_path.read_text(errors="replace").splitlines():
+        if '"worker.processes.started"' in line:
+            return list(json.loads(line)["pids"])
+    return []
+
+
+def test_one_worker_command_runs_several_processes_and_stops_them_together(
+    postgresql_only, instance
+):
+    instance.configure(workflows_in_web_process=False, batch_claim_size=50)
+    instance.serve()
+    worker = instance.worker("pair", "--procs", "2", wait=False)
+    wait_for(lambda: worker.logged("worker.started") == 2, timeout=60, message="two workers")
+    pids = _started_pids(worker)
+    assert len(pids) == 2 and worker.process is not None and worker.process.pid not in pids
+
+    instance.push("batch", [order(n) for n in range(600)])
+    wait_for(lambda: instance.all_final(600), timeout=60, message="all events final")
+    assert instance.statuses() == Counter({"sent": 600})
+    assert set(_claim_owners(instance.db)) == set(pids), "both processes sent"
+
+    # one process dies: the other is stopped and the command fails
+    os.kill(pids[0], signal.SIGKILL)
+    assert worker.process.wait(timeout=30) == 128 + signal.SIGKILL
+    assert _process_gone(pids[1])
+    assert worker.logged("worker.process.ended") == 1
+
+
+def test_several_worker_processes_stop_cleanly_on_sigterm(postgresql_only, instance):
+    instance.configure(workflows_in_web_process=False)
+    worker = instance.worker("pair", "--procs", "2", wait=False)
+    wait_for(lambda: worker.logged("worker.started") == 2, timeout=60, message="two workers")
+    pids = _started_pids(worker)
+    assert worker.process is not None
+    worker.process.terminate()
+    assert worker.process.wait(timeout=30) == 0
+    assert all(_process_gone(pid) for pid in pids)
+    assert worker.logged("worker.stopped") == 2
 
 
 def test_a_real_time_event_wakes_a_sleeping_worker_before_its_poll(instance):
