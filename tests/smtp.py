@@ -35,11 +35,16 @@ class RecordingHandler:
     scripted: dict[str, list[str]] = field(default_factory=dict)
     sessions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: whether EHLO offers PIPELINING, as production relays do (aiosmtpd reads pipelined
+    #: commands in order without saying so)
+    pipelining: bool = True
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
         with self.lock:
             self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802

@@ -63,9 +63,16 @@ class Relay:
     """
 
     def __init__(
-        self, port: int | None = None, *, auth: bool = False, **smtp_options: object
+        self,
+        port: int | None = None,
+        *,
+        auth: bool = False,
+        pipelining: bool = True,
+        **smtp_options: object,
     ) -> None:
         self.port = port or free_port()
+        #: whether EHLO offers PIPELINING (aiosmtpd reads pipelined commands in order anyway)
+        self.pipelining = pipelining
         self.received: list[Received] = []
         self.peers: set[tuple[str, int]] = set()
         self.logins: list[tuple[str, str]] = []
@@ -90,6 +97,12 @@ class Relay:
         return SmtpSettings(
             **{"host": "127.0.0.1", "port": self.port, "timeout_seconds": 5, **overrides}
         )
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.peers.add(session.peer)
@@ -125,9 +138,11 @@ class Relay:
         return AuthResult(success=valid, handled=False)  # handled=False: aiosmtpd sends the 535
 
 
-@pytest.fixture
-def relay():
-    running = Relay().start()
+@pytest.fixture(params=["pipelining", "one-by-one"])
+def relay(request):
+    """The relay, offering PIPELINING or not: the client sends MAIL, RCPT and DATA together,
+    or waits for each reply."""
+    running = Relay(pipelining=request.param == "pipelining").start()
     yield running
     running.stop()
 

@@ -1,7 +1,8 @@
-"""A pool of reused SMTP connections to the relay (SPEC §3.7), with aiosmtplib.
+"""A pool of reused SMTP connections to the relay (SPEC §3.7).
 
-Each message is one transaction (MAIL, RCPT, DATA) on a connection taken from
-the pool; at most ``pool_size`` transactions run at once, each on its own
+aiosmtplib opens each session (TLS, EHLO, AUTH); :mod:`msgcenter.channels.email.session`
+runs its transactions, pipelined when the relay offers it. Each message is one
+transaction (MAIL, RCPT, DATA) on a connection taken from the pool; at most ``pool_size`` transactions run at once, each on its own
 connection. A connection goes back to the pool after a transaction unless it
 has carried ``max_messages_per_connection`` messages or broke; an idle one
 that the relay closed meanwhile is noticed and replaced.
@@ -27,27 +28,33 @@ import structlog
 from aiosmtplib import (
     SMTP,
     SMTPException,
+    SMTPHeloError,
     SMTPResponseException,
-    SMTPServerDisconnected,
     SMTPTimeoutError,
 )
 
 from msgcenter.channels.email.config import SmtpSettings, SmtpTls
 from msgcenter.channels.email.replies import SendOutcome, SendStatus
+from msgcenter.channels.email.session import (
+    CLOSING,
+    ReplyTimeout,
+    SessionLost,
+    SmtpSession,
+    argument,
+    data_block,
+)
 from msgcenter.channels.health import RelayHealth
 from msgcenter.errors import ConfigurationError
 
 log = structlog.get_logger(__name__)
 
-#: RFC 5321 §4.2.3: the server is closing the connection (it may say so to an idle client)
-_CLOSING = 421
 #: seconds allowed for QUIT when the pool closes
 _QUIT_TIMEOUT = 2.0
 
 
 @dataclasses.dataclass(slots=True)
 class _Connection:
-    smtp: SMTP
+    session: SmtpSession
     #: messages accepted over this connection
     sent: int = 0
 
@@ -70,6 +77,8 @@ class SmtpPool:
         self.connections_opened = 0
         #: whether the relay can be reached, as the sessions see it
         self.health = RelayHealth("email")
+        #: whether the last session opened pipelines its transactions (None before the first)
+        self.pipelining: bool | None = None
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendOutcome:
         """Send ``data`` (a complete message, CRLF line ends) from ``envelope_from`` to ``recipient``.
@@ -126,19 +135,21 @@ class SmtpPool:
             return opened
         try:
             return await self._transact(opened, envelope_from, recipient, data)
-        except _Stale:
-            return SendOutcome.temporary("the relay closed a new connection before MAIL")
+        except _Stale as exc:
+            return SendOutcome.temporary(
+                f"the relay closed a new connection before MAIL: {exc.__cause__ or 'a 421 reply'}"
+            )
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:
             connection = self._idle.pop()  # the most recently used is the least likely to be stale
-            if connection.smtp.is_connected:
+            if connection.session.is_connected:
                 return connection
         return None
 
     async def _release(self, connection: _Connection) -> None:
         """Back to the pool, or QUIT when it has carried its share of messages or the pool is closed."""
-        if not connection.smtp.is_connected:
+        if not connection.session.is_connected:
             return
         if self._closed or connection.sent >= self._settings.max_messages_per_connection:
             await _quit(connection)
@@ -162,6 +173,11 @@ class SmtpPool:
         )
         try:
             await smtp.connect()
+            if smtp.is_ehlo_or_helo_needed:  # connect greets only for STARTTLS or AUTH
+                try:
+                    await smtp.ehlo()
+                except SMTPHeloError:
+                    await smtp.helo()
         except SMTPResponseException as exc:
             return self._unreachable(
                 f"the relay {where} refused the session: {exc.code} {exc.message}", exc.code
@@ -175,9 +191,14 @@ class SmtpPool:
             return self._unreachable(
                 f"cannot open a session with the relay {where}: {_describe(exc)}"
             )
+        try:
+            session = SmtpSession.take_over(smtp, settings.timeout_seconds)
+        except SessionLost as exc:
+            return self._unreachable(f"cannot open a session with the relay {where}: {exc}")
         self.connections_opened += 1
+        self.pipelining = session.pipelining
         self.health.succeeded()
-        return _Connection(smtp)
+        return _Connection(session)
 
     def _unreachable(self, reason: str, code: int | None = None) -> SendOutcome:
         """A temporary failure that is the relay's, not the message's."""
@@ -189,59 +210,57 @@ class SmtpPool:
         self, connection: _Connection, envelope_from: str, recipient: str, data: bytes
     ) -> SendOutcome:
         """One MAIL/RCPT/DATA transaction; raises :class:`_Stale` if the connection was already closed."""
-        smtp = connection.smtp
-        stage = "MAIL"
+        session = connection.session
         try:
             try:
-                await smtp.mail(envelope_from)
-            except SMTPServerDisconnected as exc:
-                raise _Stale from exc
-            except SMTPResponseException as exc:
-                if exc.code == _CLOSING:
+                done = await session.transact(
+                    argument(envelope_from), argument(recipient), data_block(data)
+                )
+            except SessionLost as exc:
+                if session.stage == "MAIL":
                     raise _Stale from exc
-                await _reset(smtp)
-                return SendOutcome.from_refusal(exc.code, exc.message, about_recipient=False)
-            stage = "RCPT"
-            try:
-                await smtp.rcpt(recipient)
-            except SMTPResponseException as exc:
-                await _reset(smtp)
-                return SendOutcome.from_refusal(exc.code, exc.message, about_recipient=True)
-            stage = "DATA"
-            try:
-                reply = await smtp.data(data)
-            except SMTPResponseException as exc:
-                # a refused DATA ends the transaction on both sides (RFC 5321 §4.1.1.4): no RSET
-                return SendOutcome.from_refusal(exc.code, exc.message, about_recipient=True)
-            connection.sent += 1
-            return SendOutcome.sent(reply.code, reply.message)
-        except SMTPTimeoutError:
-            smtp.close()
-            return self._unreachable(
-                f"no answer from the relay within {self._settings.timeout_seconds:g} s at {stage}"
+                raise
+            if done.refused is None:
+                connection.sent += 1
+                return SendOutcome.sent(done.reply.code, done.reply.text)
+            if done.refused == "MAIL" and done.reply.code == CLOSING:
+                session.close()
+                raise _Stale from SessionLost(f"{done.reply.code} {done.reply.text}")
+            if done.refused in ("MAIL", "RCPT"):
+                await _reset(session)
+            # a refused DATA (before or after the message) ends the transaction on both
+            # sides (RFC 5321 §4.1.1.4): no RSET
+            return SendOutcome.from_refusal(
+                done.reply.code, done.reply.text, about_recipient=done.refused != "MAIL"
             )
-        except (SMTPException, OSError) as exc:
-            smtp.close()
-            return self._unreachable(f"connection to the relay lost at {stage}: {_describe(exc)}")
+        except ReplyTimeout:
+            session.close()
+            return self._unreachable(
+                f"no answer from the relay within {self._settings.timeout_seconds:g} s "
+                f"at {session.stage}"
+            )
+        except SessionLost as exc:
+            session.close()
+            return self._unreachable(f"connection to the relay lost at {session.stage}: {exc}")
         except asyncio.CancelledError:
-            smtp.close()  # the transaction is in an unknown state: never reuse the connection
+            session.close()  # the transaction is in an unknown state: never reuse the connection
             raise
         finally:
             await self._release(connection)
 
 
-async def _reset(smtp: SMTP) -> None:
+async def _reset(session: SmtpSession) -> None:
     """RSET after a refusal so the connection can carry the next message (RFC 5321 §4.1.1.5)."""
     try:
-        await smtp.rset()
-    except (SMTPException, OSError):
-        smtp.close()
+        await session.reset()
+    except (SessionLost, ReplyTimeout):
+        session.close()
 
 
 async def _quit(connection: _Connection) -> None:
-    with contextlib.suppress(SMTPException, OSError):
-        await connection.smtp.quit(timeout=_QUIT_TIMEOUT)
-    connection.smtp.close()
+    with contextlib.suppress(SessionLost, ReplyTimeout):
+        await connection.session.quit(_QUIT_TIMEOUT)
+    connection.session.close()
 
 
 def _tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
