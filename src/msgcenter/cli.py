@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -153,9 +154,21 @@ def exec_serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,  # noqa: UP007
     port: Annotated[int | None, typer.Option(help="listen port")] = None,  # noqa: UP007
     workers: Annotated[int | None, typer.Option(help="web worker processes")] = None,  # noqa: UP007
+    reuse_port: Annotated[
+        bool,
+        typer.Option(hidden=True, help="bind with SO_REUSEPORT (the processes of --workers)"),
+    ] = False,
 ) -> None:
     """Run the execution instance's web API (SOAP, REST, health, metrics)."""
-    _serve("msgcenter.web.exec_app:app_from_environment", config, db, host, port, workers)
+    _serve(
+        "msgcenter.web.exec_app:app_from_environment",
+        config,
+        db,
+        host,
+        port,
+        workers,
+        reuse_port=reuse_port,
+    )
 
 
 @control_app.command("serve")
@@ -176,9 +189,18 @@ def _serve(
     host: str | None,
     port: int | None,
     workers: int | None,
+    *,
+    reuse_port: bool = False,
 ) -> None:
     """Run the app ``factory`` builds under uvicorn; its processes read the settings from the
-    environment, so the options go there first."""
+    environment, so the options go there first.
+
+    Several workers are several processes of this command, each listening on its own
+    socket with ``SO_REUSEPORT``, so that the kernel spreads the connections evenly over
+    them. With uvicorn's own workers, which share one socket, the first process to wake
+    took every connection of a burst (32 keep-alive connections of the intake bench, all
+    on one process, the other idle).
+    """
     import uvicorn
 
     if db:
@@ -189,24 +211,42 @@ def _serve(
     with cli_instance(None, None) as (_settings, database):
         where = database.location
     server = settings.server
-    console.print(f"database: {where}", highlight=False)
+    host, port = host or server.host, port or server.port
     worker_count = workers or server.workers
-    if worker_count > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="msgcenter-metrics-")
-    uvicorn.run(
+    if worker_count > 1:
+        from msgcenter.processes import msgcenter_command, run_processes
+
+        console.print(f"database: {where}; {worker_count} web processes", highlight=False)
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="msgcenter-metrics-")
+        one = ["--workers", "1", "--reuse-port", "--host", host, "--port", str(port)]
+        command = msgcenter_command("exec", "serve", *one)
+        raise typer.Exit(run_processes(command, worker_count, name="web"))
+    console.print(f"database: {where}", highlight=False)
+    options = uvicorn.Config(
         factory,
         factory=True,
-        host=host or server.host,
-        port=port or server.port,
-        workers=worker_count,
+        host=host,
+        port=port,
         access_log=False,
         proxy_headers=bool(server.forwarded_allow_ips),
         forwarded_allow_ips=",".join(server.forwarded_allow_ips) or None,
         log_config=None,
         timeout_graceful_shutdown=10,
-        # a loaded machine can take more than uvicorn's default 5 s to start a worker
-        timeout_worker_healthcheck=30,
     )
+    uvicorn.Server(options).run(sockets=[_reuse_port_socket(host, port)] if reuse_port else None)
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` that other processes may bind too
+    (``SO_REUSEPORT``: the kernel gives each new connection to one of them)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    return listener
 
 
 @control_app.command("new-key")
@@ -235,7 +275,7 @@ def exec_worker(
 
     import uvloop
 
-    from msgcenter.workflows.processes import run_worker_processes
+    from msgcenter.processes import msgcenter_command, run_processes
     from msgcenter.workflows.worker import run_worker
 
     with cli_errors():
@@ -249,7 +289,8 @@ def exec_worker(
                 "(Ctrl+C to stop)"
             )
             given = [*(["--config", str(config)] if config else []), *(["--db", db] if db else [])]
-            raise typer.Exit(run_worker_processes(procs, given))
+            command = msgcenter_command("exec", "worker", *given)
+            raise typer.Exit(run_processes(command, procs, name="worker"))
         console.print(f"worker on {database.location}: workflows running (Ctrl+C to stop)")
         try:
             # uvloop, as uvicorn uses for the web process: measured +60-80% worker throughput

@@ -54,7 +54,7 @@ class ServerSettings(Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    #: uvicorn worker processes for the web API (each with its own group committer)
+    #: web API processes (each with its own group committer and SO_REUSEPORT socket)
     workers: int = Field(default=1, ge=1, le=64)
     #: addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
     forwarded_allow_ips: list[str] = Field(default_factory=list)

@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "infrastructure",
         (
             "msgcenter.allocator",
+            "msgcenter.processes",
             "msgcenter.channels",
             "msgcenter.settings",
             "msgcenter.logs",

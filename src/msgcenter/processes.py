@@ -1,11 +1,12 @@
-"""Several worker processes on one host, run by one command (``msgcenter exec worker --procs N``).
+"""Several processes of one msgcenter command, run together (``exec worker --procs N``,
+``exec serve --workers N``).
 
-A worker renders, builds and sends in one Python interpreter, so it uses at most about
-one core (its GIL); a host with more cores sends more with more processes. They are
-independent workers on the same database, as if started one by one (claims with
-``FOR UPDATE SKIP LOCKED``, each its own claim owner); this module only starts them
-together, passes SIGTERM and SIGINT on to each, and stops them all when one fails, so
-that a service manager sees one unit that is either whole or down.
+A worker renders, builds and sends in one Python interpreter, and a web process parses
+and stores in one, so each uses at most about one core (its GIL); a host with more
+cores does more with more processes. They are independent processes of the same
+command; this module only starts them together, passes SIGTERM and SIGINT on to each,
+and stops them all when one fails, so that a service manager sees one unit that is
+either whole or down.
 """
 
 from __future__ import annotations
@@ -22,33 +23,37 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-#: seconds a worker process has to stop after the others' SIGTERM before it is killed
+#: seconds a process has to stop after the others' SIGTERM before it is killed
 STOP_TIMEOUT_SECONDS = 60.0
 
 
-def worker_command(arguments: Sequence[str]) -> list[str]:
-    """The command line of one worker process: ``msgcenter exec worker`` with ``arguments``."""
-    return [sys.executable, "-m", "msgcenter", "exec", "worker", *arguments]
+def msgcenter_command(*arguments: str) -> list[str]:
+    """The command line that runs ``msgcenter`` with ``arguments`` in this interpreter."""
+    return [sys.executable, "-m", "msgcenter", *arguments]
 
 
-def run_worker_processes(count: int, arguments: Sequence[str]) -> int:
-    """Run ``count`` worker processes (``msgcenter exec worker`` with ``arguments``, the
-    environment inherited) until they end, and return the exit code for the command.
+def run_processes(command: Sequence[str], count: int, *, name: str) -> int:
+    """Run ``count`` processes of ``command`` (the environment inherited) until they end,
+    and return the exit code for the whole; ``name`` (``worker``, ``web``) starts the
+    ``action`` of their log lines.
 
     SIGTERM and SIGINT are passed on to every process, which stops cleanly; the code is
-    then 0 if all did. A process that ends on its own (a crash, a lost database at start)
+    then 0 if all did (exiting with 0, or ended by that signal). A process that ends on its own (a crash, a lost database at start)
     makes the others stop, and its code (1 if it was 0; 128 + the signal if one ended it)
     is returned.
     """
     exits: queue.Queue[subprocess.Popen[bytes]] = queue.Queue()
     children: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
+    #: the signal passed on: a process it ended (uvicorn raises it again once stopped) stopped well
+    passed_on: list[int] = []
 
     def watch(child: subprocess.Popen[bytes]) -> None:
         child.wait()
         exits.put(child)
 
     def pass_on(signum: int, frame: FrameType | None) -> None:
+        passed_on.append(signum)
         stopping.set()
         for child in children:
             if child.poll() is None:
@@ -57,36 +62,37 @@ def run_worker_processes(count: int, arguments: Sequence[str]) -> int:
     previous = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for _ in range(count):
-            child = subprocess.Popen(worker_command(arguments))
+            child = subprocess.Popen(command)
             children.append(child)
             threading.Thread(
                 target=watch, args=(child,), name=f"wait-{child.pid}", daemon=True
             ).start()
         log.info(
-            "worker processes started",
-            action="worker.processes.started",
+            f"{name} processes started",
+            action=f"{name}.processes.started",
             pids=[c.pid for c in children],
         )
         code = 0
         for _ in children:
             ended = exits.get()
             if stopping.is_set() or code:
-                code = code or _exit_code(ended.returncode)
+                if not code and -ended.returncode not in passed_on:
+                    code = _exit_code(ended.returncode)
                 continue
             code = _exit_code(ended.returncode) or 1
             log.error(
-                "a worker process ended",
-                action="worker.process.ended",
+                f"a {name} process ended",
+                action=f"{name}.process.ended",
                 pid=ended.pid,
                 returncode=ended.returncode,
-                detail="the other worker processes are stopped",
+                detail="the other processes are stopped",
             )
-            _stop(children)
+            _stop(children, name)
         return code
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _stop(children)
+        _stop(children, name)
 
 
 def _exit_code(returncode: int) -> int:
@@ -94,7 +100,7 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _stop(children: Sequence[subprocess.Popen[bytes]]) -> None:
+def _stop(children: Sequence[subprocess.Popen[bytes]], name: str) -> None:
     """SIGTERM to the processes still running; SIGKILL to those not gone in time."""
     running = [c for c in children if c.poll() is None]
     for child in running:
@@ -104,8 +110,8 @@ def _stop(children: Sequence[subprocess.Popen[bytes]]) -> None:
             child.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             log.error(
-                "a worker process did not stop in time: killed",
-                action="worker.process.killed",
+                f"a {name} process did not stop in time: killed",
+                action=f"{name}.process.killed",
                 pid=child.pid,
                 timeout=STOP_TIMEOUT_SECONDS,
             )
