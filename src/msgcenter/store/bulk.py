@@ -54,7 +54,6 @@ class BulkStatement:
         columns: dict[str, TypeEngine[Any]],
         build: Callable[[RowColumns], Executable],
     ) -> None:
-        self.names = list(columns)
         self._params = [f"{name}_{c}" for c in columns]
         unnested = (
             func.unnest(
@@ -98,9 +97,8 @@ class BulkInsert:
     def __init__(self, table: Table, columns: Sequence[str], shared: Sequence[str] = ()) -> None:
         self.table = table
         self.names = list(columns)
-        self.shared = list(shared)
-        self._rows = _insert(table, self.names, self.shared)
-        self._rows_with_ids = _insert(table, ["id", *self.names], self.shared)
+        self._rows = _insert(table, self.names, list(shared))
+        self._rows_with_ids = _insert(table, ["id", *self.names], list(shared))
 
     def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]], **shared: Any) -> None:
         """Insert ``rows`` (nothing when there are none), with the ``shared`` values."""
@@ -122,17 +120,23 @@ class BulkInsert:
                 [dict(zip(self.names, row, strict=True), **shared) for row in rows],
             )
             return [found[0] for found in result]
-        driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
-        with driver.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                (self.table.name, len(rows)),
-            )
-            ids = [found[0] for found in cursor.fetchall()]
+        ids = sequence_ids(conn, self.table.name, len(rows))
         self._rows_with_ids.execute(
             conn, [(i, *row) for i, row in zip(ids, rows, strict=True)], **shared
         )
         return ids
+
+
+def sequence_ids(conn: Connection, table: str, count: int) -> list[int]:
+    """PostgreSQL: ``count`` new ids from the sequence of ``table``'s ``id``, in one query, for
+    rows inserted with their ids (by COPY or a bulk statement)."""
+    driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
+    with driver.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (table, count),
+        )
+        return [found[0] for found in cursor.fetchall()]
 
 
 def _insert(table: Table, columns: list[str], shared: list[str]) -> BulkStatement:

@@ -23,6 +23,7 @@ from msgcenter.events.model import (
     StatusChange,
     StoredEvent,
 )
+from msgcenter.store.bulk import sequence_ids
 from msgcenter.store.tables import delivery_log, event, event_status_change
 
 #: the PostgreSQL NOTIFY channel that wakes the processing workflows
@@ -142,19 +143,11 @@ def _copy_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> list[int]:
     each time, which the driver must re-parse on every commit; COPY streams the rows
     through one fixed statement and is the fastest way in.
     """
+    ids = sequence_ids(conn, "event", len(rows))
     driver = cast(psycopg.Connection[Any], conn.connection.driver_connection)
-    cursor = driver.cursor()
-    try:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, %s)",
-            (len(rows),),
-        )
-        ids = [r[0] for r in cursor.fetchall()]
-        with cursor.copy(COPY_STATEMENT) as copy:
-            for event_id, values in zip(ids, rows, strict=True):
-                copy.write_row((event_id, *values))
-    finally:
-        cursor.close()
+    with driver.cursor() as cursor, cursor.copy(COPY_STATEMENT) as copy:
+        for event_id, values in zip(ids, rows, strict=True):
+            copy.write_row((event_id, *values))
     return ids
 
 
