@@ -38,14 +38,14 @@ def run_processes(command: Sequence[str], count: int, *, name: str) -> int:
     ``action`` of their log lines.
 
     SIGTERM and SIGINT are passed on to every process, which stops cleanly; the code is
-    then 0 if all did (exiting with 0, or ended by that signal). A process that ends on its own (a crash, a lost database at start)
-    makes the others stop, and its code (1 if it was 0; 128 + the signal if one ended it)
-    is returned.
+    then 0 if all did (exiting with 0, or ended by that signal). A process that ends on
+    its own (a crash, a lost database at start) makes the others stop, and its code (1 if
+    it was 0; 128 + the signal if one ended it) is returned.
     """
     exits: queue.Queue[subprocess.Popen[bytes]] = queue.Queue()
     children: list[subprocess.Popen[bytes]] = []
-    stopping = threading.Event()
-    #: the signal passed on: a process it ended (uvicorn raises it again once stopped) stopped well
+    #: the signals passed on: a process one of them ended (uvicorn raises it again once
+    #: stopped) stopped well
     passed_on: list[int] = []
 
     def watch(child: subprocess.Popen[bytes]) -> None:
@@ -54,7 +54,6 @@ def run_processes(command: Sequence[str], count: int, *, name: str) -> int:
 
     def pass_on(signum: int, frame: FrameType | None) -> None:
         passed_on.append(signum)
-        stopping.set()
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -75,7 +74,7 @@ def run_processes(command: Sequence[str], count: int, *, name: str) -> int:
         code = 0
         for _ in children:
             ended = exits.get()
-            if stopping.is_set() or code:
+            if passed_on or code:
                 if not code and -ended.returncode not in passed_on:
                     code = _exit_code(ended.returncode)
                 continue
