@@ -137,7 +137,7 @@ class SmtpPool:
             return await self._transact(opened, envelope_from, recipient, data)
         except _Stale as exc:
             return SendOutcome.temporary(
-                f"the relay closed a new connection before MAIL: {exc.__cause__ or 'a 421 reply'}"
+                f"the relay closed a new connection before MAIL: {exc.__cause__}"
             )
 
     def _take_idle(self) -> _Connection | None:
