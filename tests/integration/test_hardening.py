@@ -132,7 +132,7 @@ def test_crowded_xml_is_refused_cheaply_while_healthz_answers(
             parses.append((threading.get_ident(), time.thread_time() - started))
 
     monkeypatch.setattr(soap_module, "parse_document", timed_parse)
-    slowest: list[float] = []
+    probe_seconds: list[float] = []
     done = threading.Event()
 
     def probe() -> None:
@@ -140,7 +140,7 @@ def test_crowded_xml_is_refused_cheaply_while_healthz_answers(
             while not done.is_set():
                 started = time.perf_counter()
                 assert health.get("/healthz").status_code == 200
-                slowest.append(time.perf_counter() - started)
+                probe_seconds.append(time.perf_counter() - started)
                 done.wait(PROBE_INTERVAL_SECONDS)
 
     prober = threading.Thread(target=probe)
@@ -156,10 +156,11 @@ def test_crowded_xml_is_refused_cheaply_while_healthz_answers(
     assert all(thread != server.thread.ident for thread, _ in parses)
     # ...and refused in linear time: a fraction of a second of CPU each
     assert max(cpu for _, cpu in parses) < 0.5, parses
-    # milliseconds as a rule; never the seconds a stalled loop took (a busy machine may
-    # delay a probe or two, hence the median)
-    assert slowest and sorted(slowest)[len(slowest) // 2] < 0.1
-    assert max(slowest) < 5.0  # a stalled loop took 6 s per request at 40,000 attributes
+    # /healthz answered while the documents were refused, and never took the seconds a
+    # stalled loop took (6 s per request at 40,000 attributes). How many milliseconds a probe
+    # takes depends on the machine's load (a median over two probes reached 105 ms in one CI
+    # run), so the thread of each parse above, not a probe's latency, shows it left the loop.
+    assert probe_seconds and max(probe_seconds) < 5.0
     assert event_count(db) == 0
 
 
