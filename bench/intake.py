@@ -310,6 +310,35 @@ def cpu_seconds(server_pid: int, database: str | None) -> dict[str, float]:
     return {"server": server, "postgres": postgres, "machine": machine}
 
 
+def web_memory(server_pid: int) -> list[dict]:
+    """RSS and peak RSS (``VmHWM``) in MB of each web process in the server's tree: the
+    server itself, or with ``--workers`` the ``exec serve`` processes it runs (it then only
+    watches them, and is left out)."""
+    table = process_table()
+    tree = descendants(table, server_pid)
+    serving = [pid for pid in tree if pid in table and "exec serve" in table[pid][2]]
+    parents = {table[pid][0] for pid in serving}
+    memory = []
+    for pid in sorted(pid for pid in serving if pid not in parents):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:  # the process ended meanwhile
+            continue
+        kib = {
+            line.split(":")[0]: int(line.split()[1])
+            for line in status
+            if line[:5] in ("VmRSS", "VmHWM")
+        }
+        memory.append(
+            {
+                "pid": pid,
+                "rss_mb": round(kib["VmRSS"] / 1024, 1),
+                "peak_mb": round(kib["VmHWM"] / 1024, 1),
+            }
+        )
+    return memory
+
+
 class Booster(threading.Thread):
     """Keeps everything the bench measures at a raised scheduling priority.
 
@@ -384,6 +413,7 @@ def run_scenario(
     figures["server_cpu_us_per_event"] = (
         round(cpu["server"] * wall / result.acknowledged * 1e6) if result.acknowledged else None
     )
+    figures["web_memory"] = web_memory(proc.pid)
     if not figures["stored_ok"]:
         console.print(
             f"[bold red]MISMATCH in {name}: {result.acknowledged} event ids acknowledged "
@@ -434,6 +464,7 @@ def print_table(store: str, report: dict) -> None:
         "stored",
         "srv µs/event",
         "cores srv/pg/gen/other",
+        "web MB (peak)",
     )
     for column in columns:
         table.add_column(column, justify="left" if column == "scenario" else "right")
@@ -450,6 +481,7 @@ def print_table(store: str, report: dict) -> None:
             f"{r['stored_delta']:,}" if r["stored_ok"] else f"[bold red]{r['stored_delta']:,}[/]",
             f"{r['server_cpu_us_per_event']}",
             "/".join(str(cores[k]) for k in ("server", "postgres", "loadgen", "other")),
+            " ".join(f"{m['rss_mb']:.0f} ({m['peak_mb']:.0f})" for m in r["web_memory"]),
         )
     console.print(table)
     console.print(f"durability: {report['durability']}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from msgcenter.allocator import limit_arenas
+from msgcenter.allocator import tune_allocator
 from msgcenter.auth.admin import ClientCredentials, OperatorAdmin
 from msgcenter.commandline import (
     LOCAL_ADMIN,
@@ -591,5 +591,5 @@ def operator_remove(login: str, config: ConfigOption = None, db: DbOption = None
 
 def main() -> None:
     """Entry point of the ``msgcenter`` command."""
-    limit_arenas()
+    tune_allocator()
     app()

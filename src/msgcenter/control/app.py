@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from msgcenter import __version__
-from msgcenter.allocator import limit_arenas
+from msgcenter.allocator import tune_allocator
 from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.tokens import AccessTokens
@@ -40,7 +40,7 @@ from msgcenter.workflows.runner import WorkflowRunner
 
 def create_control_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """A control instance on ``db`` (by default the database of ``settings``)."""
-    limit_arenas()  # each web worker process builds its app
+    tune_allocator()  # each web worker process builds its app
     database = db or Database.from_settings(settings)
 
     async def start_workflows() -> None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from msgcenter import __version__
-from msgcenter.allocator import limit_arenas
+from msgcenter.allocator import tune_allocator
 from msgcenter.auth.admin import OperatorAdmin
 from msgcenter.auth.authenticator import Authenticator
 from msgcenter.auth.tokens import AccessTokens
@@ -60,7 +60,7 @@ from msgcenter.workflows.worker import Worker
 
 def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """An execution instance on ``db`` (by default the database of ``settings``)."""
-    limit_arenas()  # each web worker process builds its app
+    tune_allocator()  # each web worker process builds its app
     database = db or Database.from_settings(settings)
     wakeup = Wakeup()
 
