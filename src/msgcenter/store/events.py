@@ -9,7 +9,20 @@ from typing import Any, cast
 
 import orjson
 import psycopg
-from sqlalchemy import Connection, RowMapping, and_, insert, select, text, tuple_
+from sqlalchemy import (
+    Connection,
+    Integer,
+    RowMapping,
+    String,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from msgcenter.deliveries import DeliveryLogEntry, DeliveryStatus
 from msgcenter.events.model import (
@@ -164,19 +177,61 @@ def notify_enqueued(conn: Connection, queues: set[Queue]) -> None:
             )
 
 
+#: the stored events of the wanted (operator, idempotency key) pairs, given as two arrays
+#: (PostgreSQL): one index lookup per pair, whatever the table's size
+_WANTED_KEYS = (
+    func.unnest(
+        bindparam("wanted_operators", type_=ARRAY(Integer)),
+        bindparam("wanted_keys", type_=ARRAY(String)),
+    )
+    .table_valued(column("operator_id", Integer), column("key", String))
+    .render_derived(name="wanted")
+)
+_KNOWN_KEYS = select(
+    event.c.operator_id, event.c.idempotency_key, event.c.id, event.c.idempotency_fingerprint
+).join_from(
+    event,
+    _WANTED_KEYS,
+    and_(
+        event.c.operator_id == _WANTED_KEYS.c.operator_id,
+        event.c.idempotency_key == _WANTED_KEYS.c.key,
+    ),
+)
+
+
 def _known_idempotency_keys(
     conn: Connection, requests: Sequence[EnqueueRequest]
 ) -> dict[tuple[int | None, str], tuple[int, str | None]]:
-    """The id and event fingerprint of each idempotency key of ``requests`` already used."""
+    """The id and event fingerprint of each idempotency key of ``requests`` already used.
+
+    Looked up key by key in the unique index: a list of ``(operator, key)`` pairs matched
+    with ``IN`` had PostgreSQL read every key of the operator (2.9 s for 400 keys among
+    160,000, at a soak's 700 events/s), which slowed the commit, which grew the next group.
+    A key without an operator matches nothing, as before.
+    """
     wanted = {
-        (r.operator_id, e.idempotency_key) for r in requests for e in r.events if e.idempotency_key
+        (r.operator_id, e.idempotency_key)
+        for r in requests
+        for e in r.events
+        if e.idempotency_key and r.operator_id is not None
     }
     if not wanted:
         return {}
-    query = select(
-        event.c.operator_id, event.c.idempotency_key, event.c.id, event.c.idempotency_fingerprint
-    ).where(tuple_(event.c.operator_id, event.c.idempotency_key).in_(list(wanted)))
-    return {(op, key): (event_id, digest) for op, key, event_id, digest in conn.execute(query)}
+    if conn.dialect.name == "postgresql":
+        operators, keys = zip(*wanted, strict=True)
+        found = conn.execute(
+            _KNOWN_KEYS, {"wanted_operators": list(operators), "wanted_keys": list(keys)}
+        ).all()
+    else:
+        found = []
+        for operator_id in {op for op, _ in wanted}:
+            found += conn.execute(
+                select(*_KNOWN_KEYS.selected_columns).where(
+                    event.c.operator_id == operator_id,
+                    event.c.idempotency_key.in_([k for op, k in wanted if op == operator_id]),
+                )
+            ).all()
+    return {(op, key): (event_id, digest) for op, key, event_id, digest in found}
 
 
 def _values(request: EnqueueRequest, new: NewEvent, now: datetime) -> tuple[Any, ...]:
