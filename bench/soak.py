@@ -10,9 +10,9 @@ once.
 It starts its own relay (an aiosmtpd server in a forked child that can refuse
 with 451 or go down on command) and ``msgcenter exec serve`` on a fresh
 database with the ``order_confirmation`` publication (both queues), drives an
-open-loop load with httpx, injects the outages, samples, drains, checks, and
-writes ``bench/results/soak-<store>-<YYYYMMDD-HHMM>.json``; see
-``bench/README.md``. It is a bench, not a test: it takes as long as it is told.
+open-loop load over lean keep-alive connections (``loadgen.KeepAlivePool``),
+injects the outages, samples, drains, checks, and writes
+``bench/results/soak-<store>-<YYYYMMDD-HHMM>.json``; see ``bench/README.md``. It is a bench, not a test: it takes as long as it is told.
 
     python bench/soak.py                                     # the 30 minutes
     python bench/soak.py --duration 240 --rate 100 --outage-every 90 --outage-seconds 20 \\
@@ -49,8 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import intake as ib  # the intake bench: database, process and CPU helpers
+import loadgen
 import sqlalchemy as sa
 from e2e_cpu import Booster
 from e2e_report import REPO, code_version, database_summary, log_problems
@@ -389,11 +389,7 @@ class Load:
 
     def __init__(self, port: int, rate: float, connections: int) -> None:
         self.rate = rate
-        self.client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            timeout=httpx.Timeout(60.0, pool=None),
-        )
+        self.client = loadgen.KeepAlivePool("127.0.0.1", port, connections)
         self.acked = array("q")  # event id per token number (0: not acknowledged)
         self.next_seq = 1
         self.in_flight = 0
@@ -454,27 +450,27 @@ class Load:
         path, headers, body = request_for(kind, first)
         self.in_flight += 1
         try:
-            answer = await self.client.post(path, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:120]
-            stats.errors[type(exc).__name__] += 1
-            stats.samples.setdefault(type(exc).__name__, reason)
+            answer = await asyncio.wait_for(self.client.post(path, headers, body), 60.0)
+        except (loadgen.HttpError, TimeoutError) as exc:
+            kind_name = type(exc).__name__
+            stats.errors[kind_name] += 1
+            stats.samples.setdefault(kind_name, f"{kind_name}: {exc}"[:120])
             return
         finally:
             self.in_flight -= 1
         latency = time.monotonic() - due
         expected = 200 if kind.api == "soap" else 201
         ids: list[int] = []
-        if answer.status_code == expected:
+        if answer.status == expected:
             if kind.api == "soap":
-                ids = [int(i) for i in PLID.findall(answer.content)]
+                ids = [int(i) for i in PLID.findall(answer.body)]
             else:
-                doc = answer.json()
+                doc = json.loads(answer.body)
                 ids = [doc["id"]] if "id" in doc else list(doc.get("ids", []))
-        if answer.status_code != expected or len(ids) != kind.size:
-            reason = f"HTTP {answer.status_code}, {len(ids)} ids"
+        if answer.status != expected or len(ids) != kind.size:
+            reason = f"HTTP {answer.status}, {len(ids)} ids"
             stats.errors[reason] += 1
-            stats.samples.setdefault(reason, answer.text[:300])
+            stats.samples.setdefault(reason, answer.body[:300].decode("utf-8", "replace"))
             return
         if len(self.acked) < first + kind.size:
             self.acked.extend([0] * max(first + kind.size - len(self.acked), 100_000))
@@ -898,7 +894,7 @@ async def soak(args: argparse.Namespace, sampler: Sampler, load: Load, plan: lis
         await asyncio.sleep(2)
     drained = round(time.monotonic() - drain_started, 1)
     await sample("drained")
-    await load.client.aclose()
+    await load.client.close()
     return {
         "samples": samples,
         "started_epoch": started_epoch,
@@ -1313,6 +1309,8 @@ def main() -> None:
         sampler = Sampler(url, servers, relay, load, ports, args.rate)
         engine = sa.create_engine(url)
         durability = ib.durability(engine)
+        if loadgen.uvloop is not None:
+            loadgen.uvloop.install()
         run = asyncio.run(soak(args, sampler, load, plan))
         servers.stop()
         relay_stats = relay.stop()
