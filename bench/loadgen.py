@@ -336,8 +336,8 @@ class KeepAlivePool:
     requests of their own when they choose (an open loop), each on an idle connection.
 
     The same lean framing as the closed loop above (status line and Content-Length only, on
-    asyncio streams): httpx cost the soak's load about 3 ms of CPU per request, a whole
-    core at 250 requests/s.
+    asyncio streams): with httpx the soak's load took 0.7 of a core at 245 requests/s and
+    fell behind; with this, 0.07.
     """
 
     #: a connection idle this long is not reused: the server may be closing it (uvicorn
