@@ -449,6 +449,51 @@ def test_expired_sessions_leave_the_cache(db):
     assert auth.cached_entries() == 2
 
 
+def test_expired_credentials_are_read_again_but_hashed_again_only_when_changed(db, monkeypatch):
+    """Past the cache's lifetime the operator is read again (a right taken away counts), but
+    the password is hashed again only if the stored hash changed (Argon2: 19 MiB each)."""
+    import ipaddress
+
+    from msgcenter.auth import authenticator as authenticator_module
+    from msgcenter.auth.admin import OperatorAdmin
+    from msgcenter.auth.authenticator import Authenticator
+    from msgcenter.auth.zones import Client
+    from msgcenter.errors import AuthenticationError
+    from msgcenter.operators import Right
+    from msgcenter.settings import SecuritySettings
+    from msgcenter.store.tables import operator
+
+    hashed: list[str] = []
+
+    def counted(password_hash: str, password: str) -> bool:
+        hashed.append(password)
+        return passwords.verify_password(password_hash, password)
+
+    monkeypatch.setattr(authenticator_module, "verify_password", counted)
+    add_operator(db, LOGIN, PASSWORD, "mc_push,mc_admin")
+    now = [1000.0]
+    auth = Authenticator(db, SecuritySettings(credential_cache_seconds=10), clock=lambda: now[0])
+    client = Client(ipaddress.ip_address("127.0.0.1"), https=False)
+    assert Right.MC_ADMIN in auth.password(LOGIN, PASSWORD, client).rights
+    assert hashed == [PASSWORD]
+
+    with db.write() as conn:
+        conn.execute(operator.update().where(operator.c.login == LOGIN).values(rights="mc_push"))
+    now[0] += 11
+    assert auth.password(LOGIN, PASSWORD, client).rights == {Right.MC_PUSH}  # read again...
+    assert hashed == [PASSWORD]  # ...and not hashed again
+    with pytest.raises(AuthenticationError):
+        auth.password(LOGIN, "wrong", client)  # other credentials are hashed, as ever
+    assert hashed == [PASSWORD, "wrong"]
+
+    OperatorAdmin(db).set_password(LOGIN, "new secret")
+    now[0] += 11
+    with pytest.raises(AuthenticationError):
+        auth.password(LOGIN, PASSWORD, client)  # the hash changed: checked, and refused
+    assert auth.password(LOGIN, "new secret", client).login == LOGIN
+    assert hashed == [PASSWORD, "wrong", PASSWORD, "new secret"]
+
+
 # -- 12. SOAP 1.2 ------------------------------------------------------------------------------
 
 
