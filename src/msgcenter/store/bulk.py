@@ -18,6 +18,7 @@ import psycopg
 from sqlalchemy import Connection, Executable, Table, bindparam, column, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
 
@@ -55,16 +56,7 @@ class BulkStatement:
         build: Callable[[RowColumns], Executable],
     ) -> None:
         self._params = [f"{name}_{c}" for c in columns]
-        unnested = (
-            func.unnest(
-                *(
-                    bindparam(param, type_=ARRAY(kind))
-                    for param, kind in zip(self._params, columns.values(), strict=True)
-                )
-            )
-            .table_valued(*(column(c, kind) for c, kind in columns.items()))
-            .render_derived(name=name)
-        )
+        unnested = unnested_arrays(name, columns)
         self._postgresql = build(RowColumns({c: unnested.c[c] for c in columns}))
         self._per_row = build(
             RowColumns(
@@ -125,6 +117,17 @@ class BulkInsert:
             conn, [(i, *row) for i, row in zip(ids, rows, strict=True)], **shared
         )
         return ids
+
+
+def unnested_arrays(name: str, columns: dict[str, TypeEngine[Any]]) -> TableValuedAlias:
+    """PostgreSQL: the table ``name`` whose columns (name -> type) are read from one array
+    parameter each, ``<name>_<column>``, with ``unnest``: rows of any number in one fixed
+    SQL text."""
+    return (
+        func.unnest(*(bindparam(f"{name}_{c}", type_=ARRAY(kind)) for c, kind in columns.items()))
+        .table_valued(*(column(c, kind) for c, kind in columns.items()))
+        .render_derived(name=name)
+    )
 
 
 def sequence_ids(conn: Connection, table: str, count: int) -> list[int]:

@@ -15,14 +15,10 @@ from sqlalchemy import (
     RowMapping,
     String,
     and_,
-    bindparam,
-    column,
-    func,
     insert,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from msgcenter.deliveries import DeliveryLogEntry, DeliveryStatus
 from msgcenter.events.model import (
@@ -36,7 +32,7 @@ from msgcenter.events.model import (
     StatusChange,
     StoredEvent,
 )
-from msgcenter.store.bulk import sequence_ids
+from msgcenter.store.bulk import sequence_ids, unnested_arrays
 from msgcenter.store.tables import delivery_log, event, event_status_change
 
 #: the PostgreSQL NOTIFY channel that wakes the processing workflows
@@ -179,14 +175,7 @@ def notify_enqueued(conn: Connection, queues: set[Queue]) -> None:
 
 #: the stored events of the wanted (operator, idempotency key) pairs, given as two arrays
 #: (PostgreSQL): one index lookup per pair, whatever the table's size
-_WANTED_KEYS = (
-    func.unnest(
-        bindparam("wanted_operators", type_=ARRAY(Integer)),
-        bindparam("wanted_keys", type_=ARRAY(String)),
-    )
-    .table_valued(column("operator_id", Integer), column("key", String))
-    .render_derived(name="wanted")
-)
+_WANTED_KEYS = unnested_arrays("wanted", {"operator_id": Integer(), "key": String()})
 _KNOWN_KEYS = select(
     event.c.operator_id, event.c.idempotency_key, event.c.id, event.c.idempotency_fingerprint
 ).join_from(
@@ -220,7 +209,7 @@ def _known_idempotency_keys(
     if conn.dialect.name == "postgresql":
         operators, keys = zip(*wanted, strict=True)
         found = conn.execute(
-            _KNOWN_KEYS, {"wanted_operators": list(operators), "wanted_keys": list(keys)}
+            _KNOWN_KEYS, {"wanted_operator_id": list(operators), "wanted_key": list(keys)}
         ).all()
     else:
         found = []
