@@ -35,6 +35,7 @@ try:
 except ImportError:  # the bench still runs, only with more client CPU
     uvloop = None
 
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)")
 _PLID = re.compile(rb"<(?:[\w.-]+:)?plId\b[^>]*>\s*(\d+)\s*</")
 _SAMPLE_BYTES = 300
 
@@ -247,7 +248,7 @@ class _Connection(asyncio.Protocol):
         head = bytes(self.buffer[:end]).lower()
         self.status = int(head[9:12])
         self.close_after = b"\r\nconnection: close" in head
-        match = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
+        match = _CONTENT_LENGTH.search(head)
         if match is None:
             # Chunked or close-delimited answers are not expected from the
             # intake endpoints; treat them as a protocol failure.
@@ -353,22 +354,19 @@ class KeepAlivePool:
         """POST ``body`` to ``path``; the answer, or ``HttpError`` when none came whole."""
         async with self._free:
             reader, writer = await self._connection()
-            lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-            lines += [f"{name}: {value}" for name, value in headers.items()]
-            lines.append(f"Content-Length: {len(body)}")
+            request = Target(self.host, self.port, "POST", path, tuple(headers.items()), body)
             try:
-                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+                writer.write(request.wire())
                 head = (await reader.readuntil(b"\r\n\r\n")).lower()
-                length = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
-                if length is None:
-                    raise HttpError("an answer without Content-Length")
-                answer = Answer(int(head[9:12]), await reader.readexactly(int(length.group(1))))
+                length = _CONTENT_LENGTH.search(head)
+                body_bytes = int(length.group(1)) if length else 0
+                answer = Answer(int(head[9:12]), await reader.readexactly(body_bytes))
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
                 writer.close()
                 raise HttpError(f"{type(exc).__name__}: {exc}") from exc
-            except HttpError:
+            if length is None:
                 writer.close()
-                raise
+                raise HttpError("an answer without Content-Length")
             if b"\r\nconnection: close" in head:
                 writer.close()
             else:
