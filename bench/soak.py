@@ -12,7 +12,8 @@ with 451 or go down on command) and ``msgcenter exec serve`` on a fresh
 database with the ``order_confirmation`` publication (both queues), drives an
 open-loop load over lean keep-alive connections (``loadgen.KeepAlivePool``),
 injects the outages, samples, drains, checks, and writes
-``bench/results/soak-<store>-<YYYYMMDD-HHMM>.json``; see ``bench/README.md``. It is a bench, not a test: it takes as long as it is told.
+``bench/results/soak-<store>-<YYYYMMDD-HHMM>.json``; see ``bench/README.md``.
+It is a bench, not a test: it takes as long as it is told.
 
     python bench/soak.py                                     # the 30 minutes
     python bench/soak.py --duration 240 --rate 100 --outage-every 90 --outage-seconds 20 \\
