@@ -157,6 +157,15 @@ def test_runaway_templates_stop_with_a_render_problem(template, fragment):
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("template", ["{{ ctx.n|int }}", "{{ 'x'|center(ctx.n) }}"])
+def test_a_huge_ctx_decimal_is_refused_as_an_int(template):
+    """1E+999999 is a cheap Decimal but an int of 3.3 million bits, minutes of CPU to build
+    (found by the fuzzing pass of ``ctx``); it is refused like a computed one."""
+    reason = problem(template, ctx=load_ctx('{"n": "1E+999999"}', "json")).reason
+    assert "ctx.n is a number of more than 4096 bits" in reason, reason
+
+
+@pytest.mark.timeout(20)
 def test_the_output_limit_is_configurable_and_counts_bytes():
     limits = RenderLimits(max_output_bytes=2048)
     compiled = compile_content(

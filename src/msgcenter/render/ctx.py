@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -42,6 +43,8 @@ from msgcenter.render.errors import RenderProblem, TemplateFault
 MAX_DEPTH = 200
 #: largest integer a template may compute; beyond it arithmetic would cost real CPU time
 MAX_INT_BITS = 4096
+#: the most decimal digits an integer of ``MAX_INT_BITS`` bits has
+MAX_INT_DIGITS = int(MAX_INT_BITS * math.log10(2)) + 1
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _INTEGER = re.compile(r"[+-]?[0-9]{1,4000}")
@@ -258,6 +261,13 @@ class Ctx:
         number = self._number()
         if number is None:
             raise ValueError(f"{self._path()} is not a number")
+        # a decimal such as 1E+999999 is cheap as itself, but as an int it takes minutes
+        if (
+            isinstance(number, Decimal)
+            and number.is_finite()
+            and number.adjusted() >= MAX_INT_DIGITS
+        ):
+            raise TemplateFault(f"{self._path()} is a number of more than {MAX_INT_BITS} bits")
         return int(number)
 
     def __float__(self) -> float:
