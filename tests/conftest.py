@@ -168,6 +168,19 @@ def add_operator(
         )
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @dataclass
 class RunningServer:
     """A server started by a test: its base URL and what it runs on."""
@@ -230,15 +243,20 @@ class ThreadedServer:
             )
 
 
-def start_exec_server(db: Database, **overrides: object) -> tuple[ThreadedServer, RunningServer]:
+def start_exec_server(
+    db: Database, *, clock: FakeClock | None = None, **overrides: object
+) -> tuple[ThreadedServer, RunningServer]:
     """An execution instance on ``db`` with settings ``overrides``; use the first item as a context.
 
     The technical workflows stay off (intake tests see events as pushed) unless
-    ``processing`` overrides say otherwise.
+    ``processing`` overrides say otherwise. With a ``clock``, its logon throttle and
+    credential cache see only that clock's time, so a test decides when a delay has
+    passed, however slowly the machine runs it.
     """
     overrides.setdefault("processing", {"workflows_in_web_process": False})
     settings = Settings(database_url=db.url, **overrides)  # type: ignore[arg-type]
-    threaded = ThreadedServer(create_exec_app(settings, db))
+    app = create_exec_app(settings, db, clock=clock or time.monotonic)
+    threaded = ThreadedServer(app)
     return threaded, RunningServer(
         f"http://127.0.0.1:{threaded.port}", db, settings, thread=threaded.thread
     )

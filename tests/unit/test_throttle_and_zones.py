@@ -8,19 +8,7 @@ from msgcenter.auth.throttle import FailedLogonThrottle, ThrottlePolicy
 from msgcenter.auth.zones import Client, SecurityZones
 from msgcenter.errors import AuthenticationError, TooManyFailedLoginsError
 from msgcenter.settings import SecuritySettings, ZoneSettings
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.conftest import FakeClock
 
 
 @pytest.fixture

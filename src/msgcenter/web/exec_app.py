@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -58,8 +59,14 @@ from msgcenter.workflows.wakeup import Wakeup
 from msgcenter.workflows.worker import Worker
 
 
-def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
-    """An execution instance on ``db`` (by default the database of ``settings``)."""
+def create_exec_app(
+    settings: Settings,
+    db: Database | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> FastAPI:
+    """An execution instance on ``db`` (by default the database of ``settings``); ``clock``
+    times its logon throttle and credential caches (a test's clock decides their delays)."""
     tune_allocator()  # each web worker process builds its app
     database = db or Database.from_settings(settings)
     wakeup = Wakeup()
@@ -115,6 +122,7 @@ def create_exec_app(settings: Settings, db: Database | None = None) -> FastAPI:
         database,
         IntakeService(committer, settings.intake, PublishedRoutes(database)),
         worker,
+        clock,
     )
     problems.install(app)
     app.add_middleware(NulGuard)
@@ -157,11 +165,12 @@ def _add_services(
     database: Database,
     intake: IntakeService,
     worker: Worker | None,
+    clock: Callable[[], float],
 ) -> None:
     """The services the routes find in ``app.state``."""
     events = EventQueries(database)
     app.state.authenticator = Authenticator(
-        database, settings.security, tokens=AccessTokens.from_settings(settings)
+        database, settings.security, tokens=AccessTokens.from_settings(settings), clock=clock
     )
     app.state.intake = intake
     app.state.events = events
