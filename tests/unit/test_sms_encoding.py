@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aiosmpplib import SmppCommandStatus
 
 from msgcenter.channels.sms import pdu
 from msgcenter.channels.sms.config import SmsSettings
@@ -93,9 +94,11 @@ def test_unusable_sender_ids_are_refused(sender):
 
 
 def test_error_classification():
-    assert is_temporary(pdu.ESME_RTHROTTLED) and is_temporary(pdu.ESME_RSYSERR)
+    assert is_temporary(SmppCommandStatus.ESME_RTHROTTLED) and is_temporary(
+        SmppCommandStatus.ESME_RSYSERR
+    )
     assert is_temporary(0x400)  # vendor-specific: retried within the validity period
-    assert not is_temporary(pdu.ESME_RINVDSTADR) and not is_temporary(0x0A)
+    assert not is_temporary(SmppCommandStatus.ESME_RINVDSTADR) and not is_temporary(0x0A)
 
 
 def body(**changes: object) -> bytes:

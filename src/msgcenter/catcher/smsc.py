@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from aiosmpplib import TON, SmppCommand
+from aiosmpplib import TON, SmppCommand, SmppCommandStatus
 
 from msgcenter.channels.sms import pdu
 from msgcenter.channels.sms.encoding import decode
@@ -116,7 +116,9 @@ class SmscSimulator:
                     await writer.drain()
                     return
                 elif not command & pdu.RESPONSE:
-                    writer.write(pdu.generic_nack(request.sequence, pdu.ESME_RINVCMDID))
+                    writer.write(
+                        pdu.generic_nack(request.sequence, SmppCommandStatus.ESME_RINVCMDID)
+                    )
                 await writer.drain()
         finally:
             self._connections.discard(writer)
@@ -126,7 +128,7 @@ class SmscSimulator:
         try:
             message = pdu.parse_short_message(request.body)
         except ValueError:
-            return [pdu.submit_sm_resp(request.sequence, "", pdu.ESME_RINVMSGLEN)]
+            return [pdu.submit_sm_resp(request.sequence, "", SmppCommandStatus.ESME_RINVMSGLEN)]
         if self.fail_next:
             return [pdu.submit_sm_resp(request.sequence, "", self.fail_next.popleft())]
         message_id = f"sim{next(self._ids)}"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from aiosmpplib import NPI, TON, SmppCommand
+from aiosmpplib import NPI, TON, SmppCommand, SmppCommandStatus
 
 from msgcenter.channels.health import RelayHealth
 from msgcenter.channels.sms import pdu
@@ -63,14 +63,14 @@ ALPHANUMERIC = re.compile(r"[A-Za-z0-9 .&'_-]{1,11}")
 #: any other is permanent, and ESME_RINVDSTADR also quarantines the number
 TEMPORARY_STATUSES = frozenset(
     {
-        pdu.ESME_RSYSERR,
-        pdu.ESME_RMSGQFUL,
-        pdu.ESME_RTHROTTLED,
-        pdu.ESME_RINVBNDSTS,
-        pdu.ESME_RSUBMITFAIL,
-        pdu.ESME_RX_T_APPN,
-        pdu.ESME_RDELIVERYFAILURE,
-        pdu.ESME_RUNKNOWNERR,
+        SmppCommandStatus.ESME_RSYSERR,
+        SmppCommandStatus.ESME_RMSGQFUL,
+        SmppCommandStatus.ESME_RTHROTTLED,
+        SmppCommandStatus.ESME_RINVBNDSTS,
+        SmppCommandStatus.ESME_RSUBMITFAIL,
+        SmppCommandStatus.ESME_RX_T_APPN,
+        SmppCommandStatus.ESME_RDELIVERYFAILURE,
+        SmppCommandStatus.ESME_RUNKNOWNERR,
     }
 )
 #: receipt states that end a message without delivery
@@ -242,14 +242,17 @@ class SmsSender:
                 answer = await self._pool.submit(build, deadline)
             except LinkDown as exc:
                 return self._unanswered(exc.reason, first, number, total)
-            if answer.command_id == SmppCommand.SUBMIT_SM_RESP and answer.status == pdu.ESME_ROK:
+            if (
+                answer.command_id == SmppCommand.SUBMIT_SM_RESP
+                and answer.status == SmppCommandStatus.ESME_ROK
+            ):
                 self._pool.accepted()
                 return pdu.parse_c_string(answer.body)
             status = answer.status
             name = pdu.status_name(status)
             metrics.SMPP_ERRORS.labels(status=name.split(" ")[0]).inc()
             where = f" (part {number} of {total})" if total > 1 else ""
-            if status == pdu.ESME_RINVDSTADR:
+            if status == SmppCommandStatus.ESME_RINVDSTADR:
                 return Attempt(
                     AttemptKind.PERMANENT,
                     f"the SMSC refused the number: {name}{where}",

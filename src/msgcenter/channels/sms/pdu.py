@@ -58,20 +58,6 @@ ESM_TYPE_MASK = 0x3C
 #: the bit of a response's command_id (§5.1.2)
 RESPONSE = 0x80000000
 
-#: command_status values (§5.1.3) that this package decides on
-ESME_ROK = SmppCommandStatus.ESME_ROK
-ESME_RINVMSGLEN = SmppCommandStatus.ESME_RINVMSGLEN
-ESME_RINVCMDID = SmppCommandStatus.ESME_RINVCMDID
-ESME_RINVBNDSTS = SmppCommandStatus.ESME_RINVBNDSTS
-ESME_RSYSERR = SmppCommandStatus.ESME_RSYSERR
-ESME_RINVDSTADR = SmppCommandStatus.ESME_RINVDSTADR
-ESME_RMSGQFUL = SmppCommandStatus.ESME_RMSGQFUL
-ESME_RSUBMITFAIL = SmppCommandStatus.ESME_RSUBMITFAIL
-ESME_RTHROTTLED = SmppCommandStatus.ESME_RTHROTTLED
-ESME_RX_T_APPN = SmppCommandStatus.ESME_RX_T_APPN
-ESME_RDELIVERYFAILURE = SmppCommandStatus.ESME_RDELIVERYFAILURE
-ESME_RUNKNOWNERR = SmppCommandStatus.ESME_RUNKNOWNERR
-
 
 def status_name(status: int) -> str:
     """``ESME_RTHROTTLED (0x58)``, or the number alone for a vendor-specific code."""
@@ -105,7 +91,9 @@ async def read_pdu(reader: asyncio.StreamReader) -> Pdu:
     return Pdu(command_id, status, sequence, body)
 
 
-def header_only(command: SmppCommand, sequence: int, status: int = ESME_ROK) -> bytes:
+def header_only(
+    command: SmppCommand, sequence: int, status: int = SmppCommandStatus.ESME_ROK
+) -> bytes:
     """A PDU without body (generic_nack, a refused submit_sm_resp)."""
     return HEADER.pack(HEADER.size, command, status, sequence)
 
@@ -364,15 +352,19 @@ def generic_nack(sequence: int, status: int) -> bytes:
 # -- what an SMSC sends (the simulator) -------------------------------------------------
 
 
-def bind_resp(command: int, sequence: int, system_id: str, status: int = ESME_ROK) -> bytes:
+def bind_resp(
+    command: int, sequence: int, system_id: str, status: int = SmppCommandStatus.ESME_ROK
+) -> bytes:
     """The response to a bind request of ``command`` (§4.1)."""
     body = _octets(BindTransceiverResp(sequence_num=sequence, system_id=system_id))[HEADER.size :]
     return HEADER.pack(HEADER.size + len(body), command | RESPONSE, status, sequence) + body
 
 
-def submit_sm_resp(sequence: int, message_id: str, status: int = ESME_ROK) -> bytes:
+def submit_sm_resp(
+    sequence: int, message_id: str, status: int = SmppCommandStatus.ESME_ROK
+) -> bytes:
     """submit_sm_resp (§4.4.2); a refused submit carries no message_id."""
-    if status != ESME_ROK:
+    if status != SmppCommandStatus.ESME_ROK:
         return header_only(SmppCommand.SUBMIT_SM_RESP, sequence, status)
     return _octets(SubmitSmResp(sequence_num=sequence, message_id=message_id))
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiosmpplib import SmppCommand
+from aiosmpplib import SmppCommand, SmppCommandStatus
 
 from msgcenter.channels.health import RelayHealth
 from msgcenter.channels.sms import pdu
@@ -151,7 +151,7 @@ class Bind:
                         writer.write(pdu.enquire_link_resp(answer.sequence))
                     elif answer.command_id == SmppCommand.GENERIC_NACK:
                         raise BindRefused(f"bind refused: {pdu.status_name(answer.status)}")
-            if answer.status != pdu.ESME_ROK:
+            if answer.status != SmppCommandStatus.ESME_ROK:
                 raise BindRefused(f"bind refused: {pdu.status_name(answer.status)}")
         except BaseException:
             writer.close()
@@ -216,7 +216,7 @@ class Bind:
                 self._write(pdu.unbind_resp(received.sequence))
                 return "the SMSC unbound"
             else:
-                self._write(pdu.generic_nack(received.sequence, pdu.ESME_RINVCMDID))
+                self._write(pdu.generic_nack(received.sequence, SmppCommandStatus.ESME_RINVCMDID))
 
     async def _keep_alive(self) -> str:
         interval = self._settings.enquire_link_seconds
@@ -374,7 +374,10 @@ class BindPool:
                 if deadline - time.monotonic() <= 0:
                     raise LinkDown(exc.reason, written=written) from exc
                 continue
-            if answer.status in (pdu.ESME_RTHROTTLED, pdu.ESME_RMSGQFUL):
+            if answer.status in (
+                SmppCommandStatus.ESME_RTHROTTLED,
+                SmppCommandStatus.ESME_RMSGQFUL,
+            ):
                 self.throttled()
                 continue
             return answer
