@@ -8,6 +8,7 @@ server, trust auth); when it is unreachable those tests are skipped, unless
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -50,11 +51,29 @@ STORES = [
 TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
+#: test servers' ports are drawn below Linux's ephemeral range (32768-60999 by default): a
+#: port the kernel picked from that range could become an outgoing connection's source
+#: port (to PostgreSQL, say) between its choice and its server's bind
+FIRST_TEST_PORT = 20_000
+#: each pytest-xdist worker draws from a slice of its own, so two never choose the same port
+PORTS_PER_WORKER = 2_000
+WORKER_SLICES = 6
+_port_draws = itertools.count()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing is bound to and no other test process hands out."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = FIRST_TEST_PORT + int(worker or 0) % WORKER_SLICES * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = first + next(_port_draws) % PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use, or still in TIME_WAIT from an earlier test
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_WORKER - 1}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
