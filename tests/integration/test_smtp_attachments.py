@@ -60,7 +60,7 @@ class Files(BaseHTTPRequestHandler):
         elif path == "/slow":
             self.send_response(200)
             self.end_headers()
-            for _ in range(30):
+            for _ in range(100):  # 10 s, far past the fetch's time limit
                 self.wfile.write(b"x")
                 self.wfile.flush()
                 time.sleep(0.1)
@@ -179,7 +179,7 @@ async def test_reading_stops_at_the_limit(files):
 async def test_a_slow_server_is_cut_off_at_the_time_limit(files):
     started = time.monotonic()
     error = await fetch_error(f"{files}/slow")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # (not the server's 10 s; margin for a busy machine)
     assert error.temporary and "not fetched within 1 s" in error.message
 
 

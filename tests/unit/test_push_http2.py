@@ -358,7 +358,7 @@ def test_a_request_without_answer_times_out_and_its_stream_is_cancelled() -> Non
         started = loop.time()
         with pytest.raises(RequestTimeout):
             await post(client, "held")
-        assert 0.2 <= loop.time() - started < 2
+        assert 0.2 <= loop.time() - started < 5  # the server holds it forever
         # the cancelled stream frees its slot: the next request gets one (and times out too)
         with pytest.raises(RequestTimeout):
             await post(client, "second")
