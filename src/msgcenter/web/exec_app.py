@@ -137,8 +137,8 @@ def create_exec_app(
         include_in_schema=False,
     )
     app.add_route("/nl/jsp/schemawsdl.jsp", soap.wsdl, methods=["GET"], include_in_schema=False)
+    rest.add_push_route(app)
     for router in (
-        rest.push_router,
         rest.router,
         rest.sessions_router,
         admin.identity_router,
