@@ -263,7 +263,8 @@ def push_parameters(request: Request) -> tuple[Queue, str | None]:
     try:
         queue = Queue(request.path_params["queue"])
     except ValueError:
-        raise invalid_parameter("path", "queue", "Input should be 'rt' or 'batch'") from None
+        expected = " or ".join(repr(known.value) for known in Queue)
+        raise invalid_parameter("path", "queue", f"Input should be {expected}") from None
     key = request.headers.get("idempotency-key")
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise invalid_parameter(

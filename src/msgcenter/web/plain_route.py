@@ -1,11 +1,12 @@
 """Routes whose endpoint reads its own parameters: documented by FastAPI, not solved by it.
 
-FastAPI solves and validates an endpoint's declared parameters on every request. For the
-REST push of one event that was a quarter of the instructions the whole application ran
-per request (``bench/instructions.py``). A :class:`PlainRoute` calls its endpoint with the
-request alone. Its ``openapi_extra`` documents the parameters that the endpoint reads and
-checks itself, and a parameter refused with :func:`invalid_parameter` is answered as
-FastAPI's own validation refusals are, by the same problem+json handler.
+FastAPI solves and validates an endpoint's declared parameters on every request, inside
+exit stacks kept for dependencies with ``yield``. For the REST push of one event that was
+a quarter of the instructions the whole application ran per request
+(``bench/instructions.py``). A :class:`PlainRoute` is served as a Starlette route is: its
+endpoint gets the request alone. Its ``openapi_extra`` documents the parameters that the
+endpoint reads and checks itself, and a parameter refused with :func:`invalid_parameter`
+is answered as FastAPI's own validation refusals are, by the same problem+json handler.
 """
 
 from __future__ import annotations
