@@ -55,7 +55,7 @@ class BulkStatement:
         columns: dict[str, TypeEngine[Any]],
         build: Callable[[RowColumns], Executable],
     ) -> None:
-        self._params = [f"{name}_{c}" for c in columns]
+        self._params = [array_param(name, c) for c in columns]
         unnested = unnested_arrays(name, columns)
         self._postgresql = build(RowColumns({c: unnested.c[c] for c in columns}))
         self._per_row = build(
@@ -119,12 +119,20 @@ class BulkInsert:
         return ids
 
 
+def array_param(name: str, column_name: str) -> str:
+    """The parameter that holds ``column_name``'s values in :func:`unnested_arrays` ``name``
+    (and one row's value in a :class:`BulkStatement` run per row)."""
+    return f"{name}_{column_name}"
+
+
 def unnested_arrays(name: str, columns: dict[str, TypeEngine[Any]]) -> TableValuedAlias:
     """PostgreSQL: the table ``name`` whose columns (name -> type) are read from one array
-    parameter each, ``<name>_<column>``, with ``unnest``: rows of any number in one fixed
+    parameter each (:func:`array_param`) with ``unnest``: rows of any number in one fixed
     SQL text."""
     return (
-        func.unnest(*(bindparam(f"{name}_{c}", type_=ARRAY(kind)) for c, kind in columns.items()))
+        func.unnest(
+            *(bindparam(array_param(name, c), type_=ARRAY(kind)) for c, kind in columns.items())
+        )
         .table_valued(*(column(c, kind) for c, kind in columns.items()))
         .render_derived(name=name)
     )

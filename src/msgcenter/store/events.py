@@ -32,7 +32,7 @@ from msgcenter.events.model import (
     StatusChange,
     StoredEvent,
 )
-from msgcenter.store.bulk import sequence_ids, unnested_arrays
+from msgcenter.store.bulk import array_param, sequence_ids, unnested_arrays
 from msgcenter.store.tables import delivery_log, event, event_status_change
 
 #: the PostgreSQL NOTIFY channel that wakes the processing workflows
@@ -209,7 +209,11 @@ def _known_idempotency_keys(
     if conn.dialect.name == "postgresql":
         operators, keys = zip(*wanted, strict=True)
         found = conn.execute(
-            _KNOWN_KEYS, {"wanted_operator_id": list(operators), "wanted_key": list(keys)}
+            _KNOWN_KEYS,
+            {
+                array_param("wanted", "operator_id"): list(operators),
+                array_param("wanted", "key"): list(keys),
+            },
         ).all()
     else:
         found = []
