@@ -20,7 +20,7 @@ from msgcenter.auth import passwords
 from msgcenter.events.xml import parse_document
 from msgcenter.intake import soap as soap_module
 from msgcenter.store.tables import event
-from tests.conftest import RunningServer, add_operator, start_exec_server, wait_for
+from tests.conftest import FakeClock, RunningServer, add_operator, start_exec_server, wait_for
 from tests.integration.test_soap_intake import (
     ROUTER,
     SOAP_ENV,
@@ -443,14 +443,14 @@ def test_expired_sessions_leave_the_cache(db):
     from msgcenter.settings import SecuritySettings
 
     add_operator(db, LOGIN, PASSWORD)
-    now = [1000.0]
-    auth = Authenticator(db, SecuritySettings(credential_cache_seconds=10), clock=lambda: now[0])
+    clock = FakeClock()
+    auth = Authenticator(db, SecuritySettings(credential_cache_seconds=10), clock=clock)
     client = Client(ipaddress.ip_address("127.0.0.1"), https=False)
     tokens = [auth.logon(LOGIN, PASSWORD, client)[0] for _ in range(50)]
     for token in tokens:
         auth.bearer(token, client)
     assert auth.cached_entries() == 51
-    now[0] += 11
+    clock.advance(11)
     auth.bearer(auth.logon(LOGIN, PASSWORD, client)[0], client)
     assert auth.cached_entries() == 2
 
@@ -477,15 +477,15 @@ def test_expired_credentials_are_read_again_but_hashed_again_only_when_changed(d
 
     monkeypatch.setattr(authenticator_module, "verify_password", counted)
     add_operator(db, LOGIN, PASSWORD, "mc_push,mc_admin")
-    now = [1000.0]
-    auth = Authenticator(db, SecuritySettings(credential_cache_seconds=10), clock=lambda: now[0])
+    clock = FakeClock()
+    auth = Authenticator(db, SecuritySettings(credential_cache_seconds=10), clock=clock)
     client = Client(ipaddress.ip_address("127.0.0.1"), https=False)
     assert Right.MC_ADMIN in auth.password(LOGIN, PASSWORD, client).rights
     assert hashed == [PASSWORD]
 
     with db.write() as conn:
         conn.execute(operator.update().where(operator.c.login == LOGIN).values(rights="mc_push"))
-    now[0] += 11
+    clock.advance(11)
     assert auth.password(LOGIN, PASSWORD, client).rights == {Right.MC_PUSH}  # read again...
     assert hashed == [PASSWORD]  # ...and not hashed again
     with pytest.raises(AuthenticationError):
@@ -493,7 +493,7 @@ def test_expired_credentials_are_read_again_but_hashed_again_only_when_changed(d
     assert hashed == [PASSWORD, "wrong"]
 
     OperatorAdmin(db).set_password(LOGIN, "new secret")
-    now[0] += 11
+    clock.advance(11)
     with pytest.raises(AuthenticationError):
         auth.password(LOGIN, PASSWORD, client)  # the hash changed: checked, and refused
     assert auth.password(LOGIN, "new secret", client).login == LOGIN

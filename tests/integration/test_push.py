@@ -39,6 +39,7 @@ from msgcenter.store.database import Database
 from msgcenter.store.tables import quarantine
 from tests.conftest import (
     FAST_PROCESSING,
+    FakeClock,
     RunningServer,
     add_operator,
     free_port,
@@ -322,19 +323,19 @@ def test_fcm_end_to_end_sent_renewed_token_and_unregistered(
 def test_fcm_access_token_is_cached_until_near_expiry(plain_catcher: PushCatcher) -> None:
     settings = PushSettings.model_validate(plain_catcher.push_settings())
     # the client's clock starts in the past so that each assertion it signs is still valid now
-    now = [time.time() - 3500]
+    clock = FakeClock(time.time() - 3500)
     fcm = settings.apps[0].fcm
     assert fcm is not None
-    client = FcmClient(fcm, timeout=5, clock=lambda: now[0])
+    client = FcmClient(fcm, timeout=5, clock=clock)
     message = fcm_message(PushContent(body="b"), "t", high_priority=False, ttl_seconds=60)
 
     async def run() -> list[str]:
         try:
             tokens = [await client.token.get()]
             assert (await client.send(message)).status is PushStatus.SENT
-            now[0] += 3000  # within the hour, before the renewal margin
+            clock.advance(3000)  # within the hour, before the renewal margin
             tokens.append(await client.token.get())
-            now[0] += 400  # less than 5 minutes left
+            clock.advance(400)  # less than 5 minutes left
             tokens.append(await client.token.get())
             return tokens
         finally:

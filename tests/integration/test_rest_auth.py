@@ -259,7 +259,7 @@ def test_failed_logons_slow_down_their_login_and_address_not_bystanders(db):
             assert_throttled(push(http))
             clock.advance(0.5)
             assert push(http).status_code == 201
-            # a verified password is cached, and is then not slowed from anywhere
+        # a verified password is cached, and is then not slowed from anywhere
         with client(url, ("mc", "secret"), source="127.0.0.2") as http:
             assert push(http).status_code == 201
         # many logins failing from one address slow that address past its own limit

@@ -29,6 +29,7 @@ from msgcenter.events.model import Channel, Queue
 from msgcenter.publications import Publication, PublicationSpec, compile_publication
 from msgcenter.render import RenderedMessage, TemplateSyntaxProblem
 from msgcenter.sending.attempts import Attempt, AttemptKind, outcome_of
+from tests.conftest import FakeClock
 
 CONTENT = PushContent(
     title="Order A-1", body="On its way", sound="default", badge=3, data={"order": "A-1"}
@@ -164,26 +165,26 @@ def test_push_data_keys_apns_or_fcm_keep_are_refused(key: str) -> None:
 
 def test_provider_token_is_renewed_after_the_refresh_period() -> None:
     app = CatcherApp.generate()
-    now = [1_700_000_000.0]
+    clock = FakeClock(1_700_000_000.0)
     token = ProviderToken(
         app.team_id,
         app.key_id,
         app.apns_key_pem.encode(),
         refresh_seconds=2400,
-        clock=lambda: now[0],
+        clock=clock,
     )
     first = token.get()
     claims = jwt.decode(first, app.apns_public_key(), algorithms=["ES256"])
     assert claims == {"iss": app.team_id, "iat": 1_700_000_000}
     assert jwt.get_unverified_header(first) == {"alg": "ES256", "kid": app.key_id, "typ": "JWT"}
-    now[0] += 2399
+    clock.advance(2399)
     assert token.get() == first  # reused: Apple refuses renewals more often than every 20 min
-    now[0] += 1
+    clock.advance(1)
     second = token.get()
     assert second != first
     assert jwt.decode(second, app.apns_public_key(), algorithms=["ES256"])["iat"] == 1_700_002_400
     # a refused token is renewed once, however many requests saw it refused
-    now[0] += 5
+    clock.advance(5)
     third = token.renew(second)
     assert third != second and token.renew(second) == third
 
