@@ -359,14 +359,15 @@ class KeepAlivePool:
                 writer.write(request.wire())
                 head = (await reader.readuntil(b"\r\n\r\n")).lower()
                 length = _CONTENT_LENGTH.search(head)
-                body_bytes = int(length.group(1)) if length else 0
-                answer = Answer(int(head[9:12]), await reader.readexactly(body_bytes))
+                if length is None:
+                    raise HttpError("an answer without Content-Length")
+                answer = Answer(int(head[9:12]), await reader.readexactly(int(length.group(1))))
+            except HttpError:
+                writer.close()
+                raise
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
                 writer.close()
                 raise HttpError(f"{type(exc).__name__}: {exc}") from exc
-            if length is None:
-                writer.close()
-                raise HttpError("an answer without Content-Length")
             if b"\r\nconnection: close" in head:
                 writer.close()
             else:
